@@ -1,0 +1,399 @@
+"""The Python library door: `AsyncMemVault` (async) and `MemVault` (blocking).
+
+`MemVault` shares every line of logic with `AsyncMemVault`: it opens the same service on the
+inline runner, where storage work runs on the caller's thread and the service's coroutines
+never suspend, and drives each coroutine to completion (`storage.runner.drive`). No event
+loop and no thread hop sit on its path; it is safe to use from several threads at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from types import TracebackType
+from typing import Any
+
+from memvault.clock import Clock, SystemClock
+from memvault.config import Settings, load_settings
+from memvault.models import (
+    ContextEntry,
+    Filters,
+    HistoryEntry,
+    Memory,
+    MemoryPatch,
+    Message,
+    Metrics,
+    NewMemory,
+    Page,
+    Session,
+    Summary,
+    User,
+)
+from memvault.service.people import PeopleOps
+from memvault.storage.base import Backend, LexicalHit, PurgeCounts
+from memvault.storage.registry import open_backend
+from memvault.storage.runner import drive
+
+
+class AsyncMemVault(PeopleOps):
+    """The memvault service for asyncio code. Open with `await AsyncMemVault.open()`."""
+
+    def __init__(self, backend: Backend, settings: Settings, clock: Clock) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.clock = clock
+
+    @classmethod
+    async def open(
+        cls, settings: Settings | None = None, *, clock: Clock | None = None
+    ) -> AsyncMemVault:
+        """Open the store named by `settings.database_url` (migrating it when needed)."""
+        s = settings or load_settings()
+        backend = await asyncio.to_thread(open_backend, s.database_url, s, threaded=True)
+        return cls(backend, s, clock or SystemClock())
+
+    async def flush(self) -> None:
+        """Write pending access counts now."""
+        await self.backend.flush()
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    async def __aenter__(self) -> AsyncMemVault:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class MemVault:
+    """The memvault service as a blocking library: `MemVault()` opens the default store."""
+
+    def __init__(self, settings: Settings | None = None, *, clock: Clock | None = None) -> None:
+        s = settings or load_settings()
+        backend = open_backend(s.database_url, s, threaded=False)
+        self._inner = AsyncMemVault(backend, s, clock or SystemClock())
+        self.settings = s
+
+    def __enter__(self) -> MemVault:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        drive(self._inner.close())
+
+    def flush(self) -> None:
+        """Write pending access counts now."""
+        drive(self._inner.flush())
+
+    def add(
+        self,
+        user_id: str,
+        content: str | dict[str, Any],
+        *,
+        namespace: str | None = None,
+        key: str | None = None,
+        memory_type: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        category: str | None = None,
+        importance: float = 0.5,
+        ttl_seconds: int | None = None,
+        expires_at: datetime | None = None,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        actor: str | None = None,
+    ) -> Memory:
+        """Store one memory for `user_id` (created on first use) and return it."""
+        return drive(
+            self._inner.add(
+                user_id,
+                content,
+                namespace=namespace,
+                key=key,
+                memory_type=memory_type,
+                metadata=metadata,
+                tags=tags,
+                category=category,
+                importance=importance,
+                ttl_seconds=ttl_seconds,
+                expires_at=expires_at,
+                session_id=session_id,
+                agent_id=agent_id,
+                actor=actor,
+            )
+        )
+
+    def add_many(
+        self,
+        user_id: str,
+        memories: Sequence[NewMemory | Mapping[str, Any]],
+        *,
+        actor: str | None = None,
+    ) -> list[Memory]:
+        """Store up to `limits.MAX_BATCH` memories in one transaction: all or none."""
+        return drive(self._inner.add_many(user_id, memories, actor=actor))
+
+    def add_message(
+        self,
+        user_id: str,
+        role: str,
+        content: str,
+        *,
+        session_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Message:
+        """Append to the conversation history, keeping the newest `max_messages` (seed 002's
+        `MAX_MESSAGES`); counts towards the user's metrics and, for `user` messages, the daily
+        streak.
+        """
+        return drive(
+            self._inner.add_message(
+                user_id, role, content, session_id=session_id, metadata=metadata
+            )
+        )
+
+    def add_permanent_memory(
+        self, user_id: str, content: str | dict[str, Any], **fields: Any
+    ) -> Memory:
+        """A memory that never expires (seed 002's permanent memories)."""
+        return drive(self._inner.add_permanent_memory(user_id, content, **fields))
+
+    def add_user_fact(
+        self,
+        user_id: str,
+        fact: str,
+        category: str | None = None,
+        *,
+        importance: float = 0.5,
+        metadata: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> Memory:
+        """Store a fact about the user under a category (seed 002). The same fact again
+        (ignoring case and spacing) updates the stored one instead of adding a copy.
+        """
+        return drive(
+            self._inner.add_user_fact(
+                user_id, fact, category, importance=importance, metadata=metadata, actor=actor
+            )
+        )
+
+    def clear_message_history(self, user_id: str) -> int:
+        """Delete a user's conversation history; returns how many messages went."""
+        return drive(self._inner.clear_message_history(user_id))
+
+    def count(self, user_id: str | None = None) -> int:
+        """Live memories of one user, or of everyone."""
+        return drive(self._inner.count(user_id))
+
+    def create_session(
+        self,
+        user_id: str,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        agent_id: str | None = None,
+    ) -> Session:
+        return drive(self._inner.create_session(user_id, metadata=metadata, agent_id=agent_id))
+
+    def delete(
+        self,
+        user_id: str,
+        memory_id: str,
+        *,
+        expected_version: int | None = None,
+        actor: str | None = None,
+    ) -> Memory:
+        """Soft-delete: hidden everywhere, restorable until purged after the retention period."""
+        return drive(
+            self._inner.delete(user_id, memory_id, expected_version=expected_version, actor=actor)
+        )
+
+    def delete_global_context(self, key: str) -> None:
+        return drive(self._inner.delete_global_context(key))
+
+    def end_session(self, user_id: str, session_id: str) -> Session:
+        return drive(self._inner.end_session(user_id, session_id))
+
+    def erase_user(self, user_id: str) -> dict[str, int]:
+        """Hard-delete everything a user owns (memories, history, messages, sessions, summary,
+        metrics). Returns how many rows of each kind went.
+        """
+        return drive(self._inner.erase_user(user_id))
+
+    def get(self, user_id: str, memory_id: str) -> Memory:
+        """The live memory `memory_id` of `user_id`; counts as one access."""
+        return drive(self._inner.get(user_id, memory_id))
+
+    def get_global_context(self) -> dict[str, Any]:
+        """Every global value by key."""
+        return drive(self._inner.get_global_context())
+
+    def get_many(self, user_id: str, memory_ids: Sequence[str]) -> list[Memory]:
+        """The live memories among `memory_ids`, in the order asked; missing ones are left out."""
+        return drive(self._inner.get_many(user_id, memory_ids))
+
+    def get_message_history(
+        self, user_id: str, *, limit: int | None = None, session_id: str | None = None
+    ) -> list[Message]:
+        """The newest `limit` messages (all kept ones by default), oldest first."""
+        return drive(self._inner.get_message_history(user_id, limit=limit, session_id=session_id))
+
+    def get_metrics(self, user_id: str) -> Metrics:
+        """The user's metrics (zeros for a user with no activity yet)."""
+        return drive(self._inner.get_metrics(user_id))
+
+    def get_or_create_user(self, user_id: str, username: str | None = None) -> User:
+        """The user `user_id`, created (with `username`) when new (seed 002's call)."""
+        return drive(self._inner.get_or_create_user(user_id, username))
+
+    def get_permanent_memories(self, user_id: str) -> list[Memory]:
+        return drive(self._inner.get_permanent_memories(user_id))
+
+    def get_session(self, user_id: str, session_id: str) -> Session:
+        return drive(self._inner.get_session(user_id, session_id))
+
+    def get_summary(self, user_id: str | int) -> Summary | None:
+        return drive(self._inner.get_summary(user_id))
+
+    def get_user(self, user_id: str) -> User:
+        """Raises `NotFoundError` for an unknown user."""
+        return drive(self._inner.get_user(user_id))
+
+    def get_user_facts(self, user_id: str, category: str | None = None) -> list[Memory]:
+        """The user's live facts, oldest first, optionally of one category."""
+        return drive(self._inner.get_user_facts(user_id, category))
+
+    def history(self, user_id: str, memory_id: str) -> list[HistoryEntry]:
+        """Every change of a memory, oldest first (deleted memories keep theirs until purged)."""
+        return drive(self._inner.history(user_id, memory_id))
+
+    def increment_metric(self, user_id: str, name: str, by: int = 1) -> Metrics:
+        """Add `by` to the user's counter `name`."""
+        return drive(self._inner.increment_metric(user_id, name, by))
+
+    def list_memories(
+        self,
+        user_id: str,
+        *,
+        filters: Filters | Mapping[str, Any] | None = None,
+        order: str = "created_desc",
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of a user's live memories, newest first by default."""
+        return drive(
+            self._inner.list_memories(user_id, filters=filters, order=order, limit=limit, cursor=cursor)
+        )
+
+    def list_sessions(
+        self, user_id: str, *, status: str | None = None, limit: int | None = None
+    ) -> list[Session]:
+        return drive(self._inner.list_sessions(user_id, status=status, limit=limit))
+
+    def list_users(self, *, limit: int | None = None, after: str | None = None) -> list[User]:
+        """Users in id order; pass the last id as `after` for the next page."""
+        return drive(self._inner.list_users(limit=limit, after=after))
+
+    def purge(self) -> PurgeCounts:
+        """Hard-delete expired memories and those soft-deleted longer than the retention period
+        (`soft_delete_retention_days`), with their history.
+        """
+        return drive(self._inner.purge())
+
+    def restore(self, user_id: str, memory_id: str, *, actor: str | None = None) -> Memory:
+        """Bring back a soft-deleted memory."""
+        return drive(self._inner.restore(user_id, memory_id, actor=actor))
+
+    def revert(
+        self, user_id: str, memory_id: str, version: int, *, actor: str | None = None
+    ) -> Memory:
+        """Make a live memory look as it did at `version` again (a new version; history stays)."""
+        return drive(self._inner.revert(user_id, memory_id, version, actor=actor))
+
+    def save_summary(self, user_id: str | int, content: str) -> Summary:
+        """Upsert the user's one summary: `created_at` stays, `updated_at` moves."""
+        return drive(self._inner.save_summary(user_id, content))
+
+    def search(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        k: int = 10,
+        filters: Filters | Mapping[str, Any] | None = None,
+    ) -> list[LexicalHit]:
+        """The k live memories whose text best matches `query` (full-text, BM25)."""
+        return drive(self._inner.search(user_id, query, k=k, filters=filters))
+
+    def set_global_context(self, key: str, value: Any, *, actor: str | None = None) -> ContextEntry:
+        """Set a value every user's context can see."""
+        return drive(self._inner.set_global_context(key, value, actor=actor))
+
+    def update(
+        self,
+        user_id: str,
+        memory_id: str,
+        patch: MemoryPatch | Mapping[str, Any] | None = None,
+        *,
+        expected_version: int | None = None,
+        actor: str | None = None,
+        **fields: Any,
+    ) -> Memory:
+        """Change the fields given (in `patch` or as keywords); the version goes up by one."""
+        return drive(
+            self._inner.update(
+                user_id, memory_id, patch, expected_version=expected_version, actor=actor, **fields
+            )
+        )
+
+    def update_session(
+        self, user_id: str, session_id: str, *, metadata: Mapping[str, Any]
+    ) -> Session:
+        """Merge `metadata` into an active session's metadata."""
+        return drive(self._inner.update_session(user_id, session_id, metadata=metadata))
+
+    def update_streak(self, user_id: str, *, today: date | None = None) -> Metrics:
+        """Record activity today (in the user's time zone) and return the streak."""
+        return drive(self._inner.update_streak(user_id, today=today))
+
+    def update_user(
+        self,
+        user_id: str,
+        *,
+        username: str | None = None,
+        profile: Mapping[str, Any] | None = None,
+        timezone: str | None = None,
+        replace_profile: bool = False,
+    ) -> User:
+        """Set the user's name, time zone (IANA name, for streaks) or profile fields
+        (merged into the stored profile unless `replace_profile`).
+        """
+        return drive(
+            self._inner.update_user(
+                user_id,
+                username=username,
+                profile=profile,
+                timezone=timezone,
+                replace_profile=replace_profile,
+            )
+        )
+
+    def upsert(
+        self,
+        user_id: str,
+        namespace: str,
+        key: str,
+        content: str | dict[str, Any],
+        *,
+        actor: str | None = None,
+        **fields: Any,
+    ) -> Memory:
+        """Create the memory at (user, namespace, key), or update the live one there."""
+        return drive(self._inner.upsert(user_id, namespace, key, content, actor=actor, **fields))

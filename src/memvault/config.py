@@ -1,0 +1,82 @@
+"""Settings: the only module that reads the environment.
+
+Names: `MEMVAULT_<FIELD>`; the names older clients use are accepted too
+(`DATABASE_URL`, `AUTH_DATABASE_URL`, `DATA_DIR`, `MAX_MESSAGES`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from memvault.errors import ConfigurationError
+from memvault.limits import MAX_MESSAGES_LIMIT
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory (`~/.local/share/memvault` on Linux)."""
+    return Path(platformdirs.user_data_dir("memvault", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with defaults that work on a laptop.
+
+    `docs/configuration.md` documents each field; a test keeps the two in step.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="MEMVAULT_",
+        frozen=True,
+        populate_by_name=True,
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        validation_alias=AliasChoices("MEMVAULT_DATA_DIR", "DATA_DIR", "data_dir"),
+    )
+    database_url: str = Field(
+        "",
+        validation_alias=AliasChoices(
+            "MEMVAULT_DATABASE_URL", "DATABASE_URL", "AUTH_DATABASE_URL", "database_url"
+        ),
+    )
+    max_messages: int = Field(
+        100,
+        ge=1,
+        le=MAX_MESSAGES_LIMIT,
+        validation_alias=AliasChoices("MEMVAULT_MAX_MESSAGES", "MAX_MESSAGES", "max_messages"),
+    )
+    default_namespace: str = "default"
+    default_memory_type: str = "note"
+    default_fact_category: str = "general"
+    soft_delete_retention_days: float = Field(30.0, ge=0, le=3650)
+    sqlite_busy_timeout_s: float = Field(30.0, gt=0, le=3600)
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    access_flush_interval_s: float = Field(1.0, ge=0, le=3600)
+    access_flush_max_pending: int = Field(1000, ge=1, le=1_000_000)
+    read_threads: int = Field(4, ge=1, le=64)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+    @model_validator(mode="after")
+    def _default_database_url(self) -> Settings:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'memvault.db'}")
+        return self
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Build `Settings` from the environment plus `overrides`; a bad value raises
+    `ConfigurationError` naming the setting."""
+    try:
+        return Settings(**(overrides or {}))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid memvault settings: {problems}") from exc

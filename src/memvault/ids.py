@@ -1,0 +1,51 @@
+"""Prefixed, time-sortable ids: `mem_01JD3...` (prefix + 26 Crockford base32 characters).
+
+The 26 characters are 48 bits of milliseconds since the epoch and 80 random bits, the
+layout of a ULID, so ids sort by creation time within a millisecond's resolution.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+PREFIXES = frozenset({"mem", "ses", "msg", "usr", "key", "job"})
+_ID_RE = re.compile(r"^(?P<prefix>[a-z]{2,5})_[0-9A-HJKMNP-TV-Z]{26}$")
+
+_lock = threading.Lock()
+_last_ms = 0
+_last_rand = 0
+
+
+def _encode(value: int, length: int) -> str:
+    out = []
+    for _ in range(length):
+        out.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(out))
+
+
+def new_id(prefix: str) -> str:
+    """Return a new id such as `mem_01JD3Q...`; ids made in one process strictly increase."""
+    global _last_ms, _last_rand
+    if prefix not in PREFIXES:
+        raise ValueError(f"unknown id prefix {prefix!r}; allowed: {sorted(PREFIXES)}")
+    ms = time.time_ns() // 1_000_000
+    with _lock:
+        if ms <= _last_ms:
+            # Same millisecond (or a clock step back): keep order by incrementing the random part.
+            ms = _last_ms
+            rand = _last_rand + 1
+        else:
+            rand = int.from_bytes(os.urandom(10), "big") >> 1  # leave room to increment
+        _last_ms, _last_rand = ms, rand
+    return f"{prefix}_{_encode(ms, 10)}{_encode(rand, 16)}"
+
+
+def is_valid_id(value: str, prefix: str) -> bool:
+    """True when `value` is a well-formed id with this prefix."""
+    match = _ID_RE.match(value)
+    return bool(match) and match is not None and match.group("prefix") == prefix

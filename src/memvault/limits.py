@@ -1,0 +1,49 @@
+"""Every size and count limit in one place; `docs/limits.md` lists the same numbers.
+
+A value over a size limit raises `PayloadTooLargeError`; a malformed value raises
+`InvalidArgumentError`. Both are checked before anything is written.
+"""
+
+from __future__ import annotations
+
+MAX_CONTENT_CHARS = 65_536
+"""Memory content, message content, summary content (characters)."""
+
+MAX_USER_ID_CHARS = 128
+MAX_USERNAME_CHARS = 256
+MAX_NAMESPACE_CHARS = 128
+MAX_KEY_CHARS = 256
+MAX_MEMORY_TYPE_CHARS = 32
+MAX_CATEGORY_CHARS = 64
+MAX_AGENT_ID_CHARS = 128
+
+MAX_TAGS = 64
+MAX_TAG_CHARS = 64
+
+MAX_JSON_BYTES = 16_384
+"""Serialized size of `metadata`, a user `profile`, session metadata (UTF-8 bytes)."""
+MAX_JSON_DEPTH = 8
+
+MAX_GLOBAL_VALUE_BYTES = 65_536
+"""Serialized size of one global-context value."""
+
+MAX_BATCH = 1_000
+"""Memories in one batch create or batch get."""
+
+MAX_PAGE_LIMIT = 1_000
+DEFAULT_PAGE_LIMIT = 100
+
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
+"""Ten years."""
+
+MAX_MESSAGES_LIMIT = 100_000
+"""Upper bound for the `MAX_MESSAGES` setting."""
+
+MESSAGE_ROLES = ("user", "assistant", "system", "tool")
+
+NAMESPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
+MEMORY_TYPE_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+MAX_QUERY_CHARS = 4_096
+"""Search query text."""
+MAX_SEARCH_K = 100

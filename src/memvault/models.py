@@ -1,0 +1,504 @@
+"""Records and input shapes. Input shapes carry the limits, so every door validates alike."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from memvault import limits
+
+Content = str | dict[str, Any]
+Role = Literal["user", "assistant", "system", "tool"]
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_NAMESPACE_RE = re.compile(limits.NAMESPACE_PATTERN)
+_TYPE_RE = re.compile(limits.MEMORY_TYPE_PATTERN)
+
+
+# ----------------------------------------------------------------------------- checks
+def too_large(what: str, limit: int, got: int, unit: str = "characters") -> PydanticCustomError:
+    return PydanticCustomError(
+        "payload_too_large",
+        "{what} is {got} {unit}; the limit is {limit}",
+        {"what": what, "got": got, "limit": limit, "unit": unit},
+    )
+
+
+def invalid(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)
+
+
+def check_identifier(value: Any, what: str, max_chars: int) -> str:
+    """User ids, keys, agent ids: non-empty text, no control characters, bounded."""
+    if isinstance(value, bool):
+        raise invalid("invalid_identifier", f"{what} must be a string, got a boolean")
+    if isinstance(value, int):
+        value = str(value)  # integer ids from older clients are accepted and stringified
+    if not isinstance(value, str):
+        raise invalid("invalid_identifier", f"{what} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise invalid("invalid_identifier", f"{what} must not be empty")
+    if value != value.strip():
+        raise invalid("invalid_identifier", f"{what} must not start or end with white space")
+    if len(value) > max_chars:
+        raise invalid(
+            "invalid_identifier", f"{what} is {len(value)} characters; at most {max_chars}"
+        )
+    if _CONTROL_RE.search(value):
+        raise invalid("invalid_identifier", f"{what} must not contain control characters")
+    return value
+
+
+def check_namespace(value: Any) -> str:
+    if not isinstance(value, str):
+        raise invalid(
+            "invalid_namespace", f"namespace must be a string, got {type(value).__name__}"
+        )
+    if not value or len(value) > limits.MAX_NAMESPACE_CHARS or not _NAMESPACE_RE.match(value):
+        raise invalid(
+            "invalid_namespace",
+            f"namespace {value[:40]!r} is malformed: 1-{limits.MAX_NAMESPACE_CHARS} characters, "
+            "letters, digits and _ . : / -, starting with a letter or digit",
+        )
+    return value
+
+
+def check_memory_type(value: Any) -> str:
+    if (
+        not isinstance(value, str)
+        or not _TYPE_RE.match(value)
+        or len(value) > limits.MAX_MEMORY_TYPE_CHARS
+    ):
+        raise invalid(
+            "invalid_memory_type",
+            f"memory_type {str(value)[:40]!r} is malformed: lower-case letters, digits and _, "
+            f"starting with a letter, at most {limits.MAX_MEMORY_TYPE_CHARS} characters",
+        )
+    return value
+
+
+def check_text(value: Any, what: str, max_chars: int = limits.MAX_CONTENT_CHARS) -> str:
+    if not isinstance(value, str):
+        raise invalid("invalid_text", f"{what} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise invalid("invalid_text", f"{what} must not be empty or only white space")
+    if len(value) > max_chars:
+        raise too_large(what, max_chars, len(value))
+    if "\x00" in value:
+        raise invalid("invalid_text", f"{what} must not contain NUL characters")
+    return value
+
+
+def _depth(value: Any, level: int = 1) -> int:
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level)
+    return level
+
+
+def check_json(value: Any, what: str, max_bytes: int = limits.MAX_JSON_BYTES) -> dict[str, Any]:
+    """A JSON object of bounded size and depth whose values survive a round trip."""
+    if not isinstance(value, dict):
+        raise invalid("invalid_json", f"{what} must be a JSON object, got {type(value).__name__}")
+    try:
+        encoded = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise invalid("invalid_json", f"{what} must hold only JSON values: {exc}") from None
+    size = len(encoded.encode())
+    if size > max_bytes:
+        raise too_large(what, max_bytes, size, "bytes")
+    if _depth(value) > limits.MAX_JSON_DEPTH:
+        raise invalid(
+            "invalid_json", f"{what} is nested deeper than {limits.MAX_JSON_DEPTH} levels"
+        )
+    result: dict[str, Any] = json.loads(encoded)
+    return result
+
+
+def check_content(value: Any) -> Content:
+    if isinstance(value, dict):
+        obj = check_json(value, "content", limits.MAX_CONTENT_CHARS)
+        text = obj.get("text")
+        if text is not None:
+            check_text(text, "content.text")
+        return obj
+    return check_text(value, "content")
+
+
+def check_tags(value: Any) -> list[str]:
+    if not isinstance(value, list | tuple):
+        raise invalid("invalid_tags", f"tags must be a list of strings, got {type(value).__name__}")
+    if len(value) > limits.MAX_TAGS:
+        raise too_large("tags", limits.MAX_TAGS, len(value), "tags")
+    out: list[str] = []
+    for tag in value:
+        if not isinstance(tag, str):
+            raise invalid("invalid_tags", f"each tag must be a string, got {type(tag).__name__}")
+        tag = tag.strip()
+        if not tag:
+            raise invalid("invalid_tags", "tags must not be empty")
+        if len(tag) > limits.MAX_TAG_CHARS:
+            raise too_large("a tag", limits.MAX_TAG_CHARS, len(tag))
+        if _CONTROL_RE.search(tag):
+            raise invalid("invalid_tags", "tags must not contain control characters")
+        if tag not in out:
+            out.append(tag)
+    return out
+
+
+def check_importance(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid(
+            "invalid_importance", f"importance must be a number, got {type(value).__name__}"
+        )
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise invalid("invalid_importance", f"importance must be in [0, 1], got {value}")
+    return float(value)
+
+
+def check_ttl(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise invalid("invalid_ttl", "ttl_seconds must be a number of seconds")
+    if not 1 <= value <= limits.MAX_TTL_SECONDS:
+        raise invalid(
+            "invalid_ttl", f"ttl_seconds must be in [1, {limits.MAX_TTL_SECONDS}], got {value}"
+        )
+    return int(value)
+
+
+def to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def content_text(content: Content) -> str:
+    """The searchable text of a content value: the string, or an object's `text` field,
+    or the object's JSON when it has none."""
+    if isinstance(content, str):
+        return content
+    text = content.get("text")
+    if isinstance(text, str):
+        return text
+    return json.dumps(content, ensure_ascii=False, sort_keys=True)
+
+
+# ----------------------------------------------------------------------------- records
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Memory(Record):
+    """One stored memory, as it is now."""
+
+    memory_id: str
+    user_id: str
+    namespace: str = "default"
+    key: str
+    memory_type: str = "note"
+    content: Content
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    category: str | None = None
+    importance: float = Field(0.5, ge=0.0, le=1.0)
+    access_count: int = 0
+    last_accessed_at: datetime | None = None
+    expires_at: datetime | None = None
+    session_id: str | None = None
+    agent_id: str | None = None
+    version: int = 1
+    deleted_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def text(self) -> str:
+        """The searchable text (content, or content's `text` field)."""
+        return content_text(self.content)
+
+    def is_expired(self, now: datetime) -> bool:
+        """True once `expires_at` has passed (seed 001's `is_expired`)."""
+        return self.expires_at is not None and self.expires_at <= now
+
+
+class _MemoryFields(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_validator("tags", mode="before", check_fields=False)
+    @classmethod
+    def _tags(cls, v: Any) -> Any:
+        return v if v is None else check_tags(v)
+
+    @field_validator("metadata", mode="before", check_fields=False)
+    @classmethod
+    def _metadata(cls, v: Any) -> Any:
+        return v if v is None else check_json(v, "metadata")
+
+    @field_validator("importance", mode="before", check_fields=False)
+    @classmethod
+    def _importance(cls, v: Any) -> Any:
+        return v if v is None else check_importance(v)
+
+    @field_validator("memory_type", mode="before", check_fields=False)
+    @classmethod
+    def _type(cls, v: Any) -> Any:
+        return v if v is None else check_memory_type(v)
+
+    @field_validator("content", mode="before", check_fields=False)
+    @classmethod
+    def _content(cls, v: Any) -> Any:
+        return v if v is None else check_content(v)
+
+    @field_validator("ttl_seconds", mode="before", check_fields=False)
+    @classmethod
+    def _ttl(cls, v: Any) -> Any:
+        return v if v is None else check_ttl(v)
+
+    @field_validator("category", mode="before", check_fields=False)
+    @classmethod
+    def _category(cls, v: Any) -> Any:
+        return v if v is None else check_identifier(v, "category", limits.MAX_CATEGORY_CHARS)
+
+    @field_validator("session_id", "agent_id", mode="before", check_fields=False)
+    @classmethod
+    def _ids(cls, v: Any) -> Any:
+        return v if v is None else check_identifier(v, "id", limits.MAX_AGENT_ID_CHARS)
+
+    @field_validator("expires_at", mode="after", check_fields=False)
+    @classmethod
+    def _expires(cls, v: datetime | None) -> datetime | None:
+        return v if v is None else to_utc(v)
+
+
+class NewMemory(_MemoryFields):
+    """What a caller gives to create a memory. `key` is generated when absent."""
+
+    content: Content
+    namespace: str = "default"
+    key: str | None = None
+    memory_type: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    category: str | None = None
+    importance: float = 0.5
+    ttl_seconds: int | None = None
+    expires_at: AwareDatetime | None = None
+    session_id: str | None = None
+    agent_id: str | None = None
+
+    @field_validator("namespace", mode="before")
+    @classmethod
+    def _namespace(cls, v: Any) -> Any:
+        return check_namespace(v)
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key(cls, v: Any) -> Any:
+        return v if v is None else check_identifier(v, "key", limits.MAX_KEY_CHARS)
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> NewMemory:
+        if self.ttl_seconds is not None and self.expires_at is not None:
+            raise invalid("invalid_ttl", "give ttl_seconds or expires_at, not both")
+        return self
+
+
+class MemoryPatch(_MemoryFields):
+    """A partial update: only the fields given change. `expires_at=None` (or
+    `ttl_seconds=None`) given explicitly removes the expiry."""
+
+    content: Content | None = None
+    memory_type: str | None = None
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    category: str | None = None
+    importance: float | None = None
+    ttl_seconds: int | None = None
+    expires_at: AwareDatetime | None = None
+    session_id: str | None = None
+    agent_id: str | None = None
+
+    @model_validator(mode="after")
+    def _sane(self) -> MemoryPatch:
+        given = self.model_fields_set
+        if not given:
+            raise invalid("empty_patch", "an update must change at least one field")
+        for name in ("content", "memory_type", "metadata", "tags", "importance"):
+            if name in given and getattr(self, name) is None:
+                raise invalid("invalid_patch", f"{name} cannot be set to null")
+        if {"ttl_seconds", "expires_at"} <= given and (
+            self.ttl_seconds is not None and self.expires_at is not None
+        ):
+            raise invalid("invalid_ttl", "give ttl_seconds or expires_at, not both")
+        return self
+
+
+class Filters(BaseModel):
+    """What `list` (and, later, `search`) may narrow by. Unknown keys are rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespaces: list[str] | None = None
+    memory_types: list[str] | None = None
+    tags_any: list[str] | None = None
+    tags_all: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    category: str | None = None
+    session_id: str | None = None
+    agent_id: str | None = None
+    min_importance: float | None = None
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
+    updated_after: AwareDatetime | None = None
+    updated_before: AwareDatetime | None = None
+    include_deleted: bool = False
+    include_expired: bool = False
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _namespaces(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if isinstance(v, str):
+            v = [v]
+        return [check_namespace(x) for x in v]
+
+    @field_validator("memory_types", mode="before")
+    @classmethod
+    def _types(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if isinstance(v, str):
+            v = [v]
+        return [check_memory_type(x) for x in v]
+
+    @field_validator("tags_any", "tags_all", mode="before")
+    @classmethod
+    def _tags(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if isinstance(v, str):
+            v = [v]
+        return check_tags(v)
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _meta(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        obj = check_json(v, "metadata filter")
+        for name, value in obj.items():
+            if isinstance(value, dict | list):
+                raise invalid(
+                    "invalid_filter",
+                    f"metadata filter {name!r} must compare with a string, number, boolean or null",
+                )
+        return obj
+
+    @field_validator("min_importance", mode="before")
+    @classmethod
+    def _imp(cls, v: Any) -> Any:
+        return v if v is None else check_importance(v)
+
+    @field_validator("created_after", "created_before", "updated_after", "updated_before")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        return v if v is None else to_utc(v)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Filters:
+        for lo, hi in (("created_after", "created_before"), ("updated_after", "updated_before")):
+            a, b = getattr(self, lo), getattr(self, hi)
+            if a is not None and b is not None and a >= b:
+                raise invalid("invalid_filter", f"{lo} must be earlier than {hi}")
+        return self
+
+
+class Page(Record):
+    """One page of a listing; pass `next_cursor` back to get the next one."""
+
+    items: list[Memory]
+    next_cursor: str | None = None
+
+
+class HistoryEntry(Record):
+    """One change to a memory: what it became, when, by whom and how."""
+
+    history_id: int
+    memory_id: str
+    version: int
+    operation: str
+    changed_at: datetime
+    actor: str | None = None
+    reason: str | None = None
+    snapshot: dict[str, Any]
+
+
+class User(Record):
+    user_id: str
+    username: str | None = None
+    profile: dict[str, Any] = Field(default_factory=dict)
+    timezone: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Message(Record):
+    message_id: str
+    user_id: str
+    role: str
+    content: str
+    session_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+
+
+class Session(Record):
+    session_id: str
+    user_id: str
+    agent_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    status: Literal["active", "ended"] = "active"
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None = None
+
+
+class Summary(Record):
+    user_id: str
+    content: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class Metrics(Record):
+    """Per-user usage counters and the daily streak."""
+
+    user_id: str
+    total_messages: int = 0
+    messages_by_role: dict[str, int] = Field(default_factory=dict)
+    counters: dict[str, int] = Field(default_factory=dict)
+    first_interaction_at: datetime | None = None
+    last_interaction_at: datetime | None = None
+    current_streak: int = 0
+    longest_streak: int = 0
+    last_active_date: date | None = None
+
+
+class ContextEntry(Record):
+    key: str
+    value: Any
+    updated_at: datetime
+    updated_by: str | None = None

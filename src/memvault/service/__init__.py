@@ -1,0 +1,1 @@
+"""Every rule of memvault lives in this package; the doors only translate."""

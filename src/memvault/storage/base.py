@@ -1,0 +1,138 @@
+"""The storage contract. Every read and write is scoped by `user_id`.
+
+Rules live in the service; a backend applies them atomically. Where a change depends on the
+stored state (an update with a version check, an upsert, a streak), the service passes a
+pure function that the backend calls inside its transaction with the current record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from memvault.models import (
+    ContextEntry,
+    Filters,
+    HistoryEntry,
+    Memory,
+    Message,
+    Metrics,
+    Session,
+    Summary,
+    User,
+)
+
+MemoryChange = Callable[[Memory], Memory]
+"""Given the stored memory, return what it becomes (or raise a MemvaultError)."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do natively; the service takes another path where it cannot."""
+
+    lexical: bool = False
+    vector: bool = False
+    listen_notify: bool = False
+    transactions: bool = True
+
+
+@dataclass(frozen=True)
+class Change:
+    """How a history row describes a change."""
+
+    operation: str
+    actor: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class LexicalHit:
+    memory: Memory
+    score: float
+
+
+@dataclass(frozen=True)
+class PurgeCounts:
+    expired: int = 0
+    deleted: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.expired + self.deleted
+
+
+class Backend(Protocol):
+    """A storage backend. Methods raise only memvault errors."""
+
+    capabilities: Capabilities
+
+    # users
+    async def ensure_user(self, user_id: str, username: str | None, now: datetime) -> User: ...
+    async def get_user(self, user_id: str) -> User | None: ...
+    async def update_user(self, user_id: str, change: Callable[[User], User]) -> User: ...
+    async def list_users(self, limit: int, after: str | None) -> list[User]: ...
+    async def erase_user(self, user_id: str) -> dict[str, int]: ...
+
+    # memories
+    async def insert_memories(
+        self, memories: Sequence[Memory], change: Change, now: datetime
+    ) -> list[Memory]: ...
+    async def fetch(
+        self, user_id: str, memory_ids: Sequence[str], now: datetime
+    ) -> list[Memory]: ...
+    async def mutate(
+        self, user_id: str, memory_id: str, fn: MemoryChange, change: Change, now: datetime
+    ) -> Memory: ...
+    async def upsert(
+        self, new: Memory, fn: MemoryChange, change: Change, now: datetime
+    ) -> tuple[Memory, bool]: ...
+    async def query(
+        self,
+        user_id: str,
+        filters: Filters,
+        order: str,
+        cursor: str | None,
+        limit: int,
+        now: datetime,
+    ) -> tuple[list[Memory], str | None]: ...
+    async def find_by_hash(
+        self, user_id: str, namespace: str, content_hash: str, now: datetime
+    ) -> Memory | None: ...
+    async def lexical(
+        self, user_id: str, query: str, filters: Filters, k: int, now: datetime
+    ) -> list[LexicalHit]: ...
+    async def history(self, user_id: str, memory_id: str) -> list[HistoryEntry]: ...
+    async def purge(self, now: datetime, deleted_before: datetime) -> PurgeCounts: ...
+    async def count_memories(self, user_id: str | None, now: datetime) -> int: ...
+
+    # conversation, sessions, summary, metrics, global context
+    async def add_message(
+        self, message: Message, cap: int, metrics: Callable[[Metrics], Metrics]
+    ) -> Message: ...
+    async def messages(self, user_id: str, limit: int, session_id: str | None) -> list[Message]: ...
+    async def clear_messages(self, user_id: str) -> int: ...
+    async def insert_session(self, session: Session) -> Session: ...
+    async def get_session(self, user_id: str, session_id: str) -> Session | None: ...
+    async def update_session(
+        self, user_id: str, session_id: str, change: Callable[[Session], Session]
+    ) -> Session: ...
+    async def list_sessions(
+        self, user_id: str, limit: int, status: str | None
+    ) -> list[Session]: ...
+    async def put_summary(self, user_id: str, content: str, now: datetime) -> Summary: ...
+    async def get_summary(self, user_id: str) -> Summary | None: ...
+    async def update_metrics(
+        self, user_id: str, change: Callable[[Metrics], Metrics]
+    ) -> Metrics: ...
+    async def get_metrics(self, user_id: str) -> Metrics | None: ...
+    async def put_context(
+        self, key: str, value: Any, now: datetime, by: str | None
+    ) -> ContextEntry: ...
+    async def get_context(self, key: str) -> ContextEntry | None: ...
+    async def list_context(self) -> list[ContextEntry]: ...
+    async def delete_context(self, key: str) -> bool: ...
+
+    async def flush(self) -> None: ...
+    async def close(self) -> None: ...

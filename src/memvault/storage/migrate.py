@@ -1,0 +1,58 @@
+"""Running alembic: upgrade a database, read its revision, print the DDL for a DBA."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, pool
+
+HEAD_REVISION = "0001"
+"""The newest revision; a test checks it against the revision files."""
+
+_HERE = Path(__file__).parent / "migrations"
+
+
+def alembic_config(url: str, output: io.StringIO | None = None) -> Config:
+    cfg = Config(output_buffer=output) if output is not None else Config()
+    cfg.set_main_option("script_location", str(_HERE))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    return str(head)
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate the database at `url` to `revision` (default: the newest)."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    command.downgrade(alembic_config(url), revision)
+
+
+def current_revision(url: str) -> str | None:
+    engine = create_engine(url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            rev = MigrationContext.configure(conn).get_current_revision()
+            return None if rev is None else str(rev)
+    finally:
+        engine.dispose()
+
+
+def offline_sql(dialect: str, revision: str = "head") -> str:
+    """The DDL that brings an empty `dialect` database to `revision`, as SQL text."""
+    urls = {"sqlite": "sqlite://", "postgresql": "postgresql://"}
+    if dialect not in urls:
+        raise ValueError(f"dialect must be one of {sorted(urls)}, got {dialect!r}")
+    out = io.StringIO()
+    command.upgrade(alembic_config(urls[dialect], out), revision, sql=True)
+    return out.getvalue()

@@ -1,0 +1,61 @@
+"""URL scheme -> backend factory, imported on first use.
+
+Other packages add schemes through the entry-point group `memvault.backends` (the entry
+point names the scheme and points at a factory `(url, settings, *, threaded) -> Backend`);
+a scheme registered twice raises `ConfigurationError`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any, cast
+
+from memvault.config import Settings
+from memvault.errors import ConfigurationError
+from memvault.storage.base import Backend
+
+Factory = Callable[..., Backend]
+
+_BUILTIN = {"sqlite": "memvault.storage.registry:open_sqlite"}
+
+
+def open_sqlite(url: str, settings: Settings, *, threaded: bool) -> Backend:
+    from memvault.storage.sqlite import SqliteBackend, sqlite_path
+
+    try:
+        path = sqlite_path(url)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    return cast(Backend, SqliteBackend(path, settings, threaded=threaded))
+
+
+def schemes() -> dict[str, str]:
+    """Every known scheme and the dotted path of its factory."""
+    table = dict(_BUILTIN)
+    for ep in entry_points(group="memvault.backends"):
+        if ep.name in table:
+            raise ConfigurationError(
+                f"backend scheme {ep.name!r} is registered twice ({table[ep.name]} and {ep.value})"
+            )
+        table[ep.name] = ep.value
+    return table
+
+
+def scheme_of(url: str) -> str:
+    head = url.split(":", 1)[0].lower()
+    return head.split("+", 1)[0]
+
+
+def open_backend(url: str, settings: Settings, *, threaded: bool) -> Backend:
+    """Open the backend that `url` names."""
+    scheme = scheme_of(url)
+    table = schemes()
+    if scheme not in table:
+        raise ConfigurationError(
+            f"no memvault backend for {scheme!r} URLs; known schemes: {sorted(table)}"
+        )
+    module, _, attr = table[scheme].partition(":")
+    factory: Any = getattr(importlib.import_module(module), attr)
+    return cast(Backend, factory(url, settings, threaded=threaded))

@@ -1,0 +1,330 @@
+"""Statements in SQLAlchemy Core, compiled once per shape.
+
+Drivers execute the compiled text with named parameters, so a hot read pays neither
+statement construction nor compilation. Filters become a list of conditions, each with a
+token; the tuple of tokens is the cache key of the compiled listing statement.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    column,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    table,
+    text,
+    update,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.expression import ClauseElement, TextClause
+
+from memvault.errors import InvalidArgumentError
+from memvault.models import Filters
+from memvault.storage.sql import codec
+from memvault.storage.sql.tables import memories, memory_history
+
+Order = Literal["created_desc", "created_asc", "importance_desc", "updated_desc"]
+ORDERS: tuple[str, ...] = ("created_desc", "created_asc", "importance_desc", "updated_desc")
+
+_m = memories.alias("m")
+_MEMORY_COLS = [_m.c[name] for name in codec.MEMORY_COLUMNS]
+_SORT = {
+    "created_desc": (_m.c.created_at, True),
+    "created_asc": (_m.c.created_at, False),
+    "importance_desc": (_m.c.importance, True),
+    "updated_desc": (_m.c.updated_at, True),
+}
+
+
+def compile_sql(stmt: ClauseElement, dialect: Dialect) -> str:
+    return str(stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True}))
+
+
+@dataclass
+class Statements:
+    """The fixed statements of one dialect, compiled once."""
+
+    dialect: Dialect
+    _cache: dict[tuple[Any, ...], str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        d = self.dialect
+        mcols = [c for c in codec.MEMORY_COLUMNS if c != "pk"] + ["content_hash"]
+        self.insert_memory = compile_sql(
+            insert(memories).values({c: bindparam(c) for c in mcols}), d
+        )
+        self.update_memory = compile_sql(
+            update(memories)
+            .where(memories.c.memory_id == bindparam("b_memory_id"))
+            .values(
+                {
+                    c: bindparam(c)
+                    for c in mcols
+                    if c not in ("memory_id", "user_id", "access_count", "last_accessed_at")
+                }
+            ),
+            d,
+        )
+        self.insert_history = compile_sql(
+            insert(memory_history).values(
+                {
+                    c: bindparam(c)
+                    for c in (
+                        "memory_id",
+                        "user_id",
+                        "version",
+                        "operation",
+                        "changed_at",
+                        "actor",
+                        "reason",
+                        "snapshot",
+                    )
+                }
+            ),
+            d,
+        )
+        self.select_by_id = compile_sql(
+            select(*_MEMORY_COLS).where(
+                _m.c.user_id == bindparam("user_id"), _m.c.memory_id == bindparam("memory_id")
+            ),
+            d,
+        )
+        self.select_live_key = compile_sql(
+            select(*_MEMORY_COLS).where(
+                _m.c.user_id == bindparam("user_id"),
+                _m.c.namespace == bindparam("namespace"),
+                _m.c.key == bindparam("key"),
+                _m.c.deleted_at.is_(None),
+            ),
+            d,
+        )
+        self.select_history = compile_sql(
+            select(
+                memory_history.c.history_id,
+                memory_history.c.memory_id,
+                memory_history.c.version,
+                memory_history.c.operation,
+                memory_history.c.changed_at,
+                memory_history.c.actor,
+                memory_history.c.reason,
+                memory_history.c.snapshot,
+            )
+            .where(
+                memory_history.c.user_id == bindparam("user_id"),
+                memory_history.c.memory_id == bindparam("memory_id"),
+            )
+            .order_by(memory_history.c.history_id),
+            d,
+        )
+        self.bump_access = compile_sql(
+            update(memories)
+            .where(memories.c.pk == bindparam("b_pk"))
+            .values(
+                access_count=memories.c.access_count + bindparam("n"),
+                last_accessed_at=func.coalesce(
+                    func.max(func.coalesce(memories.c.last_accessed_at, ""), bindparam("at")),
+                    bindparam("at"),
+                ),
+            ),
+            d,
+        )
+        self.delete_memory_pk = compile_sql(
+            delete(memories).where(memories.c.pk == bindparam("pk")), d
+        )
+
+    def select_by_ids(self, count: int) -> str:
+        key = ("by_ids", count)
+        sql = self._cache.get(key)
+        if sql is None:
+            sql = compile_sql(
+                select(*_MEMORY_COLS).where(
+                    _m.c.user_id == bindparam("user_id"),
+                    _m.c.memory_id.in_([bindparam(f"id_{i}") for i in range(count)]),
+                ),
+                self.dialect,
+            )
+            self._cache[key] = sql
+        return sql
+
+    def listing(
+        self, filters: Filters, order: str, cursor: tuple[Any, int] | None, limit: int
+    ) -> tuple[str, dict[str, Any]]:
+        """The listing statement for these filters (compiled once per shape) and its params."""
+        conds, tokens, params = visibility(filters)
+        sort_col, desc = _SORT[order]
+        if cursor is not None:
+            tokens.append(("cursor", order))
+            params["c_sort"], params["c_pk"] = cursor
+            op_lt = desc
+            conds.append(_keyset(sort_col, op_lt))
+        params["limit"] = limit
+        key = ("list", order, *tokens)
+        sql = self._cache.get(key)
+        if sql is None:
+            stmt: Select[Any] = select(*_MEMORY_COLS).where(*[c() for c in conds])
+            if desc:
+                stmt = stmt.order_by(sort_col.desc(), _m.c.pk.desc())
+            else:
+                stmt = stmt.order_by(sort_col.asc(), _m.c.pk.asc())
+            sql = compile_sql(stmt, self.dialect) + "\nLIMIT :limit"
+            self._cache[key] = sql
+        return sql, params
+
+    def lexical(self, filters: Filters, k: int) -> tuple[str, dict[str, Any]]:
+        """Full-text (FTS5 BM25) statement for one user's visible rows; `:q` is the MATCH."""
+        conds, tokens, params = visibility(filters)
+        params["k"] = k
+        key = ("lexical", *tokens)
+        sql = self._cache.get(key)
+        if sql is None:
+            fts = table("memories_fts", column("rowid"))
+            score: ColumnElement[Any] = literal_column("bm25(memories_fts)")
+            stmt = (
+                select(*_MEMORY_COLS, score.label("score"))
+                .select_from(fts.join(_m, _m.c.pk == fts.c.rowid))
+                .where(literal_column("memories_fts").op("MATCH")(bindparam("q")))
+                .where(*[c() for c in conds])
+                .order_by(score)
+            )
+            sql = compile_sql(stmt, self.dialect) + "\nLIMIT :k"
+            self._cache[key] = sql
+        return sql, params
+
+
+Cond = Callable[[], ColumnElement[bool] | TextClause]
+
+
+def _keyset(sort_col: Any, desc: bool) -> Cond:
+    def build() -> ColumnElement[bool]:
+        s: Any = bindparam("c_sort")
+        p: Any = bindparam("c_pk")
+        if desc:
+            return or_(sort_col < s, and_(sort_col == s, _m.c.pk < p))
+        return or_(sort_col > s, and_(sort_col == s, _m.c.pk > p))
+
+    return build
+
+
+def visibility(filters: Filters) -> tuple[list[Cond], list[Any], dict[str, Any]]:
+    """Conditions for one user's rows under `filters`; `:user_id` and `:now` are bound by the
+    caller. Returns builders (called only when the shape is compiled), tokens and params."""
+    conds: list[Cond] = [lambda: _m.c.user_id == bindparam("user_id")]
+    tokens: list[Any] = []
+    params: dict[str, Any] = {}
+    f = filters
+    if not f.include_deleted:
+        tokens.append("live")
+        conds.append(lambda: _m.c.deleted_at.is_(None))
+    if not f.include_expired:
+        tokens.append("unexpired")
+        conds.append(lambda: or_(_m.c.expires_at.is_(None), _m.c.expires_at > bindparam("now")))
+
+    def add_in(name: str, column: Any, values: Sequence[Any]) -> None:
+        tokens.append((name, len(values)))
+        names = [f"{name}_{i}" for i in range(len(values))]
+        params.update(zip(names, values, strict=True))
+        conds.append(lambda: column.in_([bindparam(n) for n in names]))
+
+    def add_cmp(name: str, column: Any, value: Any, op: str) -> None:
+        tokens.append((name, op))
+        params[name] = value
+        ops: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+            "eq": lambda c, p: c == p,
+            "ge": lambda c, p: c >= p,
+            "lt": lambda c, p: c < p,
+        }
+        conds.append(lambda: ops[op](column, bindparam(name)))
+
+    if f.namespaces:
+        add_in("ns", _m.c.namespace, f.namespaces)
+    if f.memory_types:
+        add_in("mt", _m.c.memory_type, f.memory_types)
+    if f.category is not None:
+        add_cmp("category", _m.c.category, f.category, "eq")
+    if f.session_id is not None:
+        add_cmp("session_id", _m.c.session_id, f.session_id, "eq")
+    if f.agent_id is not None:
+        add_cmp("agent_id", _m.c.agent_id, f.agent_id, "eq")
+    if f.min_importance is not None:
+        add_cmp("min_importance", _m.c.importance, f.min_importance, "ge")
+    for name, col, value, op in (
+        ("created_after", _m.c.created_at, f.created_after, "ge"),
+        ("created_before", _m.c.created_at, f.created_before, "lt"),
+        ("updated_after", _m.c.updated_at, f.updated_after, "ge"),
+        ("updated_before", _m.c.updated_at, f.updated_before, "lt"),
+    ):
+        if value is not None:
+            add_cmp(name, col, _time_param(value), op)
+    if f.tags_any:
+        names = [f"tany_{i}" for i in range(len(f.tags_any))]
+        params.update(zip(names, f.tags_any, strict=True))
+        tokens.append(("tags_any", len(names)))
+        placeholders = ", ".join(f":{n}" for n in names)
+        conds.append(
+            lambda: text(
+                f"EXISTS (SELECT 1 FROM json_each(m.tags) AS t WHERE t.value IN ({placeholders}))"
+            )
+        )
+    for i, tag in enumerate(f.tags_all or ()):
+        params[f"tall_{i}"] = tag
+        tokens.append(("tags_all", i))
+        conds.append(
+            lambda i=i: text(  # type: ignore[misc]
+                f"EXISTS (SELECT 1 FROM json_each(m.tags) AS t WHERE t.value = :tall_{i})"
+            )
+        )
+    for i, (mkey, mval) in enumerate(sorted((f.metadata or {}).items())):
+        params[f"mk_{i}"] = '$."' + mkey.replace('"', '\\"') + '"'
+        if mval is None:
+            tokens.append(("meta_null", i))
+            conds.append(
+                lambda i=i: text(f"json_extract(m.metadata, :mk_{i}) IS NULL")  # type: ignore[misc]
+            )
+        else:
+            params[f"mv_{i}"] = int(mval) if isinstance(mval, bool) else mval
+            tokens.append(("meta_eq", i))
+            conds.append(
+                lambda i=i: text(f"json_extract(m.metadata, :mk_{i}) = :mv_{i}")  # type: ignore[misc]
+            )
+    return conds, tokens, params
+
+
+def _time_param(value: datetime) -> str | None:
+    return codec.ts(value)
+
+
+def encode_cursor(order: str, sort_value: Any, pk: int) -> str:
+    raw = json.dumps([order, sort_value, pk], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, order: str) -> tuple[Any, int]:
+    """Parse a cursor made by `encode_cursor` for the same order, or raise."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        got_order, sort_value, pk = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgumentError("cursor is malformed; pass next_cursor back unchanged") from exc
+    if got_order != order or not isinstance(pk, int) or isinstance(pk, bool):
+        raise InvalidArgumentError(
+            "cursor belongs to another listing order; pass next_cursor back unchanged",
+            {"order": order},
+        )
+    if not isinstance(sort_value, str | float | int):
+        raise InvalidArgumentError("cursor is malformed; pass next_cursor back unchanged")
+    return sort_value, pk

@@ -1,0 +1,193 @@
+"""The schema in SQLAlchemy Core, shared by SQLite and PostgreSQL.
+
+Alembic revisions create these tables; `tests/integration/test_migrations.py` checks that a
+migrated database matches this module. Timestamps are aware UTC: `TIMESTAMPTZ` on
+PostgreSQL, fixed-width ISO-8601 text (`2026-01-01T00:00:00.000000+00:00`) on SQLite, which
+sorts and compares correctly as text.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+Timestamp = DateTime(timezone=True).with_variant(String(32), "sqlite")
+Json = JSON().with_variant(JSONB(), "postgresql")
+Pk = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", String(128), primary_key=True),
+    Column("username", String(256)),
+    Column("profile", Json, nullable=False),
+    Column("timezone", String(64)),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+memories = Table(
+    "memories",
+    metadata,
+    Column("pk", Pk, primary_key=True, autoincrement=True),
+    Column("memory_id", String(40), nullable=False, unique=True),
+    Column("user_id", String(128), ForeignKey("users.user_id", ondelete="CASCADE"), nullable=False),
+    Column("namespace", String(128), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("memory_type", String(32), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("content_object", Json),
+    Column("content_hash", String(64), nullable=False),
+    Column("metadata", Json, nullable=False),
+    Column("tags", Json, nullable=False),
+    Column("category", String(64)),
+    Column("importance", Float, nullable=False),
+    Column("access_count", Integer, nullable=False, server_default=text("0")),
+    Column("last_accessed_at", Timestamp),
+    Column("expires_at", Timestamp),
+    Column("session_id", String(128)),
+    Column("agent_id", String(128)),
+    Column("version", Integer, nullable=False),
+    Column("deleted_at", Timestamp),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+Index(
+    "uq_memories_live_key",
+    memories.c.user_id,
+    memories.c.namespace,
+    memories.c.key,
+    unique=True,
+    sqlite_where=memories.c.deleted_at.is_(None),
+    postgresql_where=memories.c.deleted_at.is_(None),
+)
+Index("ix_memories_user_namespace", memories.c.user_id, memories.c.namespace)
+Index("ix_memories_user_created", memories.c.user_id, memories.c.created_at)
+Index("ix_memories_importance", memories.c.importance)
+Index("ix_memories_user_hash", memories.c.user_id, memories.c.content_hash)
+Index(
+    "ix_memories_expires_at",
+    memories.c.expires_at,
+    sqlite_where=memories.c.expires_at.is_not(None),
+    postgresql_where=memories.c.expires_at.is_not(None),
+)
+Index(
+    "ix_memories_deleted_at",
+    memories.c.deleted_at,
+    sqlite_where=memories.c.deleted_at.is_not(None),
+    postgresql_where=memories.c.deleted_at.is_not(None),
+)
+
+memory_history = Table(
+    "memory_history",
+    metadata,
+    Column("history_id", Pk, primary_key=True, autoincrement=True),
+    Column("memory_id", String(40), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("operation", String(32), nullable=False),
+    Column("changed_at", Timestamp, nullable=False),
+    Column("actor", String(128)),
+    Column("reason", String(256)),
+    Column("snapshot", Json, nullable=False),
+)
+Index("ix_memory_history_memory", memory_history.c.memory_id, memory_history.c.history_id)
+Index("ix_memory_history_user", memory_history.c.user_id)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("pk", Pk, primary_key=True, autoincrement=True),
+    Column("message_id", String(40), nullable=False, unique=True),
+    Column("user_id", String(128), ForeignKey("users.user_id", ondelete="CASCADE"), nullable=False),
+    Column("session_id", String(128)),
+    Column("role", String(16), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("metadata", Json, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+)
+Index("ix_messages_user_pk", messages.c.user_id, messages.c.pk)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("session_id", String(40), primary_key=True),
+    Column("user_id", String(128), ForeignKey("users.user_id", ondelete="CASCADE"), nullable=False),
+    Column("agent_id", String(128)),
+    Column("metadata", Json, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("ended_at", Timestamp),
+)
+Index("ix_sessions_user", sessions.c.user_id, sessions.c.created_at)
+
+summaries = Table(
+    "summaries",
+    metadata,
+    Column(
+        "user_id",
+        String(128),
+        ForeignKey("users.user_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("content", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+user_metrics = Table(
+    "user_metrics",
+    metadata,
+    Column(
+        "user_id",
+        String(128),
+        ForeignKey("users.user_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("total_messages", Integer, nullable=False),
+    Column("messages_by_role", Json, nullable=False),
+    Column("counters", Json, nullable=False),
+    Column("first_interaction_at", Timestamp),
+    Column("last_interaction_at", Timestamp),
+    Column("current_streak", Integer, nullable=False),
+    Column("longest_streak", Integer, nullable=False),
+    Column("last_active_date", String(10)),
+)
+
+global_context = Table(
+    "global_context",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", Json, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("updated_by", String(128)),
+)
+
+__all__ = [
+    "global_context",
+    "memories",
+    "memory_history",
+    "messages",
+    "metadata",
+    "sessions",
+    "summaries",
+    "user_metrics",
+    "users",
+]

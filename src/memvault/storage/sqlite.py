@@ -1,0 +1,441 @@
+"""The embedded default backend: one SQLite file, no server."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import re
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from memvault.config import Settings
+from memvault.errors import ConflictError, NotFoundError, UnavailableError
+from memvault.models import Filters, HistoryEntry, Memory
+from memvault.storage import migrate
+from memvault.storage.access import AccessTracker
+from memvault.storage.base import Capabilities, Change, LexicalHit, MemoryChange, PurgeCounts
+from memvault.storage.records import RecordStore
+from memvault.storage.runner import InlineRunner, Runner, ThreadRunner
+from memvault.storage.sql import codec
+from memvault.storage.sql.connection import SqliteConnections
+from memvault.storage.sql.queries import Statements, decode_cursor, encode_cursor
+
+_WORD_RE = re.compile(r"\w+", re.UNICODE)
+MAX_QUERY_TERMS = 64
+
+
+def sqlite_path(url: str) -> Path:
+    """`sqlite:///relative.db`, `sqlite:////abs/path.db` -> a path (`:memory:` is refused:
+    memvault's readers and writer need one shared file)."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"not a sqlite URL: {url!r} (expected sqlite:///path/to/file.db)")
+    path = url[len("sqlite:///") :]
+    if not path or path == ":memory:":
+        raise ValueError("memvault needs a SQLite file path, not an in-memory database")
+    return Path(path)
+
+
+def prepare_database(path: Path) -> None:
+    """Create the directory and migrate the file to the newest revision, once per file even
+    when several processes open it at the same moment."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{path}"
+    with open(f"{path}.migrate.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if _revision(path) != migrate.HEAD_REVISION:
+                migrate.upgrade(url)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _revision(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        row = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name='alembic_version'"
+        ).fetchone()
+        if row is None:
+            return None
+        got = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        return None if got is None else str(got[0])
+    finally:
+        conn.close()
+
+
+def fts_query(text: str) -> str | None:
+    """A safe FTS5 MATCH expression: every word quoted, OR-ed. None when no word remains."""
+    words = list(dict.fromkeys(w.casefold() for w in _WORD_RE.findall(text)))[:MAX_QUERY_TERMS]
+    if not words:
+        return None
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+class SqliteBackend(RecordStore):
+    """SQLite storage. `threaded=False` runs every call inline (for the blocking library)."""
+
+    capabilities = Capabilities(lexical=True, vector=False, listen_notify=False)
+
+    def __init__(self, path: Path, settings: Settings, *, threaded: bool) -> None:
+        prepare_database(path)
+        self.path = path
+        self.db = SqliteConnections(
+            path,
+            busy_timeout_s=settings.sqlite_busy_timeout_s,
+            synchronous=settings.sqlite_synchronous,
+        )
+        self.sql = Statements(sqlite_dialect.dialect(paramstyle="named"))
+        self.runner: Runner = ThreadRunner(settings.read_threads) if threaded else InlineRunner()
+        self.access = AccessTracker(
+            max_pending=settings.access_flush_max_pending,
+            interval_s=settings.access_flush_interval_s,
+        )
+        self._closed = False
+
+    # ------------------------------------------------------------------ helpers
+    def _memories(self, rows: Sequence[tuple[Any, ...]]) -> list[Memory]:
+        out = []
+        for row in rows:
+            mem = codec.memory_from_row(row)
+            pending = self.access.peek(row[0])
+            if pending is not None:
+                mem = _with_access(mem, mem.access_count + pending.count, pending.last_at)
+            out.append(mem)
+        return out
+
+    async def _maybe_flush(self) -> None:
+        if self.access.due():
+            await self.runner.write(lambda: self.db.try_write(self._flush_access))
+
+    def _history_rows(self, mems: Sequence[Memory], change: Change, now: datetime) -> list[Any]:
+        at = codec.ts(now)
+        return [
+            {
+                "memory_id": m.memory_id,
+                "user_id": m.user_id,
+                "version": m.version,
+                "operation": change.operation,
+                "changed_at": at,
+                "actor": change.actor,
+                "reason": change.reason,
+                "snapshot": codec.snapshot(m),
+            }
+            for m in mems
+        ]
+
+    def _live_key(self, conn: sqlite3.Connection, m: Memory) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = conn.execute(
+            self.sql.select_live_key,
+            {"user_id": m.user_id, "namespace": m.namespace, "key": m.key},
+        ).fetchone()
+        return row
+
+    def _retire_expired(
+        self, conn: sqlite3.Connection, row: tuple[Any, ...], now: datetime
+    ) -> None:
+        """Soft-delete an expired row whose key a new memory takes over."""
+        old = codec.memory_from_row(row)
+        gone = old.model_copy(update={"deleted_at": now, "version": old.version + 1})
+        self._write_row(conn, gone)
+        conn.executemany(
+            self.sql.insert_history,
+            self._history_rows([gone], Change("delete", reason="expired; key reused"), now),
+        )
+
+    def _write_row(self, conn: sqlite3.Connection, m: Memory) -> None:
+        values = codec.memory_values(m)
+        values["b_memory_id"] = m.memory_id
+        conn.execute(self.sql.update_memory, values)
+
+    # ------------------------------------------------------------------ memories
+    async def insert_memories(
+        self, memories: Sequence[Memory], change: Change, now: datetime
+    ) -> list[Memory]:
+        def run(conn: sqlite3.Connection) -> list[Memory]:
+            at = codec.ts(now)
+            for user_id in {m.user_id for m in memories}:
+                self._ensure_user(conn, user_id, None, at)
+            for m in memories:
+                if m.key == m.memory_id:
+                    continue  # generated key: unique by construction
+                row = self._live_key(conn, m)
+                if row is None:
+                    continue
+                if codec.memory_from_row(row).is_expired(now):
+                    self._retire_expired(conn, row, now)
+                else:
+                    raise ConflictError(
+                        f"key {m.key!r} already exists in namespace {m.namespace!r}",
+                        {"namespace": m.namespace, "key": m.key, "memory_id": row[1]},
+                    )
+            conn.executemany(self.sql.insert_memory, [codec.memory_values(m) for m in memories])
+            conn.executemany(self.sql.insert_history, self._history_rows(memories, change, now))
+            return list(memories)
+
+        result: list[Memory] = await self._write(run)
+        return result
+
+    async def fetch(self, user_id: str, memory_ids: Sequence[str], now: datetime) -> list[Memory]:
+        at = codec.ts(now)
+        assert at is not None
+
+        def run(conn: sqlite3.Connection) -> list[Memory]:
+            if len(memory_ids) == 1:
+                rows = conn.execute(
+                    self.sql.select_by_id, {"user_id": user_id, "memory_id": memory_ids[0]}
+                ).fetchall()
+            else:
+                params: dict[str, Any] = {f"id_{i}": v for i, v in enumerate(memory_ids)}
+                params["user_id"] = user_id
+                rows = conn.execute(self.sql.select_by_ids(len(memory_ids)), params).fetchall()
+            out = []
+            for row in rows:
+                mem = codec.memory_from_row(row)
+                if mem.deleted_at is not None or mem.is_expired(now):
+                    continue
+                pending = self.access.note(row[0], at)
+                out.append(_with_access(mem, mem.access_count + pending.count, pending.last_at))
+            return out
+
+        found: list[Memory] = await self._read(run)
+        await self._maybe_flush()
+        return found
+
+    async def fetch_any(self, user_id: str, memory_id: str) -> Memory | None:
+        """The row whatever its state (deleted, expired); no access is counted."""
+
+        def run(conn: sqlite3.Connection) -> Memory | None:
+            row = conn.execute(
+                self.sql.select_by_id, {"user_id": user_id, "memory_id": memory_id}
+            ).fetchone()
+            return None if row is None else self._memories([row])[0]
+
+        result: Memory | None = await self._read(run)
+        return result
+
+    async def mutate(
+        self, user_id: str, memory_id: str, fn: MemoryChange, change: Change, now: datetime
+    ) -> Memory:
+        def run(conn: sqlite3.Connection) -> Memory:
+            row = conn.execute(
+                self.sql.select_by_id, {"user_id": user_id, "memory_id": memory_id}
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(
+                    f"no memory {memory_id!r} for user {user_id!r}", {"memory_id": memory_id}
+                )
+            current = self._memories([row])[0]
+            new = fn(current)
+            if new.deleted_at is None and current.deleted_at is not None:
+                holder = self._live_key(conn, new)
+                if holder is not None and holder[1] != memory_id:
+                    if codec.memory_from_row(holder).is_expired(now):
+                        self._retire_expired(conn, holder, now)
+                    else:
+                        raise ConflictError(
+                            f"cannot restore: key {new.key!r} in namespace {new.namespace!r} "
+                            "is now used by another memory",
+                            {"memory_id": holder[1], "key": new.key},
+                        )
+            self._write_row(conn, new)
+            conn.executemany(self.sql.insert_history, self._history_rows([new], change, now))
+            return new
+
+        result: Memory = await self._write(run)
+        return result
+
+    async def upsert(
+        self, new: Memory, fn: MemoryChange, change: Change, now: datetime
+    ) -> tuple[Memory, bool]:
+        def run(conn: sqlite3.Connection) -> tuple[Memory, bool]:
+            self._ensure_user(conn, new.user_id, None, codec.ts(now))
+            row = self._live_key(conn, new)
+            if row is not None:
+                current = self._memories([row])[0]
+                if not current.is_expired(now):
+                    updated = fn(current)
+                    if updated == current:
+                        return current, False
+                    self._write_row(conn, updated)
+                    conn.executemany(
+                        self.sql.insert_history, self._history_rows([updated], change, now)
+                    )
+                    return updated, False
+                self._retire_expired(conn, row, now)
+            conn.execute(self.sql.insert_memory, codec.memory_values(new))
+            conn.executemany(
+                self.sql.insert_history,
+                self._history_rows([new], Change("create", change.actor, change.reason), now),
+            )
+            return new, True
+
+        result: tuple[Memory, bool] = await self._write(run)
+        return result
+
+    async def query(
+        self,
+        user_id: str,
+        filters: Filters,
+        order: str,
+        cursor: str | None,
+        limit: int,
+        now: datetime,
+    ) -> tuple[list[Memory], str | None]:
+        after = None if cursor is None else decode_cursor(cursor, order)
+        sql, params = self.sql.listing(filters, order, after, limit + 1)
+        params["user_id"] = user_id
+        params["now"] = codec.ts(now)
+
+        def run(conn: sqlite3.Connection) -> tuple[list[Memory], str | None]:
+            rows = conn.execute(sql, params).fetchall()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            next_cursor = None
+            if more and rows:
+                last = rows[-1]
+                sort_value = {
+                    "created_desc": last[19],
+                    "created_asc": last[19],
+                    "importance_desc": last[11],
+                    "updated_desc": last[20],
+                }[order]
+                next_cursor = encode_cursor(order, sort_value, last[0])
+            return self._memories(rows), next_cursor
+
+        result: tuple[list[Memory], str | None] = await self._read(run)
+        return result
+
+    async def find_by_hash(
+        self, user_id: str, namespace: str, content_hash: str, now: datetime
+    ) -> Memory | None:
+        at = codec.ts(now)
+
+        def run(conn: sqlite3.Connection) -> Memory | None:
+            row = conn.execute(
+                f"SELECT {codec.MEMORY_SELECT} FROM memories AS m WHERE m.user_id = ? "
+                "AND m.content_hash = ? AND m.namespace = ? AND m.deleted_at IS NULL "
+                "AND (m.expires_at IS NULL OR m.expires_at > ?) ORDER BY m.pk LIMIT 1",
+                (user_id, content_hash, namespace, at),
+            ).fetchone()
+            return None if row is None else self._memories([row])[0]
+
+        result: Memory | None = await self._read(run)
+        return result
+
+    async def lexical(
+        self, user_id: str, query: str, filters: Filters, k: int, now: datetime
+    ) -> list[LexicalHit]:
+        match = fts_query(query)
+        if match is None:
+            return []
+        sql, params = self.sql.lexical(filters, k)
+        params.update(user_id=user_id, now=codec.ts(now), q=match)
+
+        at = codec.ts(now)
+        assert at is not None
+
+        def run(conn: sqlite3.Connection) -> list[LexicalHit]:
+            hits = []
+            for row in conn.execute(sql, params).fetchall():
+                mem = codec.memory_from_row(row[:-1])
+                pending = self.access.note(row[0], at)  # a search hit is an access
+                mem = _with_access(mem, mem.access_count + pending.count, pending.last_at)
+                hits.append(LexicalHit(mem, -float(row[-1])))
+            return hits
+
+        result: list[LexicalHit] = await self._read(run)
+        await self._maybe_flush()
+        return result
+
+    async def history(self, user_id: str, memory_id: str) -> list[HistoryEntry]:
+        def run(conn: sqlite3.Connection) -> list[HistoryEntry]:
+            rows = conn.execute(
+                self.sql.select_history, {"user_id": user_id, "memory_id": memory_id}
+            ).fetchall()
+            return [codec.history_from_row(r) for r in rows]
+
+        result: list[HistoryEntry] = await self._read(run)
+        return result
+
+    async def purge(self, now: datetime, deleted_before: datetime) -> PurgeCounts:
+        at, cutoff = codec.ts(now), codec.ts(deleted_before)
+
+        def batch(conn: sqlite3.Connection) -> tuple[int, int]:
+            rows = conn.execute(
+                "SELECT pk, memory_id, deleted_at IS NULL FROM memories WHERE "
+                "(expires_at IS NOT NULL AND expires_at <= ?) OR "
+                "(deleted_at IS NOT NULL AND deleted_at <= ?) LIMIT 1000",
+                (at, cutoff),
+            ).fetchall()
+            conn.executemany(
+                "DELETE FROM memory_history WHERE memory_id = ?", [(r[1],) for r in rows]
+            )
+            conn.executemany("DELETE FROM memories WHERE pk = ?", [(r[0],) for r in rows])
+            expired = sum(1 for r in rows if r[2])
+            return expired, len(rows) - expired
+
+        expired = deleted = 0
+        while True:
+            e, d = await self._write(batch)
+            expired, deleted = expired + e, deleted + d
+            if e + d < 1000:
+                return PurgeCounts(expired, deleted)
+
+    async def count_memories(self, user_id: str | None, now: datetime) -> int:
+        at = codec.ts(now)
+
+        def run(conn: sqlite3.Connection) -> int:
+            where = "deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
+            if user_id is None:
+                row = conn.execute(f"SELECT count(*) FROM memories WHERE {where}", (at,))
+            else:
+                row = conn.execute(
+                    f"SELECT count(*) FROM memories WHERE user_id = ? AND {where}", (user_id, at)
+                )
+            return int(row.fetchone()[0])
+
+        result: int = await self._read(run)
+        return result
+
+    # ------------------------------------------------------------------ lifecycle
+    async def flush(self) -> None:
+        await self.runner.write(self.db.write, self._flush_access)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            await self.flush()
+        except UnavailableError:
+            pass  # counts are best effort; the data itself is already committed
+        finally:
+            self._closed = True
+            self.runner.close()
+            self.db.close()
+
+    def close_now(self) -> None:
+        """Close from outside any event loop (used by finalizers)."""
+        if self._closed:
+            return
+        with contextlib.suppress(UnavailableError):
+            self.db.write(self._flush_access)
+        self._closed = True
+        self.runner.close()
+        self.db.close()
+
+
+def _with_access(mem: Memory, count: int, last_at: str) -> Memory:
+    values = dict(mem.__dict__)
+    values["access_count"] = count
+    values["last_accessed_at"] = datetime.fromisoformat(last_at)
+    return Memory.model_construct(**values)
+
+
+__all__ = ["SqliteBackend", "fts_query", "prepare_database", "sqlite_path"]
