@@ -289,7 +289,9 @@ class MemVault:
     ) -> Page:
         """One page of a user's live memories, newest first by default."""
         return drive(
-            self._inner.list_memories(user_id, filters=filters, order=order, limit=limit, cursor=cursor)
+            self._inner.list_memories(
+                user_id, filters=filters, order=order, limit=limit, cursor=cursor
+            )
         )
 
     def list_sessions(

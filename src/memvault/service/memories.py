@@ -144,11 +144,11 @@ class MemoryOps:
         """
         fields: dict[str, Any] = {
             "content": content,
-            "namespace": namespace or self.settings.default_namespace,
+            "namespace": self.settings.default_namespace if namespace is None else namespace,
             "key": key,
             "memory_type": memory_type,
             "metadata": metadata if metadata is not None else {},
-            "tags": list(tags) if tags is not None else [],
+            "tags": tags if tags is not None else [],
             "category": category,
             "importance": importance,
             "ttl_seconds": ttl_seconds,

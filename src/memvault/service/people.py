@@ -39,14 +39,14 @@ def _json(value: Any, what: str, max_bytes: int = limits.MAX_JSON_BYTES) -> dict
     try:
         return check_json(value, what, max_bytes)
     except ValueError as exc:
-        raise InvalidArgumentError(str(exc), {"field": what}) from None
+        raise validate.from_check(exc, what) from None
 
 
 def _text(value: Any, what: str) -> str:
     try:
         return check_text(value, what)
     except ValueError as exc:
-        raise InvalidArgumentError(str(exc), {"field": what}) from None
+        raise validate.from_check(exc, what) from None
 
 
 class PeopleOps(MemoryOps):

@@ -48,6 +48,16 @@ def model(cls: type[M], data: Any, what: str) -> M:
         raise as_error(exc, what) from None
 
 
+def from_check(exc: ValueError, field: str) -> InvalidArgumentError:
+    """A failed `models.check_*` call as the matching memvault error."""
+    cls = (
+        PayloadTooLargeError
+        if getattr(exc, "type", None) == "payload_too_large"
+        else InvalidArgumentError
+    )
+    return cls(str(exc), {"field": field})
+
+
 def user_id(value: Any) -> str:
     try:
         return check_identifier(value, "user_id", limits.MAX_USER_ID_CHARS)

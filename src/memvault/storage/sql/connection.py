@@ -39,6 +39,8 @@ def translate(exc: sqlite3.Error) -> Exception:
         if "UNIQUE" in text:
             return ConflictError("a live memory with this namespace and key already exists")
         return MemvaultError(f"the change broke a storage constraint: {text}")
+    if isinstance(exc, sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        return MemvaultError(f"SQLite rejected a statement: {exc}")
     if is_busy(exc):
         return UnavailableError("the database stayed locked by another writer; retry")
     if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError):

@@ -137,7 +137,10 @@ class Statements:
             .values(
                 access_count=memories.c.access_count + bindparam("n"),
                 last_accessed_at=func.coalesce(
-                    func.max(func.coalesce(memories.c.last_accessed_at, ""), bindparam("at")),
+                    func.max(
+                        func.coalesce(memories.c.last_accessed_at, literal_column("''")),
+                        bindparam("at"),
+                    ),
                     bindparam("at"),
                 ),
             ),

@@ -1,0 +1,410 @@
+"""The `memvault` command line (typer + rich). A door: it parses, calls the service, prints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from memvault import __version__
+from memvault.client import MemVault
+from memvault.config import Settings, load_settings
+from memvault.errors import ConfigurationError, ErrorCode, MemvaultError
+from memvault.models import Memory
+
+app = typer.Typer(
+    name="memvault",
+    help="Long-term memory for AI assistants and agents.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Schema and migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_CODES: dict[ErrorCode, int] = {
+    ErrorCode.INTERNAL: 1,
+    ErrorCode.INVALID_ARGUMENT: 2,
+    ErrorCode.NOT_FOUND: 3,
+    ErrorCode.CONFLICT: 4,
+    ErrorCode.PAYLOAD_TOO_LARGE: 5,
+    ErrorCode.UNAVAILABLE: 6,
+    ErrorCode.UNAUTHENTICATED: 7,
+    ErrorCode.PERMISSION_DENIED: 7,
+    ErrorCode.RATE_LIMITED: 8,
+}
+CONFIG_EXIT = 9
+
+_overrides: dict[str, Any] = {}
+
+
+@app.callback()
+def _root(
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Database URL (default: MEMVAULT_DATABASE_URL or a "
+            "SQLite file in the data directory)."
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data directory (MEMVAULT_DATA_DIR).")
+    ] = None,
+) -> None:
+    _overrides.clear()
+    if database_url:
+        _overrides["database_url"] = database_url
+    if data_dir:
+        _overrides["data_dir"] = data_dir
+
+
+def fail(code: ErrorCode, message: str) -> NoReturn:
+    """Print `error: CODE: message` on stderr and exit with the code's status."""
+    err.print(f"[red]error[/red]: {code.value}: {message}", highlight=False, markup=True)
+    raise typer.Exit(EXIT_CODES[code])
+
+
+@contextmanager
+def _vault() -> Iterator[MemVault]:
+    try:
+        settings = load_settings(_overrides)
+    except ConfigurationError as exc:
+        err.print(f"error: configuration: {exc}", highlight=False, markup=False)
+        raise typer.Exit(CONFIG_EXIT) from None
+    logging.basicConfig(level=settings.log_level)
+    try:
+        vault = MemVault(settings)
+    except ConfigurationError as exc:
+        err.print(f"error: configuration: {exc}", highlight=False, markup=False)
+        raise typer.Exit(CONFIG_EXIT) from None
+    except MemvaultError as exc:
+        fail(exc.code, exc.message)
+    try:
+        yield vault
+    except MemvaultError as exc:
+        fail(exc.code, exc.message)
+    finally:
+        vault.close()
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings(_overrides)
+    except ConfigurationError as exc:
+        err.print(f"error: configuration: {exc}", highlight=False, markup=False)
+        raise typer.Exit(CONFIG_EXIT) from None
+
+
+def _print_json(value: Any) -> None:
+    out.print_json(json.dumps(value, default=str, ensure_ascii=False))
+
+
+def _memory_table(
+    rows: list[Memory], title: str, extra: Callable[[Memory], str] | None = None
+) -> Table:
+    table = Table(title=title, show_lines=False)
+    for name in ("memory_id", "namespace", "type", "importance", "tags", "content"):
+        table.add_column(name, overflow="fold")
+    if extra is not None:
+        table.add_column("score")
+    for m in rows:
+        cells = [
+            m.memory_id,
+            m.namespace,
+            m.memory_type,
+            f"{m.importance:.2f}",
+            ", ".join(m.tags),
+            m.text[:120],
+        ]
+        if extra is not None:
+            cells.append(extra(m))
+        table.add_row(*cells)
+    return table
+
+
+def _dump(m: Memory) -> dict[str, Any]:
+    return m.model_dump(mode="json")
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+# ---------------------------------------------------------------------------- memories
+@app.command()
+def add(
+    user: str,
+    content: str,
+    namespace: Annotated[str | None, typer.Option(help="Namespace (default: default).")] = None,
+    key: Annotated[str | None, typer.Option(help="Key, unique per user and namespace.")] = None,
+    memory_type: Annotated[str | None, typer.Option("--type", help="Memory type.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="A tag (repeatable).")] = None,
+    importance: Annotated[float, typer.Option(help="0 to 1.")] = 0.5,
+    ttl: Annotated[int | None, typer.Option(help="Expire after this many seconds.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store a memory."""
+    with _vault() as vault:
+        m = vault.add(
+            user,
+            content,
+            namespace=namespace,
+            key=key,
+            memory_type=memory_type,
+            tags=tag or [],
+            importance=importance,
+            ttl_seconds=ttl,
+        )
+    _print_json(_dump(m)) if as_json else out.print(m.memory_id)
+
+
+@app.command()
+def get(user: str, memory_id: str) -> None:
+    """Print one memory as JSON."""
+    with _vault() as vault:
+        _print_json(_dump(vault.get(user, memory_id)))
+
+
+@app.command("list")
+def list_cmd(
+    user: str,
+    namespace: Annotated[list[str] | None, typer.Option(help="Namespace (repeatable).")] = None,
+    memory_type: Annotated[
+        list[str] | None, typer.Option("--type", help="Type (repeatable).")
+    ] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Has any of these tags.")] = None,
+    order: Annotated[
+        str, typer.Option(help="created_desc, created_asc, importance_desc, updated_desc.")
+    ] = "created_desc",
+    limit: Annotated[int, typer.Option(help="Rows per page (1-1000).")] = 20,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a user's live memories."""
+    filters: dict[str, Any] = {}
+    if namespace:
+        filters["namespaces"] = namespace
+    if memory_type:
+        filters["memory_types"] = memory_type
+    if tag:
+        filters["tags_any"] = tag
+    with _vault() as vault:
+        page = vault.list_memories(user, filters=filters, order=order, limit=limit, cursor=cursor)
+    if as_json:
+        _print_json({"items": [_dump(m) for m in page.items], "next_cursor": page.next_cursor})
+        return
+    out.print(_memory_table(page.items, f"memories of {user}"))
+    if page.next_cursor:
+        out.print(f"next page: --cursor {page.next_cursor}", highlight=False)
+
+
+@app.command()
+def update(
+    user: str,
+    memory_id: str,
+    content: Annotated[str | None, typer.Option(help="New content.")] = None,
+    importance: Annotated[float | None, typer.Option(help="New importance.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Replace the tags (repeatable).")] = None,
+    if_version: Annotated[int | None, typer.Option(help="Only if still at this version.")] = None,
+) -> None:
+    """Change a memory's content, importance or tags."""
+    fields: dict[str, Any] = {}
+    if content is not None:
+        fields["content"] = content
+    if importance is not None:
+        fields["importance"] = importance
+    if tag is not None:
+        fields["tags"] = tag
+    with _vault() as vault:
+        m = vault.update(user, memory_id, fields, expected_version=if_version)
+    out.print(f"{m.memory_id} is at version {m.version}", highlight=False)
+
+
+@app.command()
+def delete(user: str, memory_id: str) -> None:
+    """Soft-delete a memory (restorable until purged)."""
+    with _vault() as vault:
+        vault.delete(user, memory_id)
+    out.print(f"deleted {memory_id}", highlight=False)
+
+
+@app.command()
+def restore(user: str, memory_id: str) -> None:
+    """Restore a soft-deleted memory."""
+    with _vault() as vault:
+        vault.restore(user, memory_id)
+    out.print(f"restored {memory_id}", highlight=False)
+
+
+@app.command()
+def history(user: str, memory_id: str, as_json: JsonOpt = False) -> None:
+    """Every change of a memory."""
+    with _vault() as vault:
+        entries = vault.history(user, memory_id)
+    if as_json:
+        _print_json([e.model_dump(mode="json") for e in entries])
+        return
+    table = Table(title=f"history of {memory_id}")
+    for name in ("version", "operation", "changed_at", "actor", "content"):
+        table.add_column(name, overflow="fold")
+    for e in entries:
+        content = e.snapshot.get("content")
+        text = content if isinstance(content, str) else json.dumps(content)
+        table.add_row(
+            str(e.version), e.operation, e.changed_at.isoformat(), e.actor or "", text[:100]
+        )
+    out.print(table)
+
+
+@app.command()
+def revert(user: str, memory_id: str, version: int) -> None:
+    """Make a memory look as it did at VERSION (as a new version)."""
+    with _vault() as vault:
+        m = vault.revert(user, memory_id, version)
+    out.print(
+        f"{m.memory_id} reverted to version {version}; now at version {m.version}", highlight=False
+    )
+
+
+@app.command()
+def search(
+    user: str,
+    query: str,
+    k: Annotated[int, typer.Option("-k", help="How many results (1-100).")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search a user's memories."""
+    with _vault() as vault:
+        hits = vault.search(user, query, k=k)
+    if as_json:
+        _print_json([{"score": h.score, "memory": _dump(h.memory)} for h in hits])
+        return
+    scores = {h.memory.memory_id: h.score for h in hits}
+    out.print(
+        _memory_table(
+            [h.memory for h in hits], f"{user}: {query}", lambda m: f"{scores[m.memory_id]:.3f}"
+        )
+    )
+
+
+@app.command()
+def users(limit: Annotated[int, typer.Option(help="At most this many.")] = 100) -> None:
+    """List users."""
+    with _vault() as vault:
+        rows = vault.list_users(limit=limit)
+        counts = {u.user_id: vault.count(u.user_id) for u in rows}
+    table = Table(title="users")
+    for name in ("user_id", "username", "memories", "created_at"):
+        table.add_column(name)
+    for u in rows:
+        table.add_row(u.user_id, u.username or "", str(counts[u.user_id]), u.created_at.isoformat())
+    out.print(table)
+
+
+@app.command()
+def purge(
+    user: Annotated[
+        str | None, typer.Option(help="Erase everything this user owns instead.")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask (with --user).")] = False,
+) -> None:
+    """Hard-delete expired memories and those deleted longer ago than the retention period."""
+    with _vault() as vault:
+        if user is not None:
+            if not yes and not typer.confirm(f"Erase every record of user {user!r}?"):
+                fail(ErrorCode.INVALID_ARGUMENT, "not confirmed; nothing was erased")
+            counts = vault.erase_user(user)
+            out.print(
+                f"erased user {user}: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+                highlight=False,
+            )
+            return
+        done = vault.purge()
+    out.print(f"purged {done.expired} expired and {done.deleted} deleted memories", highlight=False)
+
+
+@app.command()
+def demo() -> None:
+    """Store, list and search a few memories of the user `demo` in the configured database."""
+    samples = [
+        ("drink", "I prefer green tea when I am working late", ["preference", "drinks"], 0.7),
+        ("allergy", "I am allergic to peanuts, never suggest recipes with them", ["health"], 0.95),
+        ("sister", "My sister Dana lives in Lisbon and works as a pilot", ["family"], 0.6),
+        ("goal", "This year my main goal is to run a half marathon by May", ["goals"], 0.8),
+    ]
+    with _vault() as vault:
+        for key, text, tags, importance in samples:
+            vault.upsert("demo", "default", key, text, tags=tags, importance=importance)
+        vault.add_user_fact("demo", "Lives in Toronto", "location")
+        page = vault.list_memories("demo", order="importance_desc")
+        out.print(_memory_table(page.items, "memories of demo, most important first"))
+        for query in ("what should I avoid cooking?", "where does my sister live"):
+            hits = vault.search("demo", query, k=3)
+            scores = {h.memory.memory_id: h.score for h in hits}
+            out.print(
+                _memory_table(
+                    [h.memory for h in hits],
+                    f"search: {query}",
+                    lambda m, scores=scores: f"{scores[m.memory_id]:.3f}",  # type: ignore[misc]
+                )
+            )
+        out.print(f"database: {vault.settings.database_url}", highlight=False)
+
+
+@app.command()
+def version() -> None:
+    """Print memvault's version."""
+    out.print(f"memvault {__version__}", highlight=False)
+
+
+# ---------------------------------------------------------------------------- db
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Option(help="Target revision.")] = "head") -> None:
+    """Migrate the configured database to the newest schema."""
+    from memvault.storage import migrate
+    from memvault.storage.sqlite import prepare_database, sqlite_path
+
+    url = _settings().database_url
+    try:
+        if url.startswith("sqlite:") and revision == "head":
+            prepare_database(sqlite_path(url))
+        else:
+            migrate.upgrade(url, revision)
+    except Exception as exc:  # noqa: BLE001 - the door's one mapper: report, never a traceback
+        fail(ErrorCode.UNAVAILABLE, f"migration failed: {exc}")
+    out.print(f"{url}: at revision {migrate.current_revision(url)}", highlight=False)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the configured database's schema revision."""
+    from memvault.storage import migrate
+
+    url = _settings().database_url
+    out.print(migrate.current_revision(url) or "empty", highlight=False)
+
+
+@db_app.command("sql")
+def db_sql(
+    dialect: Annotated[str, typer.Option(help="sqlite or postgresql.")] = "sqlite",
+) -> None:
+    """Print the DDL of every migration, for a DBA who runs SQL by hand."""
+    from memvault.storage import migrate
+
+    if dialect not in ("sqlite", "postgresql"):
+        fail(ErrorCode.INVALID_ARGUMENT, f"--dialect must be sqlite or postgresql, got {dialect!r}")
+    sys.stdout.write(migrate.offline_sql(dialect))
+
+
+def main() -> None:
+    """Entry point of the `memvault` command."""
+    app()
