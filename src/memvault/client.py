@@ -30,10 +30,9 @@ from memvault.models import (
     Summary,
     User,
 )
+from memvault.service.admin import drive, open_backend
 from memvault.service.people import PeopleOps
 from memvault.storage.base import Backend, LexicalHit, PurgeCounts
-from memvault.storage.registry import open_backend
-from memvault.storage.runner import drive
 
 
 class AsyncMemVault(PeopleOps):

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from memvault import limits
 from memvault import (
     ErrorCode,
     InvalidArgumentError,
@@ -16,7 +15,7 @@ from memvault import (
     MemvaultError,
     NotFoundError,
     PayloadTooLargeError,
-
+    limits,
 )
 
 NAIVE = datetime(2030, 1, 1)  # noqa: DTZ001 - the point of the test
@@ -33,93 +32,184 @@ CASES: list[tuple[str, Call, ErrorCode]] = [
     ("NUL in content", lambda v: v.add("alice", "a\x00b"), ErrorCode.INVALID_ARGUMENT),
     ("importance > 1", lambda v: v.add("alice", "x", importance=1.5), ErrorCode.INVALID_ARGUMENT),
     ("importance < 0", lambda v: v.add("alice", "x", importance=-0.1), ErrorCode.INVALID_ARGUMENT),
-    ("importance NaN", lambda v: v.add("alice", "x", importance=float("nan")),
-     ErrorCode.INVALID_ARGUMENT),
-    ("importance text", lambda v: v.add("alice", "x", importance="high"),
-     ErrorCode.INVALID_ARGUMENT),
-    ("bad namespace", lambda v: v.add("alice", "x", namespace="../etc"),
-     ErrorCode.INVALID_ARGUMENT),
+    (
+        "importance NaN",
+        lambda v: v.add("alice", "x", importance=float("nan")),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
+    (
+        "importance text",
+        lambda v: v.add("alice", "x", importance="high"),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
+    (
+        "bad namespace",
+        lambda v: v.add("alice", "x", namespace="../etc"),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
     ("empty namespace", lambda v: v.add("alice", "x", namespace=""), ErrorCode.INVALID_ARGUMENT),
     ("key too long", lambda v: v.add("alice", "x", key="k" * 300), ErrorCode.INVALID_ARGUMENT),
     ("key control char", lambda v: v.add("alice", "x", key="a\nb"), ErrorCode.INVALID_ARGUMENT),
-    ("bad type", lambda v: v.add("alice", "x", memory_type="Not A Type"),
-     ErrorCode.INVALID_ARGUMENT),
-    ("too many tags", lambda v: v.add("alice", "x", tags=[f"t{i}" for i in range(65)]),
-     ErrorCode.PAYLOAD_TOO_LARGE),
+    (
+        "bad type",
+        lambda v: v.add("alice", "x", memory_type="Not A Type"),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
+    (
+        "too many tags",
+        lambda v: v.add("alice", "x", tags=[f"t{i}" for i in range(65)]),
+        ErrorCode.PAYLOAD_TOO_LARGE,
+    ),
     ("tag too long", lambda v: v.add("alice", "x", tags=["t" * 65]), ErrorCode.PAYLOAD_TOO_LARGE),
     ("tag not text", lambda v: v.add("alice", "x", tags=[1]), ErrorCode.INVALID_ARGUMENT),
     ("tags not a list", lambda v: v.add("alice", "x", tags="abc"), ErrorCode.INVALID_ARGUMENT),
-    ("metadata too big", lambda v: v.add("alice", "x", metadata={"a": "b" * 20_000}),
-     ErrorCode.PAYLOAD_TOO_LARGE),
-    ("metadata too deep", lambda v: v.add("alice", "x", metadata={"a": {"b": {"c": {"d": {
-        "e": {"f": {"g": {"h": {"i": 1}}}}}}}}}), ErrorCode.INVALID_ARGUMENT),
-    ("metadata not JSON", lambda v: v.add("alice", "x", metadata={"a": object()}),
-     ErrorCode.INVALID_ARGUMENT),
-    ("naive expires_at", lambda v: v.add("alice", "x", expires_at=NAIVE),
-     ErrorCode.INVALID_ARGUMENT),
+    (
+        "metadata too big",
+        lambda v: v.add("alice", "x", metadata={"a": "b" * 20_000}),
+        ErrorCode.PAYLOAD_TOO_LARGE,
+    ),
+    (
+        "metadata too deep",
+        lambda v: v.add(
+            "alice", "x", metadata={"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": 1}}}}}}}}}
+        ),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
+    (
+        "metadata not JSON",
+        lambda v: v.add("alice", "x", metadata={"a": object()}),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
+    (
+        "naive expires_at",
+        lambda v: v.add("alice", "x", expires_at=NAIVE),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
     ("ttl zero", lambda v: v.add("alice", "x", ttl_seconds=0), ErrorCode.INVALID_ARGUMENT),
-    ("ttl and expiry", lambda v: v.add("alice", "x", ttl_seconds=5,
-                                       expires_at=datetime.fromisoformat("2099-01-01T00:00:00+00:00")),
-     ErrorCode.INVALID_ARGUMENT),
-    ("expiry in the past", lambda v: v.add(
-        "alice", "x", expires_at=datetime.fromisoformat("2000-01-01T00:00:00+00:00")),
-     ErrorCode.INVALID_ARGUMENT),
+    (
+        "ttl and expiry",
+        lambda v: v.add(
+            "alice",
+            "x",
+            ttl_seconds=5,
+            expires_at=datetime.fromisoformat("2099-01-01T00:00:00+00:00"),
+        ),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
+    (
+        "expiry in the past",
+        lambda v: v.add(
+            "alice", "x", expires_at=datetime.fromisoformat("2000-01-01T00:00:00+00:00")
+        ),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
     ("empty user", lambda v: v.add("", "x"), ErrorCode.INVALID_ARGUMENT),
     ("user not text", lambda v: v.add(None, "x"), ErrorCode.INVALID_ARGUMENT),
     ("user too long", lambda v: v.add("u" * 200, "x"), ErrorCode.INVALID_ARGUMENT),
     ("malformed id", lambda v: v.get("alice", "42"), ErrorCode.INVALID_ARGUMENT),
-    ("session id as memory id", lambda v: v.get("alice", "ses_01M80KV438AF5YEFGMR5GX80RV"),
-     ErrorCode.INVALID_ARGUMENT),
+    (
+        "session id as memory id",
+        lambda v: v.get("alice", "ses_01M80KV438AF5YEFGMR5GX80RV"),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
     ("unknown id", lambda v: v.get("alice", MID), ErrorCode.NOT_FOUND),
     ("update nothing", lambda v: v.update("alice", MID), ErrorCode.INVALID_ARGUMENT),
-    ("update null content", lambda v: v.update("alice", MID, content=None),
-     ErrorCode.INVALID_ARGUMENT),
-    ("update unknown field", lambda v: v.update("alice", MID, colour="red"),
-     ErrorCode.INVALID_ARGUMENT),
-    ("update bad version", lambda v: v.update("alice", MID, content="x", expected_version=0),
-     ErrorCode.INVALID_ARGUMENT),
+    (
+        "update null content",
+        lambda v: v.update("alice", MID, content=None),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
+    (
+        "update unknown field",
+        lambda v: v.update("alice", MID, colour="red"),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
+    (
+        "update bad version",
+        lambda v: v.update("alice", MID, content="x", expected_version=0),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
     ("batch empty", lambda v: v.add_many("alice", []), ErrorCode.INVALID_ARGUMENT),
-    ("batch too big", lambda v: v.add_many("alice", [{"content": "x"}] * 1001),
-     ErrorCode.PAYLOAD_TOO_LARGE),
+    (
+        "batch too big",
+        lambda v: v.add_many("alice", [{"content": "x"}] * 1001),
+        ErrorCode.PAYLOAD_TOO_LARGE,
+    ),
     ("batch not list", lambda v: v.add_many("alice", "abc"), ErrorCode.INVALID_ARGUMENT),
-    ("batch get too big", lambda v: v.get_many("alice", [MID] * 1001),
-     ErrorCode.PAYLOAD_TOO_LARGE),
-    ("list unknown filter", lambda v: v.list_memories("alice", filters={"colour": "red"}),
-     ErrorCode.INVALID_ARGUMENT),
-    ("list bad order", lambda v: v.list_memories("alice", order="random"),
-     ErrorCode.INVALID_ARGUMENT),
+    ("batch get too big", lambda v: v.get_many("alice", [MID] * 1001), ErrorCode.PAYLOAD_TOO_LARGE),
+    (
+        "list unknown filter",
+        lambda v: v.list_memories("alice", filters={"colour": "red"}),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
+    (
+        "list bad order",
+        lambda v: v.list_memories("alice", order="random"),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
     ("list limit 0", lambda v: v.list_memories("alice", limit=0), ErrorCode.INVALID_ARGUMENT),
-    ("list limit huge", lambda v: v.list_memories("alice", limit=5000),
-     ErrorCode.INVALID_ARGUMENT),
-    ("list naive time", lambda v: v.list_memories("alice", filters={"created_after": NAIVE}),
-     ErrorCode.INVALID_ARGUMENT),
-    ("list reversed range", lambda v: v.list_memories("alice", filters={
-        "created_after": "2030-01-02T00:00:00Z", "created_before": "2030-01-01T00:00:00Z"}),
-     ErrorCode.INVALID_ARGUMENT),
-    ("list nested metadata filter", lambda v: v.list_memories(
-        "alice", filters={"metadata": {"a": [1]}}), ErrorCode.INVALID_ARGUMENT),
+    ("list limit huge", lambda v: v.list_memories("alice", limit=5000), ErrorCode.INVALID_ARGUMENT),
+    (
+        "list naive time",
+        lambda v: v.list_memories("alice", filters={"created_after": NAIVE}),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
+    (
+        "list reversed range",
+        lambda v: v.list_memories(
+            "alice",
+            filters={
+                "created_after": "2030-01-02T00:00:00Z",
+                "created_before": "2030-01-01T00:00:00Z",
+            },
+        ),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
+    (
+        "list nested metadata filter",
+        lambda v: v.list_memories("alice", filters={"metadata": {"a": [1]}}),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
     ("search empty", lambda v: v.search("alice", "  "), ErrorCode.INVALID_ARGUMENT),
     ("search k 0", lambda v: v.search("alice", "tea", k=0), ErrorCode.INVALID_ARGUMENT),
     ("search k 101", lambda v: v.search("alice", "tea", k=101), ErrorCode.INVALID_ARGUMENT),
     ("search huge", lambda v: v.search("alice", "tea " * 2000), ErrorCode.INVALID_ARGUMENT),
-    ("message bad role", lambda v: v.add_message("alice", "robot", "hi"),
-     ErrorCode.INVALID_ARGUMENT),
+    (
+        "message bad role",
+        lambda v: v.add_message("alice", "robot", "hi"),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
     ("message empty", lambda v: v.add_message("alice", "user", ""), ErrorCode.INVALID_ARGUMENT),
-    ("message oversized", lambda v: v.add_message("alice", "user", BIG),
-     ErrorCode.PAYLOAD_TOO_LARGE),
+    (
+        "message oversized",
+        lambda v: v.add_message("alice", "user", BIG),
+        ErrorCode.PAYLOAD_TOO_LARGE,
+    ),
     ("fact empty", lambda v: v.add_user_fact("alice", ""), ErrorCode.INVALID_ARGUMENT),
     ("summary empty", lambda v: v.save_summary("alice", ""), ErrorCode.INVALID_ARGUMENT),
-    ("bad timezone", lambda v: v.update_user("alice", timezone="Mars/Olympus"),
-     ErrorCode.INVALID_ARGUMENT),
-    ("profile too big", lambda v: v.update_user("alice", profile={"a": "b" * 20_000}),
-     ErrorCode.PAYLOAD_TOO_LARGE),
+    (
+        "bad timezone",
+        lambda v: v.update_user("alice", timezone="Mars/Olympus"),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
+    (
+        "profile too big",
+        lambda v: v.update_user("alice", profile={"a": "b" * 20_000}),
+        ErrorCode.PAYLOAD_TOO_LARGE,
+    ),
     ("unknown user read", lambda v: v.get_user("nobody"), ErrorCode.NOT_FOUND),
     ("bad session id", lambda v: v.get_session("alice", "s1"), ErrorCode.INVALID_ARGUMENT),
-    ("global value too big", lambda v: v.set_global_context("k", "x" * 70_000),
-     ErrorCode.PAYLOAD_TOO_LARGE),
+    (
+        "global value too big",
+        lambda v: v.set_global_context("k", "x" * 70_000),
+        ErrorCode.PAYLOAD_TOO_LARGE,
+    ),
     ("history unknown", lambda v: v.history("alice", MID), ErrorCode.NOT_FOUND),
-    ("restore live", lambda v: v.restore("alice", v.list_memories("alice").items[0].memory_id),
-     ErrorCode.CONFLICT),
+    (
+        "restore live",
+        lambda v: v.restore("alice", v.list_memories("alice").items[0].memory_id),
+        ErrorCode.CONFLICT,
+    ),
 ]
 
 
@@ -129,14 +219,20 @@ def test_bad_input_is_rejected_and_changes_nothing(
 ) -> None:
     existing = vault.add("alice", "existing memory", key="existing", tags=["t"])
     vault.add_message("alice", "user", "hello")
-    before = (vault.list_memories("alice").items, vault.get_message_history("alice"),
-              vault.get_global_context())
+    before = (
+        vault.list_memories("alice").items,
+        vault.get_message_history("alice"),
+        vault.get_global_context(),
+    )
     with pytest.raises(MemvaultError) as info:
         call(vault)
     assert info.value.code is code, info.value
     assert info.value.message
-    after = (vault.list_memories("alice").items, vault.get_message_history("alice"),
-             vault.get_global_context())
+    after = (
+        vault.list_memories("alice").items,
+        vault.get_message_history("alice"),
+        vault.get_global_context(),
+    )
     assert [m.model_dump(exclude={"access_count", "last_accessed_at"}) for m in after[0]] == [
         m.model_dump(exclude={"access_count", "last_accessed_at"}) for m in before[0]
     ]

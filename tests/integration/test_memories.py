@@ -18,9 +18,17 @@ from memvault import (
 
 def test_add_then_get_round_trips_every_field(vault: MemVault) -> None:
     m = vault.add(
-        "alice", "Prefers green tea", namespace="prefs", key="drink", memory_type="preference",
-        metadata={"source": "chat", "n": 2}, tags=["drinks", "tea"], importance=0.8,
-        session_id="s1", agent_id="agent-7", category="food",
+        "alice",
+        "Prefers green tea",
+        namespace="prefs",
+        key="drink",
+        memory_type="preference",
+        metadata={"source": "chat", "n": 2},
+        tags=["drinks", "tea"],
+        importance=0.8,
+        session_id="s1",
+        agent_id="agent-7",
+        category="food",
     )
     got = vault.get("alice", m.memory_id)
     assert got.model_dump(exclude={"access_count", "last_accessed_at"}) == m.model_dump(
@@ -121,7 +129,8 @@ def test_soft_delete_hides_everywhere_and_restore_brings_back(vault: MemVault) -
     with pytest.raises(NotFoundError):
         vault.delete("alice", m.memory_id)
     back = vault.restore("alice", m.memory_id)
-    assert back.deleted_at is None and back.version == 3
+    assert back.deleted_at is None
+    assert back.version == 3
     assert vault.get("alice", m.memory_id).content == "temporary thought about tea"
 
 
@@ -185,7 +194,9 @@ def test_erase_user_removes_everything_of_that_user_only(vault: MemVault) -> Non
     vault.save_summary("alice", "sum")
     b = vault.add("bob", "b")
     counts = vault.erase_user("alice")
-    assert counts["memories"] == 1 and counts["messages"] == 1 and counts["summaries"] == 1
+    assert counts["memories"] == 1
+    assert counts["messages"] == 1
+    assert counts["summaries"] == 1
     with pytest.raises(NotFoundError):
         vault.get_user("alice")
     assert vault.get_summary("alice") is None
@@ -279,10 +290,18 @@ def test_cursor_from_another_order_is_rejected(vault: MemVault) -> None:
 )
 def test_list_filters(vault: MemVault, filters: dict, expected: set[str]) -> None:
     vault.add("alice", "d1", tags=["x"], metadata={"lang": "en"}, session_id="s1")
-    vault.add("alice", "w1", namespace="work", tags=["x", "y"], metadata={"ok": True},
-              agent_id="bot")
-    vault.add("alice", "w2", namespace="work", memory_type="fact", metadata={"n": 3},
-              importance=0.9, category="job")
+    vault.add(
+        "alice", "w1", namespace="work", tags=["x", "y"], metadata={"ok": True}, agent_id="bot"
+    )
+    vault.add(
+        "alice",
+        "w2",
+        namespace="work",
+        memory_type="fact",
+        metadata={"n": 3},
+        importance=0.9,
+        category="job",
+    )
     got = {m.content for m in vault.list_memories("alice", filters=filters).items}
     assert got == expected
 
@@ -310,7 +329,8 @@ def test_reads_count_accesses(vault: MemVault, clock: FrozenClock) -> None:
     got = vault.get("alice", m.memory_id)
     assert got.access_count == 3
     assert got.last_accessed_at == clock.now()
-    assert got.version == 1 and got.updated_at == m.updated_at
+    assert got.version == 1
+    assert got.updated_at == m.updated_at
 
 
 def test_access_counts_survive_reopen(settings: Settings, clock: FrozenClock) -> None:

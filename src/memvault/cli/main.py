@@ -19,6 +19,7 @@ from memvault.client import MemVault
 from memvault.config import Settings, load_settings
 from memvault.errors import ConfigurationError, ErrorCode, MemvaultError
 from memvault.models import Memory
+from memvault.service import admin
 
 app = typer.Typer(
     name="memvault",
@@ -370,27 +371,18 @@ def version() -> None:
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Option(help="Target revision.")] = "head") -> None:
     """Migrate the configured database to the newest schema."""
-    from memvault.storage import migrate
-    from memvault.storage.sqlite import prepare_database, sqlite_path
-
-    url = _settings().database_url
+    settings = _settings()
     try:
-        if url.startswith("sqlite:") and revision == "head":
-            prepare_database(sqlite_path(url))
-        else:
-            migrate.upgrade(url, revision)
-    except Exception as exc:  # noqa: BLE001 - the door's one mapper: report, never a traceback
-        fail(ErrorCode.UNAVAILABLE, f"migration failed: {exc}")
-    out.print(f"{url}: at revision {migrate.current_revision(url)}", highlight=False)
+        at = admin.upgrade_database(settings, revision)
+    except MemvaultError as exc:
+        fail(exc.code, exc.message)
+    out.print(f"{settings.database_url}: at revision {at}", highlight=False)
 
 
 @db_app.command("current")
 def db_current() -> None:
     """Print the configured database's schema revision."""
-    from memvault.storage import migrate
-
-    url = _settings().database_url
-    out.print(migrate.current_revision(url) or "empty", highlight=False)
+    out.print(admin.current_revision(_settings()) or "empty", highlight=False)
 
 
 @db_app.command("sql")
@@ -398,11 +390,9 @@ def db_sql(
     dialect: Annotated[str, typer.Option(help="sqlite or postgresql.")] = "sqlite",
 ) -> None:
     """Print the DDL of every migration, for a DBA who runs SQL by hand."""
-    from memvault.storage import migrate
-
     if dialect not in ("sqlite", "postgresql"):
         fail(ErrorCode.INVALID_ARGUMENT, f"--dialect must be sqlite or postgresql, got {dialect!r}")
-    sys.stdout.write(migrate.offline_sql(dialect))
+    sys.stdout.write(admin.schema_sql(dialect))
 
 
 def main() -> None:

@@ -1,0 +1,127 @@
+"""Storage benchmark of the foundation: ingest, get by id, list by user.
+
+    .venv/bin/python bench/bench_store.py --users 1000 --per-user 100
+
+Batch insert (no embeddings; full-text index and history maintained), then get-by-id and
+list-by-user (100 rows) latencies through the blocking library and the async API. Prints
+one JSON object; run on an idle machine and quote medians of several runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from memvault import AsyncMemVault, MemVault, Settings
+
+WORDS = [
+    "tea",
+    "coffee",
+    "sister",
+    "brother",
+    "Lisbon",
+    "Osaka",
+    "pilot",
+    "nurse",
+    "hiking",
+    "reading",
+    "allergy",
+    "peanuts",
+    "marathon",
+    "Monday",
+    "Friday",
+    "budget",
+    "garden",
+    "piano",
+    "dentist",
+    "flight",
+    "ramen",
+    "jazz",
+    "python",
+    "rust",
+]
+
+
+def text(rng: random.Random) -> str:
+    return "I " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30)))
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q / 100 * len(s)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, default=1000)
+    ap.add_argument("--per-user", type=int, default=100)
+    ap.add_argument("--gets", type=int, default=5000)
+    ap.add_argument("--lists", type=int, default=1000)
+    ap.add_argument("--dir", type=Path, default=None)
+    args = ap.parse_args()
+    rng = random.Random(7)
+    workdir = args.dir or Path(tempfile.mkdtemp(prefix="mvbench-"))
+    settings = Settings(data_dir=workdir, database_url=f"sqlite:///{workdir / 'bench.db'}")
+    users = [f"user-{i:05d}" for i in range(args.users)]
+    batches = {
+        u: [{"content": text(rng), "tags": [rng.choice(WORDS)]} for _ in range(args.per_user)]
+        for u in users
+    }
+    result: dict[str, float | int | str] = {"memories": args.users * args.per_user}
+
+    vault = MemVault(settings)
+    ids: list[tuple[str, str]] = []
+    t0 = time.perf_counter()
+    for u in users:
+        ids += [(u, m.memory_id) for m in vault.add_many(u, batches[u])]
+    elapsed = time.perf_counter() - t0
+    result["ingest_per_s"] = round(len(ids) / elapsed)
+
+    sample = [rng.choice(ids) for _ in range(args.gets)]
+    lat = []
+    for u, mid in sample:
+        t = time.perf_counter()
+        vault.get(u, mid)
+        lat.append((time.perf_counter() - t) * 1000)
+    result["get_p50_ms"] = round(statistics.median(lat), 4)
+    result["get_p95_ms"] = round(pct(lat, 95), 4)
+    lat = []
+    for _ in range(args.lists):
+        u = rng.choice(users)
+        t = time.perf_counter()
+        page = vault.list_memories(u, limit=100)
+        lat.append((time.perf_counter() - t) * 1000)
+        assert len(page.items) == min(100, args.per_user)
+    result["list100_p50_ms"] = round(statistics.median(lat), 4)
+    result["list100_p95_ms"] = round(pct(lat, 95), 4)
+    vault.close()
+
+    async def run_async() -> None:
+        av = await AsyncMemVault.open(settings)
+        lat_get, lat_list = [], []
+        for u, mid in sample[:2000]:
+            t = time.perf_counter()
+            await av.get(u, mid)
+            lat_get.append((time.perf_counter() - t) * 1000)
+        for _ in range(args.lists):
+            u = rng.choice(users)
+            t = time.perf_counter()
+            await av.list_memories(u, limit=100)
+            lat_list.append((time.perf_counter() - t) * 1000)
+        await av.close()
+        result["async_get_p50_ms"] = round(statistics.median(lat_get), 4)
+        result["async_list100_p50_ms"] = round(statistics.median(lat_list), 4)
+
+    asyncio.run(run_async())
+    result["db_mib"] = round((workdir / "bench.db").stat().st_size / 2**20, 1)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

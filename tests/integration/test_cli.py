@@ -1,0 +1,110 @@
+"""The `memvault` command in a subprocess, on a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(
+    tmp_path: Path, *args: str, input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, MEMVAULT_DATA_DIR=str(tmp_path), COLUMNS="200")
+    env.pop("MEMVAULT_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "memvault", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        input=input_text,
+        check=False,
+    )
+
+
+def test_demo_stores_lists_and_searches(tmp_path: Path) -> None:
+    r = run(tmp_path, "demo")
+    assert r.returncode == 0, r.stderr
+    assert "peanuts" in r.stdout
+    assert "Lisbon" in r.stdout
+    assert (tmp_path / "memvault.db").exists()
+    assert run(tmp_path, "demo").returncode == 0  # idempotent
+
+
+def test_add_get_update_history_delete_restore(tmp_path: Path) -> None:
+    r = run(tmp_path, "add", "alice", "green tea at night", "--tag", "drinks", "--json")
+    assert r.returncode == 0, r.stderr
+    mid = json.loads(r.stdout)["memory_id"]
+    got = json.loads(run(tmp_path, "get", "alice", mid).stdout)
+    assert got["content"] == "green tea at night"
+    assert got["tags"] == ["drinks"]
+    assert (
+        run(tmp_path, "update", "alice", mid, "--content", "oolong", "--if-version", "1").returncode
+        == 0
+    )
+    assert (
+        run(tmp_path, "update", "alice", mid, "--content", "x", "--if-version", "1").returncode == 4
+    )
+    hist = json.loads(run(tmp_path, "history", "alice", mid, "--json").stdout)
+    assert [h["operation"] for h in hist] == ["create", "update"]
+    assert run(tmp_path, "delete", "alice", mid).returncode == 0
+    assert run(tmp_path, "get", "alice", mid).returncode == 3
+    assert run(tmp_path, "restore", "alice", mid).returncode == 0
+    listed = json.loads(run(tmp_path, "list", "alice", "--json").stdout)
+    assert [m["memory_id"] for m in listed["items"]] == [mid]
+    hits = json.loads(run(tmp_path, "search", "alice", "oolong", "--json").stdout)
+    assert hits[0]["memory"]["memory_id"] == mid
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "word"),
+    [
+        (("add", "alice", ""), 2, "INVALID_ARGUMENT"),
+        (("add", "alice", "x", "--importance", "2"), 2, "importance must be in [0, 1]"),
+        (("get", "alice", "mem_01M80KV438AF5YEFGMR5GX80RV"), 3, "NOT_FOUND"),
+        (("list", "nobody"), 3, "NOT_FOUND"),
+        (("search", "alice", "   "), 2, "INVALID_ARGUMENT"),
+        (("db", "sql", "--dialect", "oracle"), 2, "INVALID_ARGUMENT"),
+    ],
+)
+def test_errors_exit_with_their_code(
+    tmp_path: Path, args: tuple[str, ...], code: int, word: str
+) -> None:
+    r = run(tmp_path, *args)
+    assert r.returncode == code
+    assert word in " ".join(r.stderr.split())
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_setting_is_a_configuration_error(tmp_path: Path) -> None:
+    env = dict(os.environ, MEMVAULT_MAX_MESSAGES="-1", MEMVAULT_DATA_DIR=str(tmp_path))
+    r = subprocess.run(
+        [sys.executable, "-m", "memvault", "list", "a"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 9
+    assert "max_messages" in r.stderr
+
+
+def test_purge_and_erase_user(tmp_path: Path) -> None:
+    run(tmp_path, "add", "alice", "x", "--ttl", "1")
+    r = run(tmp_path, "purge", "--user", "alice", "--yes")
+    assert r.returncode == 0
+    assert "erased user alice" in r.stdout
+    assert run(tmp_path, "purge").returncode == 0
+
+
+def test_db_commands(tmp_path: Path) -> None:
+    assert run(tmp_path, "db", "upgrade").returncode == 0
+    assert run(tmp_path, "db", "current").stdout.strip() == "0001"
+    sql = run(tmp_path, "db", "sql", "--dialect", "postgresql").stdout
+    assert "CREATE TABLE memories" in sql

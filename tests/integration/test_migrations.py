@@ -1,0 +1,62 @@
+"""Alembic revisions build exactly the schema of `storage/sql/tables.py`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+
+from memvault.storage import migrate
+from memvault.storage.sql.tables import metadata
+
+
+def test_head_constant_matches_revision_files() -> None:
+    assert migrate.head_revision() == migrate.HEAD_REVISION
+
+
+def test_migrated_sqlite_matches_tables_module(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    migrate.upgrade(url)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        names = set(inspect(conn).get_table_names())
+    engine.dispose()
+    # FTS5 keeps its index in shadow tables that the SQLAlchemy metadata does not describe.
+    diff = [
+        d for d in diff if not (d[0] == "remove_table" and d[1].name.startswith("memories_fts"))
+    ]
+    assert diff == []
+    assert {"memories", "memories_fts", "memory_history", "users", "messages"} <= names
+    assert migrate.current_revision(url) == migrate.HEAD_REVISION
+
+
+def test_downgrade_to_base_and_back(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    migrate.upgrade(url)
+    migrate.downgrade(url, "base")
+    assert migrate.current_revision(url) is None
+    migrate.upgrade(url)
+    assert migrate.current_revision(url) == migrate.HEAD_REVISION
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_offline_sql_has_every_table(dialect: str) -> None:
+    sql = migrate.offline_sql(dialect)
+    for table in (
+        "users",
+        "memories",
+        "memory_history",
+        "messages",
+        "sessions",
+        "summaries",
+        "user_metrics",
+        "global_context",
+    ):
+        assert f"CREATE TABLE {table}" in sql
+    assert "uq_memories_live_key" in sql
+    assert ("memories_fts" in sql) == (dialect == "sqlite")
+    assert ("JSONB" in sql) == (dialect == "postgresql")

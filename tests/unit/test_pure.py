@@ -1,0 +1,66 @@
+"""Pure rules: ids, streaks, expiry, FTS query quoting, cursors."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from memvault import InvalidArgumentError, ids
+from memvault.service.ttl import expiry, next_streak
+from memvault.storage.sql.queries import decode_cursor, encode_cursor
+from memvault.storage.sqlite import fts_query
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_ids_are_prefixed_sortable_and_valid() -> None:
+    made = [ids.new_id("mem") for _ in range(1000)]
+    assert made == sorted(made)
+    assert len(set(made)) == 1000
+    assert all(ids.is_valid_id(m, "mem") and not ids.is_valid_id(m, "ses") for m in made)
+    with pytest.raises(ValueError, match="unknown id prefix"):
+        ids.new_id("xyz")
+
+
+@pytest.mark.parametrize(
+    ("last", "cur", "longest", "today", "want"),
+    [
+        (None, 0, 0, date(2026, 1, 5), (1, 1, date(2026, 1, 5))),
+        (date(2026, 1, 4), 3, 3, date(2026, 1, 5), (4, 4, date(2026, 1, 5))),
+        (date(2026, 1, 5), 3, 5, date(2026, 1, 5), (3, 5, date(2026, 1, 5))),
+        (date(2026, 1, 1), 3, 5, date(2026, 1, 5), (1, 5, date(2026, 1, 5))),
+        (date(2026, 1, 6), 2, 2, date(2026, 1, 5), (2, 2, date(2026, 1, 6))),
+    ],
+)
+def test_next_streak(last, cur, longest, today, want) -> None:
+    assert next_streak(last, cur, longest, today) == want
+
+
+def test_expiry() -> None:
+    assert expiry(NOW, 60, None) == NOW + timedelta(seconds=60)
+    assert expiry(NOW, None, None) is None
+    with pytest.raises(InvalidArgumentError):
+        expiry(NOW, None, NOW)
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ('tea "and" coffee', '"tea" OR "and" OR "coffee"'),
+        ("NEAR(a b) -x*", '"near" OR "a" OR "b" OR "x"'),
+        ("***", None),
+        ("日本 ü", '"日本" OR "ü"'),
+    ],
+)
+def test_fts_query_quotes_every_word(text: str, want: str | None) -> None:
+    assert fts_query(text) == want
+
+
+def test_cursor_round_trip_and_tamper() -> None:
+    c = encode_cursor("created_desc", "2026-01-01T00:00:00.000000+00:00", 42)
+    assert decode_cursor(c, "created_desc") == ("2026-01-01T00:00:00.000000+00:00", 42)
+    with pytest.raises(InvalidArgumentError):
+        decode_cursor(c, "created_asc")
+    with pytest.raises(InvalidArgumentError):
+        decode_cursor("!!", "created_desc")
