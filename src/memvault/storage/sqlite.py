@@ -435,7 +435,7 @@ def _with_access(mem: Memory, count: int, last_at: str) -> Memory:
     values = dict(mem.__dict__)
     values["access_count"] = count
     values["last_accessed_at"] = datetime.fromisoformat(last_at)
-    return Memory.model_construct(**values)
+    return codec.construct(Memory, values)
 
 
 __all__ = ["SqliteBackend", "fts_query", "prepare_database", "sqlite_path"]

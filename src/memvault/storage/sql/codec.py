@@ -82,8 +82,17 @@ def content_hash(content: Content) -> str:
 
 
 def construct(cls: type[R], values: dict[str, Any]) -> R:
-    """Build a record from trusted storage values without validation."""
-    return cls.model_construct(**values)
+    """Build a record from trusted storage values holding every field, without validation.
+
+    What `model_construct` does minus its per-field default handling, which cost 20 us a
+    row and dominated a 100-row listing (profiled with cProfile on `list_memories`).
+    """
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
 
 
 def memory_from_row(row: tuple[Any, ...]) -> Memory:
@@ -110,26 +119,29 @@ def memory_from_row(row: tuple[Any, ...]) -> Memory:
         created_at,
         updated_at,
     ) = row
-    return Memory.model_construct(
-        memory_id=memory_id,
-        user_id=user_id,
-        namespace=namespace,
-        key=key,
-        memory_type=memory_type,
-        content=content if content_object is None else json.loads(content_object),
-        metadata=loads_obj(metadata),
-        tags=loads_list(tags),
-        category=category,
-        importance=importance,
-        access_count=access_count,
-        last_accessed_at=parse_ts(last_accessed_at),
-        expires_at=parse_ts(expires_at),
-        session_id=session_id,
-        agent_id=agent_id,
-        version=version,
-        deleted_at=parse_ts(deleted_at),
-        created_at=datetime.fromisoformat(created_at),
-        updated_at=datetime.fromisoformat(updated_at),
+    return construct(
+        Memory,
+        dict(
+            memory_id=memory_id,
+            user_id=user_id,
+            namespace=namespace,
+            key=key,
+            memory_type=memory_type,
+            content=content if content_object is None else json.loads(content_object),
+            metadata=loads_obj(metadata),
+            tags=loads_list(tags),
+            category=category,
+            importance=importance,
+            access_count=access_count,
+            last_accessed_at=parse_ts(last_accessed_at),
+            expires_at=parse_ts(expires_at),
+            session_id=session_id,
+            agent_id=agent_id,
+            version=version,
+            deleted_at=parse_ts(deleted_at),
+            created_at=datetime.fromisoformat(created_at),
+            updated_at=datetime.fromisoformat(updated_at),
+        ),
     )
 
 
