@@ -95,6 +95,15 @@ def _fact(m: Memory) -> dict[str, Any]:
     }
 
 
+def _permanent(m: Memory) -> dict[str, Any]:
+    return {
+        "id": m.memory_id,
+        "content": m.content,
+        "tags": m.tags,
+        "timestamp": m.created_at.isoformat(),
+    }
+
+
 def _metrics(m: Metrics) -> dict[str, Any]:
     return {
         "total_messages": m.total_messages,
@@ -192,24 +201,10 @@ class SqlMemoryStore(MemoryStore):
         return self.vault.get_global_context()
 
     def add_permanent_memory(self, user_id: str, content: str, **fields: Any) -> dict[str, Any]:
-        m = self.vault.add_permanent_memory(user_id, content, **fields)
-        return {
-            "id": m.memory_id,
-            "content": m.content,
-            "tags": m.tags,
-            "timestamp": m.created_at.isoformat(),
-        }
+        return _permanent(self.vault.add_permanent_memory(user_id, content, **fields))
 
     def get_permanent_memories(self, user_id: str) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": m.memory_id,
-                "content": m.content,
-                "tags": m.tags,
-                "timestamp": m.created_at.isoformat(),
-            }
-            for m in self.vault.get_permanent_memories(user_id)
-        ]
+        return [_permanent(m) for m in self.vault.get_permanent_memories(user_id)]
 
 
 _lock = threading.Lock()
