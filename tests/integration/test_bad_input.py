@@ -185,6 +185,32 @@ CASES: list[tuple[str, Call, ErrorCode]] = [
         lambda v: v.add_message("alice", "user", BIG),
         ErrorCode.PAYLOAD_TOO_LARGE,
     ),
+    (
+        "fact bad importance",
+        lambda v: v.add_user_fact("alice", "x", importance="high"),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
+    (
+        "fact metadata not object",
+        lambda v: v.add_user_fact("alice", "x", metadata="abc"),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
+    (
+        "message metadata not object",
+        lambda v: v.add_message("alice", "user", "hi", metadata="ab"),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
+    (
+        "profile not object",
+        lambda v: v.update_user("alice", profile=["a"]),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
+    (
+        "session metadata not object",
+        lambda v: v.create_session("alice", metadata="ab"),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
+    ("search k not int", lambda v: v.search("alice", "tea", k="5"), ErrorCode.INVALID_ARGUMENT),
     ("fact empty", lambda v: v.add_user_fact("alice", ""), ErrorCode.INVALID_ARGUMENT),
     ("summary empty", lambda v: v.save_summary("alice", ""), ErrorCode.INVALID_ARGUMENT),
     (

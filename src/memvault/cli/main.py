@@ -77,11 +77,7 @@ def fail(code: ErrorCode, message: str) -> NoReturn:
 
 @contextmanager
 def _vault() -> Iterator[MemVault]:
-    try:
-        settings = load_settings(_overrides)
-    except ConfigurationError as exc:
-        err.print(f"error: configuration: {exc}", highlight=False, markup=False)
-        raise typer.Exit(CONFIG_EXIT) from None
+    settings = _settings()
     logging.basicConfig(level=settings.log_level)
     try:
         vault = MemVault(settings)

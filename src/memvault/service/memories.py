@@ -405,9 +405,7 @@ class MemoryOps:
             NotFoundError: the user does not exist.
         """
         uid = validate.user_id(user_id)
-        f = validate.model(
-            Filters, dict(filters) if isinstance(filters, Mapping) else (filters or {}), "filters"
-        )
+        f = validate.filters(filters)
         if order not in ORDERS:
             raise InvalidArgumentError(f"order must be one of {list(ORDERS)}, got {order!r}")
         n = validate.limit(limit)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from memvault import ids, limits
 from memvault.clock import Clock
@@ -21,6 +22,7 @@ from memvault.models import (
     Session,
     Summary,
     User,
+    check_importance,
     check_json,
     check_text,
 )
@@ -36,6 +38,9 @@ PERMANENT_NAMESPACE = "permanent"
 
 
 def _json(value: Any, what: str, max_bytes: int = limits.MAX_JSON_BYTES) -> dict[str, Any]:
+    """A JSON object (any mapping is accepted); anything else is INVALID_ARGUMENT."""
+    if isinstance(value, Mapping) and not isinstance(value, dict):
+        value = dict(value)
     try:
         return check_json(value, what, max_bytes)
     except ValueError as exc:
@@ -93,10 +98,8 @@ class PeopleOps(MemoryOps):
             if username is None
             else validate.identifier(username, "username", limits.MAX_USERNAME_CHARS)
         )
-        prof = None if profile is None else _json(dict(profile), "profile")
+        prof = None if profile is None else _json(profile, "profile")
         if timezone is not None:
-            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
             try:
                 ZoneInfo(validate.identifier(timezone, "timezone", 64))
             except (ZoneInfoNotFoundError, ValueError):
@@ -154,7 +157,7 @@ class PeopleOps(MemoryOps):
             )
         text = _text(content, "content")
         sid = None if session_id is None else validate.session_id(session_id)
-        meta = _json(dict(metadata or {}), "metadata")
+        meta = _json(metadata or {}, "metadata")
         now = self.clock.now()
         user = await self.backend.get_user(uid)
         tz = None if user is None else user.timezone
@@ -217,15 +220,20 @@ class PeopleOps(MemoryOps):
         uid = validate.user_id(user_id)
         cat = category or self.settings.default_fact_category
         text = _text(fact, "fact")
+        meta = _json(metadata or {}, "metadata")
+        try:
+            imp = check_importance(importance)
+        except ValueError as exc:
+            raise validate.from_check(exc, "importance") from None
         now = self.clock.now()
         existing = await self.backend.find_by_hash(uid, FACTS_NAMESPACE, content_hash(text), now)
         if existing is not None:
             patch: dict[str, Any] = {
                 "category": cat,
-                "importance": max(importance, existing.importance),
+                "importance": max(imp, existing.importance),
             }
-            if metadata:
-                patch["metadata"] = {**existing.metadata, **dict(metadata)}
+            if meta:
+                patch["metadata"] = {**existing.metadata, **meta}
             merged = await self.update(uid, existing.memory_id, patch, actor=actor)
             return merged
         return await self.add(
@@ -234,8 +242,8 @@ class PeopleOps(MemoryOps):
             namespace=FACTS_NAMESPACE,
             memory_type=FACT,
             category=cat,
-            importance=importance,
-            metadata=dict(metadata or {}),
+            importance=imp,
+            metadata=meta,
             actor=actor,
         )
 
@@ -322,7 +330,7 @@ class PeopleOps(MemoryOps):
         agent_id: str | None = None,
     ) -> Session:
         uid = validate.user_id(user_id)
-        meta = _json(dict(metadata or {}), "session metadata")
+        meta = _json(metadata or {}, "session metadata")
         agent = (
             None
             if agent_id is None
@@ -353,7 +361,7 @@ class PeopleOps(MemoryOps):
     ) -> Session:
         """Merge `metadata` into an active session's metadata."""
         uid, sid = validate.user_id(user_id), validate.session_id(session_id)
-        meta = _json(dict(metadata), "session metadata")
+        meta = _json(metadata, "session metadata")
         now = self.clock.now()
 
         def change(s: Session) -> Session:
@@ -431,8 +439,10 @@ class PeopleOps(MemoryOps):
             raise InvalidArgumentError(
                 f"query is {len(query)} characters; at most {limits.MAX_QUERY_CHARS}"
             )
-        n = validate.limit(k, maximum=limits.MAX_SEARCH_K)
-        f = validate.model(
-            Filters, dict(filters) if isinstance(filters, Mapping) else (filters or {}), "filters"
-        )
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= limits.MAX_SEARCH_K:
+            raise InvalidArgumentError(
+                f"k must be an integer in [1, {limits.MAX_SEARCH_K}], got {k!r}"
+            )
+        n = k
+        f = validate.filters(filters)
         return await self.backend.lexical(uid, query, f, n, self.clock.now())

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from memvault import ids, limits
 from memvault.errors import InvalidArgumentError, PayloadTooLargeError
-from memvault.models import check_identifier
+from memvault.models import Filters, check_identifier
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -88,6 +89,11 @@ def session_id(value: Any) -> str:
             {"field": "session_id"},
         )
     return value
+
+
+def filters(value: Any) -> Filters:
+    """A `Filters` from a model, a mapping or None."""
+    return model(Filters, dict(value) if isinstance(value, Mapping) else (value or {}), "filters")
 
 
 def limit(
