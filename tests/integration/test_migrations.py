@@ -60,3 +60,36 @@ def test_offline_sql_has_every_table(dialect: str) -> None:
     assert "uq_memories_live_key" in sql
     assert ("memories_fts" in sql) == (dialect == "sqlite")
     assert ("JSONB" in sql) == (dialect == "postgresql")
+
+
+def test_upgrade_from_0001_keeps_full_text_in_step(tmp_path: Path) -> None:
+    """A file written at revision 0001 (insert trigger) upgrades to head: old rows stay
+    searchable, new rows are indexed by the writer, updates re-index through the trigger."""
+    from memvault import MemVault, Settings
+
+    db = tmp_path / "m.db"
+    url = f"sqlite:///{db}"
+    migrate.upgrade(url, "0001")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO users(user_id, profile, created_at, updated_at) "
+            "VALUES ('u', '{}', '2026-01-01T00:00:00.000000+00:00', "
+            "'2026-01-01T00:00:00.000000+00:00')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO memories(memory_id, user_id, namespace, \"key\", memory_type, content,"
+            " content_hash, metadata, tags, importance, access_count, version, created_at,"
+            " updated_at) VALUES ('mem_01JD3Q00000000000000000000', 'u', 'default', 'k',"
+            " 'note', 'old walrus fact', 'h', '{}', '[]', 0.5, 0, 1,"
+            " '2026-01-01T00:00:00.000000+00:00', '2026-01-01T00:00:00.000000+00:00')"
+        )
+    engine.dispose()
+    with MemVault(Settings(data_dir=tmp_path, database_url=url)) as vault:
+        assert migrate.current_revision(url) == migrate.HEAD_REVISION
+        assert [h.memory.key for h in vault.search("u", "walrus")] == ["k"]
+        new = vault.add_many("u", [{"content": f"narwhal number {i}"} for i in range(3)])
+        assert len(vault.search("u", "narwhal")) == 3
+        vault.update("u", new[0].memory_id, content="a pelican now")
+        assert len(vault.search("u", "narwhal")) == 2
+        assert [h.memory.memory_id for h in vault.search("u", "pelican")] == [new[0].memory_id]

@@ -149,6 +149,16 @@ class SqliteBackend(RecordStore):
             self._history_rows([gone], Change("delete", reason="expired; key reused"), now),
         )
 
+    def _insert_rows(
+        self, conn: sqlite3.Connection, mems: Sequence[Memory], change: Change, now: datetime
+    ) -> None:
+        """Insert new memory rows, their full-text entries (one statement for the whole batch,
+        see migration 0002) and their 'create' history rows."""
+        top = conn.execute(self.sql.max_pk).fetchone()[0]
+        conn.executemany(self.sql.insert_memory, [codec.memory_values(m) for m in mems])
+        conn.execute(self.sql.index_text_after, {"pk": top})
+        conn.executemany(self.sql.insert_history, self._history_rows(mems, change, now))
+
     def _write_row(self, conn: sqlite3.Connection, m: Memory) -> None:
         values = codec.memory_values(m)
         values["b_memory_id"] = m.memory_id
@@ -175,8 +185,7 @@ class SqliteBackend(RecordStore):
                         f"key {m.key!r} already exists in namespace {m.namespace!r}",
                         {"namespace": m.namespace, "key": m.key, "memory_id": row[1]},
                     )
-            conn.executemany(self.sql.insert_memory, [codec.memory_values(m) for m in memories])
-            conn.executemany(self.sql.insert_history, self._history_rows(memories, change, now))
+            self._insert_rows(conn, memories, change, now)
             return list(memories)
 
         result: list[Memory] = await self._write(run)
@@ -269,11 +278,7 @@ class SqliteBackend(RecordStore):
                     )
                     return updated, False
                 self._retire_expired(conn, row, now)
-            conn.execute(self.sql.insert_memory, codec.memory_values(new))
-            conn.executemany(
-                self.sql.insert_history,
-                self._history_rows([new], Change("create", change.actor, change.reason), now),
-            )
+            self._insert_rows(conn, [new], Change("create", change.actor, change.reason), now)
             return new, True
 
         result: tuple[Memory, bool] = await self._write(run)

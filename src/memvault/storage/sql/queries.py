@@ -68,6 +68,12 @@ class Statements:
         self.insert_memory = compile_sql(
             insert(memories).values({c: bindparam(c) for c in mcols}), d
         )
+        self.max_pk = "SELECT coalesce(max(pk), 0) FROM memories"
+        # SQLite only (migration 0002): index the rows a batch just inserted, in one statement.
+        self.index_text_after = (
+            "INSERT INTO memories_fts(rowid, content, tags) "
+            "SELECT pk, content, tags FROM memories WHERE pk > :pk"
+        )
         self.update_memory = compile_sql(
             update(memories)
             .where(memories.c.memory_id == bindparam("b_memory_id"))
