@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     access_flush_interval_s: float = Field(1.0, ge=0, le=3600)
     access_flush_max_pending: int = Field(1000, ge=1, le=1_000_000)
     read_threads: int = Field(4, ge=1, le=64)
+    inline_point_reads: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     @model_validator(mode="after")

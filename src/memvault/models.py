@@ -6,7 +6,7 @@ import json
 import math
 import re
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -196,6 +196,32 @@ def content_text(content: Content) -> str:
 
 
 # ----------------------------------------------------------------------------- records
+R = TypeVar("R", bound=BaseModel)
+
+
+_new = object.__new__
+_set = object.__setattr__
+_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+def construct(cls: type[R], values: dict[str, Any]) -> R:
+    """Build a record from trusted values holding every field, without validation.
+
+    What `model_construct` does minus its per-field default handling, which cost 20 us a
+    row and dominated a 100-row listing (profiled with cProfile on `list_memories`); the
+    slots are set through their descriptors (0.7 us against 1.0 us with `setattr`).
+    Callers: the storage codecs (rows memvault wrote) and the service (values it validated).
+    """
+    obj = _new(cls)
+    _set(obj, "__dict__", values)
+    _set_fields(obj, set(values))
+    _set_extra(obj, None)
+    _set_private(obj, None)
+    return obj
+
+
 class Record(BaseModel):
     model_config = ConfigDict(frozen=True)
 

@@ -78,7 +78,7 @@ def test_upgrade_from_0001_keeps_full_text_in_step(tmp_path: Path) -> None:
             "'2026-01-01T00:00:00.000000+00:00')"
         )
         conn.exec_driver_sql(
-            "INSERT INTO memories(memory_id, user_id, namespace, \"key\", memory_type, content,"
+            'INSERT INTO memories(memory_id, user_id, namespace, "key", memory_type, content,'
             " content_hash, metadata, tags, importance, access_count, version, created_at,"
             " updated_at) VALUES ('mem_01JD3Q00000000000000000000', 'u', 'default', 'k',"
             " 'note', 'old walrus fact', 'h', '{}', '[]', 0.5, 0, 1,"

@@ -18,6 +18,7 @@ from memvault.models import (
     MemoryPatch,
     NewMemory,
     Page,
+    construct,
 )
 from memvault.service import validate
 from memvault.service.ttl import expiry
@@ -55,26 +56,29 @@ def build_memory(user_id: str, new: NewMemory, settings: Settings, now: datetime
     expires_at = expiry(now, new.ttl_seconds, new.expires_at)
     if memory_type == PERMANENT and expires_at is not None:
         raise InvalidArgumentError("permanent memories cannot expire", {"field": "expires_at"})
-    return Memory.model_construct(
-        memory_id=memory_id,
-        user_id=user_id,
-        namespace=new.namespace,
-        key=new.key or memory_id,
-        memory_type=memory_type,
-        content=new.content,
-        metadata=new.metadata,
-        tags=new.tags,
-        category=new.category,
-        importance=new.importance,
-        access_count=0,
-        last_accessed_at=None,
-        expires_at=expires_at,
-        session_id=new.session_id,
-        agent_id=new.agent_id,
-        version=1,
-        deleted_at=None,
-        created_at=now,
-        updated_at=now,
+    return construct(
+        Memory,
+        dict(
+            memory_id=memory_id,
+            user_id=user_id,
+            namespace=new.namespace,
+            key=new.key or memory_id,
+            memory_type=memory_type,
+            content=new.content,
+            metadata=new.metadata,
+            tags=new.tags,
+            category=new.category,
+            importance=new.importance,
+            access_count=0,
+            last_accessed_at=None,
+            expires_at=expires_at,
+            session_id=new.session_id,
+            agent_id=new.agent_id,
+            version=1,
+            deleted_at=None,
+            created_at=now,
+            updated_at=now,
+        ),
     )
 
 

@@ -43,6 +43,14 @@ class AccessTracker:
             entry = self._pending.get(pk)
             return None if entry is None else Pending(entry.count, entry.last_at)
 
+    def peek_many(self, pks: list[int]) -> dict[int, tuple[int, str]]:
+        """Pending (count, last time) of those of `pks` that have any."""
+        with self._lock:
+            pending = self._pending
+            if not pending:
+                return {}
+            return {pk: (e.count, e.last_at) for pk in pks if (e := pending.get(pk)) is not None}
+
     def due(self) -> bool:
         with self._lock:
             if not self._pending:

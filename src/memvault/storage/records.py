@@ -110,6 +110,10 @@ class RecordStore:
     async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         return await self.runner.read(self.db.read, fn)
 
+    async def _point_read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """A read of a few rows by key (see `ThreadRunner.point_read`)."""
+        return await self.runner.point_read(self.db.read, fn)
+
     # ------------------------------------------------------------------ users
     def _ensure_user(
         self, conn: sqlite3.Connection, user_id: str, username: str | None, at: str | None

@@ -25,6 +25,8 @@ from memvault.storage.sql import codec
 from memvault.storage.sql.connection import SqliteConnections
 from memvault.storage.sql.queries import Statements, decode_cursor, encode_cursor
 
+_DELETED_AT = codec.MEMORY_COLUMNS.index("deleted_at")
+_EXPIRES_AT = codec.MEMORY_COLUMNS.index("expires_at")
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_TERMS = 64
 
@@ -92,7 +94,11 @@ class SqliteBackend(RecordStore):
             synchronous=settings.sqlite_synchronous,
         )
         self.sql = Statements(sqlite_dialect.dialect(paramstyle="named"))
-        self.runner: Runner = ThreadRunner(settings.read_threads) if threaded else InlineRunner()
+        self.runner: Runner = (
+            ThreadRunner(settings.read_threads, inline_points=settings.inline_point_reads)
+            if threaded
+            else InlineRunner()
+        )
         self.access = AccessTracker(
             max_pending=settings.access_flush_max_pending,
             interval_s=settings.access_flush_interval_s,
@@ -101,14 +107,10 @@ class SqliteBackend(RecordStore):
 
     # ------------------------------------------------------------------ helpers
     def _memories(self, rows: Sequence[tuple[Any, ...]]) -> list[Memory]:
-        out = []
-        for row in rows:
-            mem = codec.memory_from_row(row)
-            pending = self.access.peek(row[0])
-            if pending is not None:
-                mem = _with_access(mem, mem.access_count + pending.count, pending.last_at)
-            out.append(mem)
-        return out
+        pending = self.access.peek_many([row[0] for row in rows])
+        if not pending:
+            return [codec.memory_from_row(row) for row in rows]
+        return [codec.memory_from_row(row, pending.get(row[0])) for row in rows]
 
     async def _maybe_flush(self) -> None:
         if self.access.due():
@@ -206,14 +208,15 @@ class SqliteBackend(RecordStore):
                 rows = conn.execute(self.sql.select_by_ids(len(memory_ids)), params).fetchall()
             out = []
             for row in rows:
-                mem = codec.memory_from_row(row)
-                if mem.deleted_at is not None or mem.is_expired(now):
+                if row[_DELETED_AT] is not None or (
+                    row[_EXPIRES_AT] is not None and row[_EXPIRES_AT] <= at
+                ):
                     continue
                 pending = self.access.note(row[0], at)
-                out.append(_with_access(mem, mem.access_count + pending.count, pending.last_at))
+                out.append(codec.memory_from_row(row, (pending.count, pending.last_at)))
             return out
 
-        found: list[Memory] = await self._read(run)
+        found: list[Memory] = await self._point_read(run)
         await self._maybe_flush()
         return found
 
@@ -349,9 +352,8 @@ class SqliteBackend(RecordStore):
         def run(conn: sqlite3.Connection) -> list[LexicalHit]:
             hits = []
             for row in conn.execute(sql, params).fetchall():
-                mem = codec.memory_from_row(row[:-1])
                 pending = self.access.note(row[0], at)  # a search hit is an access
-                mem = _with_access(mem, mem.access_count + pending.count, pending.last_at)
+                mem = codec.memory_from_row(row[:-1], (pending.count, pending.last_at))
                 hits.append(LexicalHit(mem, -float(row[-1])))
             return hits
 
@@ -434,13 +436,6 @@ class SqliteBackend(RecordStore):
         self._closed = True
         self.runner.close()
         self.db.close()
-
-
-def _with_access(mem: Memory, count: int, last_at: str) -> Memory:
-    values = dict(mem.__dict__)
-    values["access_count"] = count
-    values["last_accessed_at"] = datetime.fromisoformat(last_at)
-    return codec.construct(Memory, values)
 
 
 __all__ = ["SqliteBackend", "fts_query", "prepare_database", "sqlite_path"]

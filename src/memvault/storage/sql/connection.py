@@ -77,6 +77,7 @@ class SqliteConnections:
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA cache_size=-16000")
+        conn.execute("PRAGMA mmap_size=1073741824")
         with self._all_lock:
             self._all.append(conn)
         return conn
