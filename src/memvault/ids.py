@@ -42,7 +42,7 @@ def new_id(prefix: str) -> str:
         else:
             rand = int.from_bytes(os.urandom(10), "big") >> 1  # leave room to increment
         _last_ms, _last_rand = ms, rand
-    return f"{prefix}_{_encode(ms, 10)}{_encode(rand, 16)}"
+    return f"{prefix}_{_encode((ms << 80) | rand, 26)}"
 
 
 def is_valid_id(value: str, prefix: str) -> bool:

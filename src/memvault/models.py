@@ -460,7 +460,11 @@ class Page(Record):
 
 
 class HistoryEntry(Record):
-    """One change to a memory: what it became, when, by whom and how."""
+    """One change to a memory: what it became, when, by whom and how.
+
+    `history_id` orders entries; it is 0 for the creation of a memory that has not changed
+    since and was created without an actor or a reason (its row is stored at the first
+    change)."""
 
     history_id: int
     memory_id: str

@@ -104,6 +104,35 @@ def test_update_bumps_version_and_keeps_history(vault: MemVault, clock: FrozenCl
     ]
 
 
+def test_history_is_copied_on_change(vault: MemVault, clock: FrozenClock) -> None:
+    """A memory never changed has one creation entry read from its row (history_id 0);
+    the first change stores it with its snapshot, and every later version keeps its own."""
+    m = vault.add("alice", "v1", tags=["a"])
+    (only,) = vault.history("alice", m.memory_id)
+    assert (only.history_id, only.version, only.operation) == (0, 1, "create")
+    assert only.changed_at == m.created_at and only.snapshot["tags"] == ["a"]
+    clock.advance(1)
+    vault.update("alice", m.memory_id, content="v2")
+    clock.advance(1)
+    vault.update("alice", m.memory_id, content="v3", actor="editor")
+    vault.delete("alice", m.memory_id, actor="cleaner")
+    h = vault.history("alice", m.memory_id)
+    assert [(e.version, e.operation, e.snapshot["content"], e.actor) for e in h] == [
+        (1, "create", "v1", None),
+        (2, "update", "v2", None),
+        (3, "update", "v3", "editor"),
+        (4, "delete", "v3", "cleaner"),
+    ]
+    assert all(e.history_id > 0 for e in h)
+    assert h[-1].snapshot["deleted_at"] is not None
+    vault.restore("alice", m.memory_id)
+    vault.revert("alice", m.memory_id, 1)
+    assert vault.get("alice", m.memory_id).content == "v1"
+    keyed = vault.add("alice", "with actor", actor="importer")
+    (entry,) = vault.history("alice", keyed.memory_id)
+    assert entry.history_id > 0 and entry.actor == "importer"
+
+
 def test_update_with_stale_version_conflicts_and_changes_nothing(vault: MemVault) -> None:
     m = vault.add("alice", "v1")
     vault.update("alice", m.memory_id, content="v2", expected_version=1)

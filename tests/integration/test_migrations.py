@@ -93,3 +93,40 @@ def test_upgrade_from_0001_keeps_full_text_in_step(tmp_path: Path) -> None:
         vault.update("u", new[0].memory_id, content="a pelican now")
         assert len(vault.search("u", "narwhal")) == 2
         assert [h.memory.memory_id for h in vault.search("u", "pelican")] == [new[0].memory_id]
+
+
+def test_downgrade_to_0001_freezes_live_snapshots(tmp_path: Path) -> None:
+    """0002 leaves the live version's snapshot empty; going back to 0001 (NOT NULL) fills
+    every one from its memory row, and history reads the same before and after."""
+    import json
+
+    from memvault import MemVault, Settings
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    with MemVault(Settings(data_dir=tmp_path, database_url=url)) as vault:
+        a, b = vault.add_many(
+            "u", [{"content": "first", "tags": ["t"], "metadata": {"n": 1}}, {"content": "b"}]
+        )
+        vault.update("u", a.memory_id, content="second")
+        before = [e.snapshot for e in vault.history("u", a.memory_id)]
+        before_b = [e.snapshot for e in vault.history("u", b.memory_id)]
+    migrate.downgrade(url, "0001")
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        snaps = conn.exec_driver_sql(
+            "SELECT memory_id, version, snapshot FROM memory_history ORDER BY history_id"
+        ).fetchall()
+    engine.dispose()
+    assert all(s is not None for _, _, s in snaps)
+    frozen = {(m, v): json.loads(s) for m, v, s in snaps}
+    assert frozen[(b.memory_id, 1)]["content"] == "b"  # creation row written back
+    assert frozen[(a.memory_id, 2)]["content"] == "second"
+    assert frozen[(a.memory_id, 2)]["tags"] == ["t"]
+    assert frozen[(a.memory_id, 2)]["metadata"] == {"n": 1}
+    migrate.upgrade(url)
+    with MemVault(Settings(data_dir=tmp_path, database_url=url)) as vault:
+        assert [e.snapshot for e in vault.history("u", a.memory_id)] == before
+        assert [e.snapshot for e in vault.history("u", b.memory_id)] == before_b
+        assert [e.history_id for e in vault.history("u", b.memory_id)] != [0]  # stored now
+        vault.revert("u", a.memory_id, 1)
+        assert vault.get("u", a.memory_id).content == "first"

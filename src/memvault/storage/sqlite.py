@@ -117,6 +117,9 @@ class SqliteBackend(RecordStore):
             await self.runner.write(lambda: self.db.try_write(self._flush_access))
 
     def _history_rows(self, mems: Sequence[Memory], change: Change, now: datetime) -> list[Any]:
+        """History rows for `mems` at their new versions. The snapshot stays empty while a
+        version is the live one (the row itself holds it); `_record_change` fills it in when
+        the next version replaces it."""
         at = codec.ts(now)
         return [
             {
@@ -127,10 +130,27 @@ class SqliteBackend(RecordStore):
                 "changed_at": at,
                 "actor": change.actor,
                 "reason": change.reason,
-                "snapshot": codec.snapshot(m),
+                "snapshot": None,
             }
             for m in mems
         ]
+
+    def _record_change(
+        self, conn: sqlite3.Connection, old: Memory, new: Memory, change: Change, now: datetime
+    ) -> None:
+        """Write `new` over `old`: the row, the frozen snapshot of `old`, the new history row.
+
+        A creation with no actor and no reason writes no history row (the memory row says it
+        all); its row is written here, with its snapshot, when the first change comes."""
+        self._write_row(conn, new)
+        snap = codec.snapshot(old)
+        frozen = conn.execute(
+            self.sql.freeze_history,
+            {"memory_id": old.memory_id, "version": old.version, "snapshot": snap},
+        ).rowcount
+        if frozen == 0:
+            conn.execute(self.sql.insert_history, codec.creation_history(old, snap))
+        conn.executemany(self.sql.insert_history, self._history_rows([new], change, now))
 
     def _live_key(self, conn: sqlite3.Connection, m: Memory) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = conn.execute(
@@ -145,21 +165,18 @@ class SqliteBackend(RecordStore):
         """Soft-delete an expired row whose key a new memory takes over."""
         old = codec.memory_from_row(row)
         gone = old.model_copy(update={"deleted_at": now, "version": old.version + 1})
-        self._write_row(conn, gone)
-        conn.executemany(
-            self.sql.insert_history,
-            self._history_rows([gone], Change("delete", reason="expired; key reused"), now),
-        )
+        self._record_change(conn, old, gone, Change("delete", reason="expired; key reused"), now)
 
     def _insert_rows(
         self, conn: sqlite3.Connection, mems: Sequence[Memory], change: Change, now: datetime
     ) -> None:
         """Insert new memory rows, their full-text entries (one statement for the whole batch,
-        see migration 0002) and their 'create' history rows."""
+        see migration 0002) and, when an actor or a reason is given, their history rows."""
         top = conn.execute(self.sql.max_pk).fetchone()[0]
         conn.executemany(self.sql.insert_memory, [codec.memory_values(m) for m in mems])
         conn.execute(self.sql.index_text_after, {"pk": top})
-        conn.executemany(self.sql.insert_history, self._history_rows(mems, change, now))
+        if change.actor is not None or change.reason is not None:
+            conn.executemany(self.sql.insert_history, self._history_rows(mems, change, now))
 
     def _write_row(self, conn: sqlite3.Connection, m: Memory) -> None:
         values = codec.memory_values(m)
@@ -256,8 +273,7 @@ class SqliteBackend(RecordStore):
                             "is now used by another memory",
                             {"memory_id": holder[1], "key": new.key},
                         )
-            self._write_row(conn, new)
-            conn.executemany(self.sql.insert_history, self._history_rows([new], change, now))
+            self._record_change(conn, current, new, change, now)
             return new
 
         result: Memory = await self._write(run)
@@ -275,10 +291,7 @@ class SqliteBackend(RecordStore):
                     updated = fn(current)
                     if updated == current:
                         return current, False
-                    self._write_row(conn, updated)
-                    conn.executemany(
-                        self.sql.insert_history, self._history_rows([updated], change, now)
-                    )
+                    self._record_change(conn, current, updated, change, now)
                     return updated, False
                 self._retire_expired(conn, row, now)
             self._insert_rows(conn, [new], Change("create", change.actor, change.reason), now)
@@ -366,7 +379,18 @@ class SqliteBackend(RecordStore):
             rows = conn.execute(
                 self.sql.select_history, {"user_id": user_id, "memory_id": memory_id}
             ).fetchall()
-            return [codec.history_from_row(r) for r in rows]
+            if rows and rows[-1][-1] is not None:  # every version frozen (rows before 0002)
+                return [codec.history_from_row(r, None) for r in rows]
+            row = conn.execute(
+                self.sql.select_by_id, {"user_id": user_id, "memory_id": memory_id}
+            ).fetchone()
+            if row is None:
+                return []
+            mem = codec.memory_from_row(row)
+            live = codec.snapshot_dict(mem)
+            if not rows:  # never changed, created without actor or reason
+                return [codec.creation_entry(mem, live)]
+            return [codec.history_from_row(r, live) for r in rows]
 
         result: list[HistoryEntry] = await self._read(run)
         return result

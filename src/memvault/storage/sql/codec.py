@@ -194,33 +194,67 @@ def memory_values(m: Memory) -> dict[str, Any]:
     }
 
 
+def snapshot_dict(m: Memory) -> dict[str, Any]:
+    """A history snapshot: every field but the access counters, as `Memory.model_validate`
+    reads it back (built by hand: `model_dump` cost 15 us a row)."""
+    return {
+        "memory_id": m.memory_id,
+        "user_id": m.user_id,
+        "namespace": m.namespace,
+        "key": m.key,
+        "memory_type": m.memory_type,
+        "content": m.content,
+        "metadata": m.metadata,
+        "tags": m.tags,
+        "category": m.category,
+        "importance": m.importance,
+        "expires_at": ts(m.expires_at),
+        "session_id": m.session_id,
+        "agent_id": m.agent_id,
+        "version": m.version,
+        "deleted_at": ts(m.deleted_at),
+        "created_at": ts(m.created_at),
+        "updated_at": ts(m.updated_at),
+    }
+
+
 def snapshot(m: Memory) -> str:
-    """The JSON snapshot kept in a history row: every field but the access counters, as
-    `Memory.model_validate` reads it back (built by hand: `model_dump` cost 15 us a row)."""
-    return dumps(
-        {
-            "memory_id": m.memory_id,
-            "user_id": m.user_id,
-            "namespace": m.namespace,
-            "key": m.key,
-            "memory_type": m.memory_type,
-            "content": m.content,
-            "metadata": m.metadata,
-            "tags": m.tags,
-            "category": m.category,
-            "importance": m.importance,
-            "expires_at": ts(m.expires_at),
-            "session_id": m.session_id,
-            "agent_id": m.agent_id,
-            "version": m.version,
-            "deleted_at": ts(m.deleted_at),
-            "created_at": ts(m.created_at),
-            "updated_at": ts(m.updated_at),
-        }
+    """The JSON snapshot kept in a history row."""
+    return dumps(snapshot_dict(m))
+
+
+def creation_history(m: Memory, snap: str) -> dict[str, Any]:
+    """The history row of version 1 of `m`, written when that version is first replaced."""
+    return {
+        "memory_id": m.memory_id,
+        "user_id": m.user_id,
+        "version": m.version,
+        "operation": "create",
+        "changed_at": ts(m.created_at),
+        "actor": None,
+        "reason": None,
+        "snapshot": snap,
+    }
+
+
+def creation_entry(m: Memory, live: dict[str, Any]) -> HistoryEntry:
+    """The history entry of a memory never changed since its creation (no row stored yet;
+    `history_id` 0 says so)."""
+    return HistoryEntry.model_construct(
+        history_id=0,
+        memory_id=m.memory_id,
+        version=m.version,
+        operation="create",
+        changed_at=m.created_at,
+        actor=None,
+        reason=None,
+        snapshot=dict(live),
     )
 
 
-def history_from_row(row: tuple[Any, ...]) -> HistoryEntry:
+def history_from_row(row: tuple[Any, ...], live: dict[str, Any] | None) -> HistoryEntry:
+    """A history entry; `live` is the snapshot of the live row, for the one entry whose
+    snapshot is not frozen yet (see `SqliteBackend._history_rows`)."""
     history_id, memory_id, version, operation, changed_at, actor, reason, snap = row
     return HistoryEntry.model_construct(
         history_id=history_id,
@@ -230,7 +264,7 @@ def history_from_row(row: tuple[Any, ...]) -> HistoryEntry:
         changed_at=datetime.fromisoformat(changed_at),
         actor=actor,
         reason=reason,
-        snapshot=json.loads(snap),
+        snapshot=json.loads(snap) if snap is not None else dict(live or {}),
     )
 
 

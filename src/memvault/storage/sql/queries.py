@@ -104,6 +104,15 @@ class Statements:
             ),
             d,
         )
+        self.freeze_history = compile_sql(
+            update(memory_history)
+            .where(
+                memory_history.c.memory_id == bindparam("memory_id"),
+                memory_history.c.version == bindparam("version"),
+            )
+            .values(snapshot=bindparam("snapshot")),
+            d,
+        )
         self.select_by_id = compile_sql(
             select(*_MEMORY_COLS).where(
                 _m.c.user_id == bindparam("user_id"), _m.c.memory_id == bindparam("memory_id")

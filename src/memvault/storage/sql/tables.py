@@ -105,7 +105,8 @@ memory_history = Table(
     Column("changed_at", Timestamp, nullable=False),
     Column("actor", String(128)),
     Column("reason", String(256)),
-    Column("snapshot", Json, nullable=False),
+    # The state at `version`; NULL while that version is the live row (see migration 0002).
+    Column("snapshot", Json),
 )
 Index("ix_memory_history_memory", memory_history.c.memory_id, memory_history.c.history_id)
 Index("ix_memory_history_user", memory_history.c.user_id)
