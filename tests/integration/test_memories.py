@@ -110,7 +110,8 @@ def test_history_is_copied_on_change(vault: MemVault, clock: FrozenClock) -> Non
     m = vault.add("alice", "v1", tags=["a"])
     (only,) = vault.history("alice", m.memory_id)
     assert (only.history_id, only.version, only.operation) == (0, 1, "create")
-    assert only.changed_at == m.created_at and only.snapshot["tags"] == ["a"]
+    assert only.changed_at == m.created_at
+    assert only.snapshot["tags"] == ["a"]
     clock.advance(1)
     vault.update("alice", m.memory_id, content="v2")
     clock.advance(1)
@@ -130,7 +131,8 @@ def test_history_is_copied_on_change(vault: MemVault, clock: FrozenClock) -> Non
     assert vault.get("alice", m.memory_id).content == "v1"
     keyed = vault.add("alice", "with actor", actor="importer")
     (entry,) = vault.history("alice", keyed.memory_id)
-    assert entry.history_id > 0 and entry.actor == "importer"
+    assert entry.history_id > 0
+    assert entry.actor == "importer"
 
 
 def test_update_with_stale_version_conflicts_and_changes_nothing(vault: MemVault) -> None:

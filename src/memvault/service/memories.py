@@ -415,9 +415,10 @@ class MemoryOps:
         n = validate.limit(limit)
         if cursor is not None and not isinstance(cursor, str):
             raise InvalidArgumentError("cursor must be a string from next_cursor")
-        await self._require_user(uid)
         items, next_cursor = await self.backend.query(uid, f, order, cursor, n, self.clock.now())
-        return Page(items=items, next_cursor=next_cursor)
+        if not items:  # an empty page may mean an unknown user: say so (one read, only here)
+            await self._require_user(uid)
+        return construct(Page, {"items": items, "next_cursor": next_cursor})
 
     async def history(self, user_id: str, memory_id: str) -> list[HistoryEntry]:
         """Every change of a memory, oldest first (deleted memories keep theirs until purged).
