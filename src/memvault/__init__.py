@@ -37,11 +37,11 @@ from memvault.models import (
     Metrics,
     NewMemory,
     Page,
+    SearchHit,
     Session,
     Summary,
     User,
 )
-from memvault.storage.base import LexicalHit as SearchHit
 from memvault.storage.base import PurgeCounts
 
 try:

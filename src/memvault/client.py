@@ -9,13 +9,14 @@ loop and no thread hop sit on its path; it is safe to use from several threads a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from memvault.clock import Clock, SystemClock
 from memvault.config import Settings, load_settings
+from memvault.embed import Embedder, QueryCache, shared_embedder
 from memvault.models import (
     ContextEntry,
     Filters,
@@ -26,22 +27,44 @@ from memvault.models import (
     Metrics,
     NewMemory,
     Page,
+    SearchHit,
     Session,
     Summary,
     User,
 )
 from memvault.service.admin import drive, open_backend
 from memvault.service.people import PeopleOps
-from memvault.storage.base import Backend, LexicalHit, PurgeCounts
+from memvault.service.search import Mode, Offload, ReindexReport, SearchOps
+from memvault.storage.base import Backend, PurgeCounts
+
+T = TypeVar("T")
 
 
-class AsyncMemVault(PeopleOps):
+class _ThreadOffload(Offload):
+    """Embedding off the event loop, on a worker thread."""
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+
+class AsyncMemVault(SearchOps, PeopleOps):
     """The memvault service for asyncio code. Open with `await AsyncMemVault.open()`."""
 
-    def __init__(self, backend: Backend, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        settings: Settings,
+        clock: Clock,
+        *,
+        embedder: Embedder | None = None,
+        offload: Offload | None = None,
+    ) -> None:
         self.backend = backend
         self.settings = settings
         self.clock = clock
+        self.embedder = embedder
+        self.offload = offload or Offload()
+        self.query_cache = QueryCache(embedder) if embedder is not None else None
 
     @classmethod
     async def open(
@@ -50,7 +73,13 @@ class AsyncMemVault(PeopleOps):
         """Open the store named by `settings.database_url` (migrating it when needed)."""
         s = settings or load_settings()
         backend = await asyncio.to_thread(open_backend, s.database_url, s, threaded=True)
-        return cls(backend, s, clock or SystemClock())
+        return cls(
+            backend,
+            s,
+            clock or SystemClock(),
+            embedder=shared_embedder(s),
+            offload=_ThreadOffload(),
+        )
 
     async def flush(self) -> None:
         """Write pending access counts now."""
@@ -74,7 +103,9 @@ class MemVault:
     def __init__(self, settings: Settings | None = None, *, clock: Clock | None = None) -> None:
         s = settings or load_settings()
         backend = open_backend(s.database_url, s, threaded=False)
-        self._inner = AsyncMemVault(backend, s, clock or SystemClock())
+        self._inner = AsyncMemVault(
+            backend, s, clock or SystemClock(), embedder=shared_embedder(s), offload=Offload()
+        )
         self.settings = s
 
     def __enter__(self) -> MemVault:
@@ -329,9 +360,42 @@ class MemVault:
         *,
         k: int = 10,
         filters: Filters | Mapping[str, Any] | None = None,
-    ) -> list[LexicalHit]:
-        """The k live memories whose text best matches `query` (full-text, BM25)."""
-        return drive(self._inner.search(user_id, query, k=k, filters=filters))
+        memory_types: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        mode: Mode = "hybrid",
+        explain: bool = False,
+        query_vector: Sequence[float] | None = None,
+    ) -> list[SearchHit]:
+        """The k live memories of `user_id` that best answer `query`, best first."""
+        return drive(
+            self._inner.search(
+                user_id,
+                query,
+                k=k,
+                filters=filters,
+                memory_types=memory_types,
+                tags=tags,
+                mode=mode,
+                explain=explain,
+                query_vector=query_vector,
+            )
+        )
+
+    def reindex(
+        self,
+        *,
+        missing: bool = False,
+        lexical: bool = False,
+        user_id: str | None = None,
+        batch: int = 256,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ReindexReport:
+        """Embed memories again with the configured embedder (see `AsyncMemVault.reindex`)."""
+        return drive(
+            self._inner.reindex(
+                missing=missing, lexical=lexical, user_id=user_id, batch=batch, progress=progress
+            )
+        )
 
     def set_global_context(self, key: str, value: Any, *, actor: str | None = None) -> ContextEntry:
         """Set a value every user's context can see."""

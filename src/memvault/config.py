@@ -61,6 +61,23 @@ class Settings(BaseSettings):
     access_flush_max_pending: int = Field(1000, ge=1, le=1_000_000)
     read_threads: int = Field(4, ge=1, le=64)
     inline_point_reads: bool = True
+    embedder: str = "minilm"
+    embed_threads: int = Field(0, ge=0, le=64)
+    embed_batch: int = Field(32, ge=1, le=1024)
+    embed_url: str = ""
+    embed_model: str = "text-embedding-3-small"
+    embed_api_key: str | None = None
+    embed_dimension: int = Field(0, ge=0, le=8192)
+    embed_timeout_s: float = Field(30.0, gt=0, le=600)
+    vector_cache_mb: float = Field(1024.0, ge=1, le=1_000_000)
+    search_weight_lexical: float = Field(1.0, ge=0, le=10)
+    search_weight_vector: float = Field(0.5, ge=0, le=10)
+    search_weight_importance: float = Field(0.1, ge=0, le=10)
+    search_weight_recency: float = Field(0.05, ge=0, le=10)
+    search_weight_access: float = Field(0.02, ge=0, le=10)
+    recency_half_life_days: float = Field(30.0, gt=0, le=36500)
+    dedup: Literal["facts", "all", "off"] = "facts"
+    dedup_threshold: float = Field(0.95, gt=0, le=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     @model_validator(mode="after")

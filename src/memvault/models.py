@@ -459,6 +459,16 @@ class Page(Record):
     next_cursor: str | None = None
 
 
+class SearchHit(Record):
+    """One search result: the memory, its final score and, with `explain=True`, the parts
+    the score was made of (normalised `lexical` and `vector` relevance, `importance`,
+    `recency`, `access`, and the raw `bm25` and `cosine`)."""
+
+    memory: Memory
+    score: float
+    explain: dict[str, float] | None = None
+
+
 class HistoryEntry(Record):
     """One change to a memory: what it became, when, by whom and how.
 

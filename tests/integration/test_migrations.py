@@ -87,12 +87,12 @@ def test_upgrade_from_0001_keeps_full_text_in_step(tmp_path: Path) -> None:
     engine.dispose()
     with MemVault(Settings(data_dir=tmp_path, database_url=url)) as vault:
         assert migrate.current_revision(url) == migrate.HEAD_REVISION
-        assert [h.memory.key for h in vault.search("u", "walrus")] == ["k"]
+        assert [h.memory.key for h in vault.search("u", "walrus", mode="lexical")] == ["k"]
         new = vault.add_many("u", [{"content": f"narwhal number {i}"} for i in range(3)])
-        assert len(vault.search("u", "narwhal")) == 3
+        assert len(vault.search("u", "narwhal", mode="lexical")) == 3
         vault.update("u", new[0].memory_id, content="a pelican now")
-        assert len(vault.search("u", "narwhal")) == 2
-        assert [h.memory.memory_id for h in vault.search("u", "pelican")] == [new[0].memory_id]
+        assert len(vault.search("u", "narwhal", mode="lexical")) == 2
+        assert [h.memory.memory_id for h in vault.search("u", "pelican", mode="lexical")] == [new[0].memory_id]
 
 
 def test_downgrade_to_0001_freezes_live_snapshots(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from memvault import InvalidArgumentError, ids
 from memvault.service.ttl import expiry, next_streak
 from memvault.storage.sql.queries import decode_cursor, encode_cursor
+from memvault.search.text import query_terms
 from memvault.storage.sqlite import fts_query
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -54,7 +55,7 @@ def test_expiry() -> None:
     ],
 )
 def test_fts_query_quotes_every_word(text: str, want: str | None) -> None:
-    assert fts_query(text) == want
+    assert fts_query(query_terms(text)) == want
 
 
 def test_cursor_round_trip_and_tamper() -> None:

@@ -121,6 +121,15 @@ class MemoryOps:
     settings: Settings
     clock: Clock
 
+    # Hooks the search layer (`service.search.SearchOps`) fills in: vectors and dedup.
+    async def _store_new(
+        self, user_id: str, built: list[Memory], change: Change, now: datetime
+    ) -> list[Memory]:
+        return await self.backend.insert_memories(built, change, now)
+
+    async def _content_changed(self, user_id: str, memories: list[Memory]) -> None:
+        return None
+
     async def add(
         self,
         user_id: str,
@@ -208,7 +217,7 @@ class MemoryOps:
                     )
                 seen.add((new.namespace, new.key))
             built.append(mem)
-        return await self.backend.insert_memories(built, Change("create", actor), now)
+        return await self._store_new(uid, built, Change("create", actor), now)
 
     async def get(self, user_id: str, memory_id: str) -> Memory:
         """The live memory `memory_id` of `user_id`; counts as one access.
@@ -270,9 +279,12 @@ class MemoryOps:
         p = validate.model(MemoryPatch, data, "update")
         version = _version(expected_version)
         now = self.clock.now()
-        return await self.backend.mutate(
+        updated = await self.backend.mutate(
             uid, mid, lambda cur: apply_patch(cur, p, now, version), Change("update", actor), now
         )
+        if "content" in p.model_fields_set:
+            await self._content_changed(uid, [updated])
+        return updated
 
     async def delete(
         self,
@@ -348,9 +360,11 @@ class MemoryOps:
                 values["expires_at"] = None  # reverting must not make it vanish at once
             return cur.model_copy(update={**values, "version": cur.version + 1, "updated_at": now})
 
-        return await self.backend.mutate(
+        reverted = await self.backend.mutate(
             uid, mid, change, Change("revert", actor, f"to version {target}"), now
         )
+        await self._content_changed(uid, [reverted])
+        return reverted
 
     async def upsert(
         self,
@@ -391,6 +405,7 @@ class MemoryOps:
         memory, _created = await self.backend.upsert(
             fresh, lambda cur: apply_patch(cur, patch, now, None), Change("upsert", actor), now
         )
+        await self._content_changed(uid, [memory])
         return memory
 
     async def list_memories(

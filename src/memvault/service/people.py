@@ -29,7 +29,7 @@ from memvault.models import (
 from memvault.service import validate
 from memvault.service.memories import PERMANENT, MemoryOps
 from memvault.service.ttl import local_day, next_streak
-from memvault.storage.base import Backend, LexicalHit
+from memvault.storage.base import Backend
 from memvault.storage.sql.codec import content_hash
 
 FACT = "fact"
@@ -417,32 +417,3 @@ class PeopleOps(MemoryOps):
         k = validate.identifier(key, "key", limits.MAX_NAMESPACE_CHARS)
         if not await self.backend.delete_context(k):
             raise NotFoundError(f"no global context key {k!r}", {"key": k})
-
-    # ------------------------------------------------------------------ search (keyword)
-    async def search(
-        self,
-        user_id: str,
-        query: str,
-        *,
-        k: int = 10,
-        filters: Filters | Mapping[str, Any] | None = None,
-    ) -> list[LexicalHit]:
-        """The k live memories whose text best matches `query` (full-text, BM25).
-
-        Raises:
-            InvalidArgumentError: `query` is empty or `k` is outside 1..100.
-        """
-        uid = validate.user_id(user_id)
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidArgumentError("query must be a non-empty string")
-        if len(query) > limits.MAX_QUERY_CHARS:
-            raise InvalidArgumentError(
-                f"query is {len(query)} characters; at most {limits.MAX_QUERY_CHARS}"
-            )
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= limits.MAX_SEARCH_K:
-            raise InvalidArgumentError(
-                f"k must be an integer in [1, {limits.MAX_SEARCH_K}], got {k!r}"
-            )
-        n = k
-        f = validate.filters(filters)
-        return await self.backend.lexical(uid, query, f, n, self.clock.now())

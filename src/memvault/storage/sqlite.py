@@ -15,7 +15,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from memvault.config import Settings
 from memvault.errors import ConflictError, NotFoundError, UnavailableError
-from memvault.models import Filters, HistoryEntry, Memory
+from memvault.models import Filters, HistoryEntry, Memory, content_text
 from memvault.storage import migrate
 from memvault.storage.access import AccessTracker
 from memvault.storage.base import Capabilities, Change, LexicalHit, MemoryChange, PurgeCounts
@@ -24,11 +24,16 @@ from memvault.storage.runner import InlineRunner, Runner, ThreadRunner
 from memvault.storage.sql import codec
 from memvault.storage.sql.connection import SqliteConnections
 from memvault.storage.sql.queries import Statements, decode_cursor, encode_cursor
+from memvault.storage.vectors import UserVectors, VectorCache
 
 _DELETED_AT = codec.MEMORY_COLUMNS.index("deleted_at")
 _EXPIRES_AT = codec.MEMORY_COLUMNS.index("expires_at")
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_TERMS = 64
+CONTEXT_WINDOW = 2
+CONTEXT_MAX_WORDS = 40
+# bm25() column weights: content, tags, neighbours' text (migration 0003).
+FTS_WEIGHTS = (1.0, 0.5, 0.3)
 
 
 def sqlite_path(url: str) -> Path:
@@ -72,18 +77,36 @@ def _revision(path: Path) -> str | None:
         conn.close()
 
 
-def fts_query(text: str) -> str | None:
-    """A safe FTS5 MATCH expression: every word quoted, OR-ed. None when no word remains."""
-    words = list(dict.fromkeys(w.casefold() for w in _WORD_RE.findall(text)))[:MAX_QUERY_TERMS]
+def fts_query(terms: Sequence[str]) -> str | None:
+    """A safe FTS5 MATCH expression: every term quoted, OR-ed. None when there is none."""
+    words = list(dict.fromkeys(terms))[:MAX_QUERY_TERMS]
     if not words:
         return None
     return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
+def _words(text: str) -> int:
+    return len(_WORD_RE.findall(text))
+
+
+def neighbour_context(texts: Sequence[str], i: int) -> str | None:
+    """The search context of the i-th memory of a conversation: its neighbours' text, when
+    they are short dialogue turns (median of the window at most `CONTEXT_MAX_WORDS` words).
+    Long memories carry their own words; adding their neighbours' measured worse
+    (LongMemEval dev: BM25 recall@10 0.844 without context, 0.750 with it for every turn,
+    0.833 with this rule; LoCoMo dev: 0.634, 0.768, 0.765)."""
+    lo, hi = max(0, i - CONTEXT_WINDOW), min(len(texts), i + CONTEXT_WINDOW + 1)
+    lengths = sorted(_words(t) for t in texts[lo:hi])
+    if lengths[len(lengths) // 2] > CONTEXT_MAX_WORDS:
+        return None
+    around = [texts[j] for j in range(lo, hi) if j != i]
+    return " ".join(around) or None
+
+
 class SqliteBackend(RecordStore):
     """SQLite storage. `threaded=False` runs every call inline (for the blocking library)."""
 
-    capabilities = Capabilities(lexical=True, vector=False, listen_notify=False)
+    capabilities = Capabilities(lexical=True, vector=True, listen_notify=False)
 
     def __init__(self, path: Path, settings: Settings, *, threaded: bool) -> None:
         prepare_database(path)
@@ -103,6 +126,7 @@ class SqliteBackend(RecordStore):
             max_pending=settings.access_flush_max_pending,
             interval_s=settings.access_flush_interval_s,
         )
+        self.vectors = VectorCache(int(settings.vector_cache_mb * 2**20))
         self._closed = False
 
     # ------------------------------------------------------------------ helpers
@@ -141,8 +165,15 @@ class SqliteBackend(RecordStore):
         """Write `new` over `old`: the row, the frozen snapshot of `old`, the new history row.
 
         A creation with no actor and no reason writes no history row (the memory row says it
-        all); its row is written here, with its snapshot, when the first change comes."""
+        all); its row is written here, with its snapshot, when the first change comes. New
+        content drops the memory's vector (the service embeds it again)."""
         self._write_row(conn, new)
+        if new.content != old.content:
+            conn.execute(
+                "DELETE FROM memory_vectors WHERE memory_pk = "
+                "(SELECT pk FROM memories WHERE memory_id = ?)",
+                (new.memory_id,),
+            )
         snap = codec.snapshot(old)
         frozen = conn.execute(
             self.sql.freeze_history,
@@ -168,15 +199,58 @@ class SqliteBackend(RecordStore):
         self._record_change(conn, old, gone, Change("delete", reason="expired; key reused"), now)
 
     def _insert_rows(
-        self, conn: sqlite3.Connection, mems: Sequence[Memory], change: Change, now: datetime
+        self,
+        conn: sqlite3.Connection,
+        mems: Sequence[Memory],
+        change: Change,
+        now: datetime,
+        vectors: Sequence[bytes | None] | None = None,
     ) -> None:
         """Insert new memory rows, their full-text entries (one statement for the whole batch,
-        see migration 0002) and, when an actor or a reason is given, their history rows."""
+        see migration 0002), their vectors and, when an actor or a reason is given, their
+        history rows."""
         top = conn.execute(self.sql.max_pk).fetchone()[0]
-        conn.executemany(self.sql.insert_memory, [codec.memory_values(m) for m in mems])
+        values = [codec.memory_values(m) for m in mems]
+        contexts = self._contexts(conn, mems)
+        for v, m in zip(values, mems, strict=True):
+            v["search_context"] = contexts.get(m.memory_id)
+        conn.executemany(self.sql.insert_memory, values)
         conn.execute(self.sql.index_text_after, {"pk": top})
+        if vectors is not None and any(v is not None for v in vectors):
+            pks = dict(conn.execute(self.sql.pks_after, {"pk": top}).fetchall())
+            conn.executemany(
+                self.sql.insert_vector,
+                [
+                    {"memory_pk": pks[m.memory_id], "user_id": m.user_id, "vector": vec}
+                    for m, vec in zip(mems, vectors, strict=True)
+                    if vec is not None
+                ],
+            )
         if change.actor is not None or change.reason is not None:
             conn.executemany(self.sql.insert_history, self._history_rows(mems, change, now))
+
+    def _contexts(self, conn: sqlite3.Connection, mems: Sequence[Memory]) -> dict[str, str | None]:
+        """Search context of new memories said in a conversation (`session_id` set), and
+        the refreshed context of the earlier memories of that conversation they follow."""
+        out: dict[str, str | None] = {}
+        groups: dict[tuple[str, str], list[Memory]] = {}
+        for m in mems:
+            if m.session_id is not None:
+                groups.setdefault((m.user_id, m.session_id), []).append(m)
+        for (user_id, session_id), group in groups.items():
+            before = conn.execute(
+                self.sql.session_tail,
+                {"user_id": user_id, "session_id": session_id, "n": 2 * CONTEXT_WINDOW},
+            ).fetchall()[::-1]
+            texts = [r[1] for r in before] + [content_text(m.content) for m in group]
+            for i, (pk, _text, old) in enumerate(before):
+                if i >= len(before) - CONTEXT_WINDOW:
+                    ctx = neighbour_context(texts, i)
+                    if ctx != old:
+                        conn.execute(self.sql.set_context, {"pk": pk, "ctx": ctx})
+            for j, m in enumerate(group):
+                out[m.memory_id] = neighbour_context(texts, len(before) + j)
+        return out
 
     def _write_row(self, conn: sqlite3.Connection, m: Memory) -> None:
         values = codec.memory_values(m)
@@ -185,7 +259,11 @@ class SqliteBackend(RecordStore):
 
     # ------------------------------------------------------------------ memories
     async def insert_memories(
-        self, memories: Sequence[Memory], change: Change, now: datetime
+        self,
+        memories: Sequence[Memory],
+        change: Change,
+        now: datetime,
+        vectors: Sequence[bytes | None] | None = None,
     ) -> list[Memory]:
         def run(conn: sqlite3.Connection) -> list[Memory]:
             at = codec.ts(now)
@@ -204,7 +282,7 @@ class SqliteBackend(RecordStore):
                         f"key {m.key!r} already exists in namespace {m.namespace!r}",
                         {"namespace": m.namespace, "key": m.key, "memory_id": row[1]},
                     )
-            self._insert_rows(conn, memories, change, now)
+            self._insert_rows(conn, memories, change, now, vectors)
             return list(memories)
 
         result: list[Memory] = await self._write(run)
@@ -351,9 +429,9 @@ class SqliteBackend(RecordStore):
         return result
 
     async def lexical(
-        self, user_id: str, query: str, filters: Filters, k: int, now: datetime
+        self, user_id: str, terms: Sequence[str], filters: Filters, k: int, now: datetime
     ) -> list[LexicalHit]:
-        match = fts_query(query)
+        match = fts_query(terms)
         if match is None:
             return []
         sql, params = self.sql.lexical(filters, k)
@@ -436,6 +514,163 @@ class SqliteBackend(RecordStore):
         return result
 
     # ------------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------------ vectors
+    async def vector_model(self) -> tuple[str, int] | None:
+        def run(conn: sqlite3.Connection) -> tuple[str, int] | None:
+            row = conn.execute("SELECT model, dimension FROM vector_index WHERE id = 1").fetchone()
+            return None if row is None else (str(row[0]), int(row[1]))
+
+        result: tuple[str, int] | None = await self._read(run)
+        return result
+
+    async def set_vector_model(self, model: str, dimension: int, now: datetime) -> bool:
+        """Record the embedder of the index. When another one was recorded, every stored
+        vector is dropped (they cannot be compared) and True is returned."""
+
+        def run(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT model, dimension FROM vector_index WHERE id = 1").fetchone()
+            if row is not None and (row[0], row[1]) == (model, dimension):
+                return False
+            conn.execute("DELETE FROM memory_vectors")
+            conn.execute(
+                "INSERT INTO vector_index (id, model, dimension, created_at) "
+                "VALUES (1, :m, :d, :at) ON CONFLICT (id) DO UPDATE SET model = excluded.model, "
+                "dimension = excluded.dimension, created_at = excluded.created_at",
+                {"m": model, "d": dimension, "at": codec.ts(now)},
+            )
+            return row is not None
+
+        changed: bool = await self._write(run)
+        self.vectors.drop()
+        return changed
+
+    async def put_vectors(self, user_id: str, items: Sequence[tuple[str, bytes]]) -> int:
+        """Set the vectors of these memories of `user_id` (by memory id); returns how many
+        memories still existed."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            done = 0
+            for memory_id, vec in items:
+                row = conn.execute(
+                    "SELECT pk FROM memories WHERE user_id = ? AND memory_id = ?",
+                    (user_id, memory_id),
+                ).fetchone()
+                if row is None:
+                    continue
+                conn.execute("DELETE FROM memory_vectors WHERE memory_pk = ?", (row[0],))
+                conn.execute(
+                    self.sql.insert_vector,
+                    {"memory_pk": row[0], "user_id": user_id, "vector": vec},
+                )
+                done += 1
+            return done
+
+        result: int = await self._write(run)
+        return result
+
+    async def missing_vectors(
+        self, after_pk: int, limit: int, user_id: str | None
+    ) -> list[tuple[int, str, str, str]]:
+        """(pk, user_id, memory_id, text) of live memories with no vector, by pk."""
+
+        def run(conn: sqlite3.Connection) -> list[tuple[int, str, str, str]]:
+            where = "AND m.user_id = :u " if user_id is not None else ""
+            rows = conn.execute(
+                "SELECT m.pk, m.user_id, m.memory_id, m.content FROM memories m "
+                "WHERE m.pk > :after AND m.deleted_at IS NULL " + where + "AND NOT EXISTS "
+                "(SELECT 1 FROM memory_vectors v WHERE v.memory_pk = m.pk) "
+                "ORDER BY m.pk LIMIT :n",
+                {"after": after_pk, "n": limit, "u": user_id},
+            ).fetchall()
+            return [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+        result: list[tuple[int, str, str, str]] = await self._read(run)
+        return result
+
+    async def count_missing_vectors(self, user_id: str | None) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            where = "AND m.user_id = :u " if user_id is not None else ""
+            row = conn.execute(
+                "SELECT count(*) FROM memories m WHERE m.deleted_at IS NULL " + where + "AND "
+                "NOT EXISTS (SELECT 1 FROM memory_vectors v WHERE v.memory_pk = m.pk)",
+                {"u": user_id},
+            ).fetchone()
+            return int(row[0])
+
+        result: int = await self._read(run)
+        return result
+
+    def _user_vectors(self, conn: sqlite3.Connection, user_id: str, dimension: int) -> UserVectors:
+        uv = self.vectors.get(user_id)
+        if uv is None or uv.dimension != dimension or uv.stale * 4 > max(len(uv.pks), 64):
+            uv = UserVectors(dimension)
+        latest = conn.execute(
+            "SELECT max(seq) FROM memory_vectors WHERE user_id = ?", (user_id,)
+        ).fetchone()[0]
+        if latest is not None and latest > uv.seq:
+            uv.apply(
+                conn.execute(
+                    "SELECT seq, memory_pk, vector FROM memory_vectors "
+                    "WHERE user_id = ? AND seq > ? ORDER BY seq",
+                    (user_id, uv.seq),
+                )
+            )
+        self.vectors.put(user_id, uv)
+        return uv
+
+    async def vector_search(
+        self, user_id: str, query: Any, filters: Filters, k: int, now: datetime
+    ) -> list[tuple[Memory, float]]:
+        """The k visible memories most similar to `query` (a unit float32 vector), exact."""
+        at = codec.ts(now)
+        assert at is not None
+        dimension = int(query.shape[0])
+
+        def run(conn: sqlite3.Connection) -> list[tuple[Memory, float]]:
+            uv = self._user_vectors(conn, user_id, dimension)
+            want = max(k, 1)
+            n = min(len(uv.pks), max(2 * want, 32))
+            while True:
+                top = uv.top(query, n)
+                found: dict[int, tuple[Any, ...]] = {}
+                for start in range(0, len(top), 256):
+                    chunk = top[start : start + 256]
+                    sql, params = self.sql.by_pks(filters, len(chunk))
+                    params.update({f"pk_{i}": pk for i, (pk, _) in enumerate(chunk)})
+                    params.update(user_id=user_id, now=at)
+                    for row in conn.execute(sql, params).fetchall():
+                        found[row[0]] = row
+                missing = sum(1 for pk, _ in top if pk not in found)
+                if missing and not filters.include_deleted:
+                    uv.stale = max(uv.stale, missing) if n >= len(uv.pks) else uv.stale
+                if len(found) >= want or n >= len(uv.pks):
+                    break
+                n = min(len(uv.pks), n * 4)
+            out = []
+            for pk, sim in top:
+                row = found.get(pk)
+                if row is None:
+                    continue
+                pending = self.access.note(pk, at)
+                out.append((codec.memory_from_row(row, (pending.count, pending.last_at)), sim))
+                if len(out) >= want:
+                    break
+            return out
+
+        result: list[tuple[Memory, float]] = await self._read(run)
+        await self._maybe_flush()
+        return result
+
+    async def rebuild_lexical(self) -> int:
+        """Rebuild the full-text index from the memory rows (FTS5 'rebuild')."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            conn.execute("INSERT INTO memories_fts(memories_fts) VALUES ('rebuild')")
+            return int(conn.execute("SELECT count(*) FROM memories").fetchone()[0])
+
+        result: int = await self._write(run)
+        return result
+
     async def flush(self) -> None:
         await self.runner.write(self.db.write, self._flush_access)
 

@@ -60,19 +60,30 @@ class Statements:
     """The fixed statements of one dialect, compiled once."""
 
     dialect: Dialect
+    fts_weights: tuple[float, ...] = (1.0, 0.5, 0.3)
     _cache: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         d = self.dialect
         mcols = [c for c in codec.MEMORY_COLUMNS if c != "pk"] + ["content_hash"]
         self.insert_memory = compile_sql(
-            insert(memories).values({c: bindparam(c) for c in mcols}), d
+            insert(memories).values({c: bindparam(c) for c in [*mcols, "search_context"]}), d
         )
+        self.pks_after = "SELECT memory_id, pk FROM memories WHERE pk > :pk"
+        self.insert_vector = (
+            "INSERT INTO memory_vectors (memory_pk, user_id, vector) "
+            "VALUES (:memory_pk, :user_id, :vector)"
+        )
+        self.session_tail = (
+            "SELECT pk, content, search_context FROM memories WHERE user_id = :user_id "
+            "AND session_id = :session_id AND deleted_at IS NULL ORDER BY pk DESC LIMIT :n"
+        )
+        self.set_context = "UPDATE memories SET search_context = :ctx WHERE pk = :pk"
         self.max_pk = "SELECT coalesce(max(pk), 0) FROM memories"
         # SQLite only (migration 0002): index the rows a batch just inserted, in one statement.
         self.index_text_after = (
-            "INSERT INTO memories_fts(rowid, content, tags) "
-            "SELECT pk, content, tags FROM memories WHERE pk > :pk"
+            "INSERT INTO memories_fts(rowid, content, tags, search_context) "
+            "SELECT pk, content, tags, search_context FROM memories WHERE pk > :pk"
         )
         self.update_memory = compile_sql(
             update(memories)
@@ -203,6 +214,19 @@ class Statements:
             self._cache[key] = sql
         return sql, params
 
+    def by_pks(self, filters: Filters, n: int) -> tuple[str, dict[str, Any]]:
+        """One user's visible rows among `:pk_0 .. :pk_{n-1}` (vector candidates)."""
+        conds, tokens, params = visibility(filters)
+        key = ("by_pks", n, *tokens)
+        sql = self._cache.get(key)
+        if sql is None:
+            stmt = select(*_MEMORY_COLS).where(
+                _m.c.pk.in_([bindparam(f"pk_{i}") for i in range(n)]), *[c() for c in conds]
+            )
+            sql = compile_sql(stmt, self.dialect)
+            self._cache[key] = sql
+        return sql, params
+
     def lexical(self, filters: Filters, k: int) -> tuple[str, dict[str, Any]]:
         """Full-text (FTS5 BM25) statement for one user's visible rows; `:q` is the MATCH."""
         conds, tokens, params = visibility(filters)
@@ -211,7 +235,8 @@ class Statements:
         sql = self._cache.get(key)
         if sql is None:
             fts = table("memories_fts", column("rowid"))
-            score: ColumnElement[Any] = literal_column("bm25(memories_fts)")
+            w = ", ".join(str(x) for x in self.fts_weights)
+            score: ColumnElement[Any] = literal_column(f"bm25(memories_fts, {w})")
             stmt = (
                 select(*_MEMORY_COLS, score.label("score"))
                 .select_from(fts.join(_m, _m.c.pk == fts.c.rowid))

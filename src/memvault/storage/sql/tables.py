@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -67,6 +68,8 @@ memories = Table(
     Column("deleted_at", Timestamp),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+    # Neighbouring dialogue turns, for the full-text index only (migration 0003).
+    Column("search_context", Text),
 )
 Index(
     "uq_memories_live_key",
@@ -81,6 +84,14 @@ Index("ix_memories_user_namespace", memories.c.user_id, memories.c.namespace)
 Index("ix_memories_user_created", memories.c.user_id, memories.c.created_at)
 Index("ix_memories_importance", memories.c.importance)
 Index("ix_memories_user_hash", memories.c.user_id, memories.c.content_hash)
+Index(
+    "ix_memories_user_session",
+    memories.c.user_id,
+    memories.c.session_id,
+    memories.c.pk,
+    sqlite_where=memories.c.session_id.is_not(None),
+    postgresql_where=memories.c.session_id.is_not(None),
+)
 Index(
     "ix_memories_expires_at",
     memories.c.expires_at,
@@ -172,6 +183,36 @@ user_metrics = Table(
     Column("last_active_date", String(10)),
 )
 
+# One vector per memory that has one, for the embedder named in `vector_index`. `seq` only
+# grows (AUTOINCREMENT on SQLite): a process that caches a user's vectors reads the rows past
+# the largest `seq` it holds. A changed memory gets a new row (the old one is deleted).
+memory_vectors = Table(
+    "memory_vectors",
+    metadata,
+    Column("seq", Pk, primary_key=True, autoincrement=True),
+    Column(
+        "memory_pk",
+        Pk,
+        ForeignKey("memories.pk", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),
+    Column("user_id", String(128), nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    sqlite_autoincrement=True,
+)
+Index("ix_memory_vectors_user_seq", memory_vectors.c.user_id, memory_vectors.c.seq)
+
+# The embedder the stored vectors come from (one row); another one needs `memvault reindex`.
+vector_index = Table(
+    "vector_index",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model", String(256), nullable=False),
+    Column("dimension", Integer, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+)
+
 global_context = Table(
     "global_context",
     metadata,
@@ -185,10 +226,12 @@ __all__ = [
     "global_context",
     "memories",
     "memory_history",
+    "memory_vectors",
     "messages",
     "metadata",
     "sessions",
     "summaries",
     "user_metrics",
     "users",
+    "vector_index",
 ]

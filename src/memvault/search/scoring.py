@@ -1,0 +1,94 @@
+"""How a hit's score is made (pure; documented in docs/search.md).
+
+1. Relevance fuses the two rankings by score, not by rank: the lexical BM25 score divided by
+   the best one among the candidates, and the vector cosine scaled between the weakest and
+   the strongest vector candidate. `relevance = w_lexical * lexical + w_vector * vector`.
+   (Reciprocal-rank fusion lost to BM25 alone on LongMemEval; score fusion keeps how much
+   better the best lexical match is.)
+2. Then small, bounded adjustments: importance (0..1, 0.5 neutral), recency (half-life
+   decay of the last update) and access frequency (log of the access count).
+   `score = relevance + w_importance * (importance - 0.5) + w_recency * recency
+            + w_access * access`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from memvault.models import Memory
+
+
+@dataclass(frozen=True)
+class Weights:
+    lexical: float = 1.0
+    vector: float = 0.5
+    importance: float = 0.1
+    recency: float = 0.05
+    access: float = 0.02
+    recency_half_life_days: float = 30.0
+
+
+@dataclass
+class Candidate:
+    memory: Memory
+    lexical: float = 0.0  # raw BM25 (higher is better)
+    vector: float | None = None  # raw cosine
+
+
+@dataclass(frozen=True)
+class Scored:
+    memory: Memory
+    score: float
+    parts: dict[str, float]
+
+
+def recency(updated_at: datetime, now: datetime, half_life_days: float) -> float:
+    age_days = max(0.0, (now - updated_at).total_seconds() / 86400.0)
+    return math.pow(0.5, age_days / half_life_days) if half_life_days > 0 else 0.0
+
+
+def access(count: int) -> float:
+    """0 for never, 1 at 100 accesses, growing slowly past it."""
+    return math.log1p(max(0, count)) / math.log1p(100)
+
+
+def rank(candidates: Sequence[Candidate], weights: Weights, now: datetime, k: int) -> list[Scored]:
+    """The k best candidates by final score, best first, with their parts."""
+    if not candidates:
+        return []
+    best_lex = max((c.lexical for c in candidates), default=0.0)
+    sims = [c.vector for c in candidates if c.vector is not None]
+    lo, hi = (min(sims), max(sims)) if sims else (0.0, 0.0)
+    span = hi - lo
+    out = []
+    for c in candidates:
+        lex = c.lexical / best_lex if best_lex > 0 else 0.0
+        if c.vector is None:
+            vec = 0.0
+        elif span > 1e-9:
+            vec = (c.vector - lo) / span
+        else:
+            vec = 1.0 if c.vector > 0 else 0.0
+        m = c.memory
+        parts = {
+            "lexical": lex,
+            "vector": vec,
+            "importance": m.importance - 0.5,
+            "recency": recency(m.updated_at, now, weights.recency_half_life_days),
+            "access": access(m.access_count),
+        }
+        score = (
+            weights.lexical * lex
+            + weights.vector * vec
+            + weights.importance * parts["importance"]
+            + weights.recency * parts["recency"]
+            + weights.access * parts["access"]
+        )
+        parts["bm25"] = c.lexical
+        parts["cosine"] = c.vector if c.vector is not None else 0.0
+        out.append(Scored(m, score, parts))
+    out.sort(key=lambda s: (-s.score, s.memory.memory_id))
+    return out[:k]

@@ -1,0 +1,37 @@
+"""Query text to full-text terms.
+
+Words are Unicode word runs (any script), case-folded; English function words are dropped
+unless nothing else is left (measured on LoCoMo dev, BM25 recall@10: 0.599 with them,
+0.634 without). Terms are always quoted when they reach FTS5, so `"`, `*`, `NEAR`, `-` and
+the like are plain words, never query syntax.
+"""
+
+from __future__ import annotations
+
+import re
+
+_WORD_RE = re.compile(r"\w+", re.UNICODE)
+MAX_QUERY_TERMS = 64
+
+_STOPWORD_TEXT = (
+    "a about above after again against all am an and any are as at be because been before "
+    "being below between both but by can could did do does doing down during each few for "
+    "from further had has have having he her here hers herself him himself his how i if in "
+    "into is it its itself just me more most my myself no nor not now of off on once only or "
+    "other our ours ourselves out over own same she should so some such than that the their "
+    "theirs them themselves then there these they this those through to too under until up "
+    "very was we were what when where which while who whom why will with would you your yours "
+    "yourself yourselves s t don didn doesn isn wasn "
+)
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
+def query_terms(text: str) -> list[str]:
+    """The distinct search terms of `text`, in order, at most `MAX_QUERY_TERMS`."""
+    words = list(dict.fromkeys(w.casefold() for w in _WORD_RE.findall(text)))
+    kept = [w for w in words if w not in STOPWORDS]
+    return (kept or words)[:MAX_QUERY_TERMS]
+
+
+def word_count(text: str) -> int:
+    return len(_WORD_RE.findall(text))

@@ -1,0 +1,382 @@
+"""Search and everything vectors need: embedding on write, dedup, hybrid search, reindex.
+
+Writes: new memories are embedded in one batch before the write transaction (off the event
+loop in the async service). When the embedder cannot answer (a remote endpoint down), the
+memories are stored without vectors, stay searchable by keyword, and get their vectors from
+`reindex(missing=True)` (`memvault reindex --missing`) or the next write that can embed.
+
+Search: the lexical ranking (BM25 over content, tags and neighbour context) and the vector
+ranking (exact cosine over the user's vectors) are fused by score and adjusted by
+importance, recency and access (`memvault.search.scoring`, docs/search.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+
+from memvault import limits
+from memvault.embed import Embedder, QueryCache, Vectors, check_vector
+from memvault.errors import InvalidArgumentError, UnavailableError
+from memvault.models import Filters, Memory, SearchHit, construct, content_text
+from memvault.search.scoring import Candidate, Weights, rank
+from memvault.search.text import query_terms
+from memvault.service import validate
+from memvault.service.memories import MemoryOps
+from memvault.storage.base import Change
+
+log = logging.getLogger("memvault.search")
+T = TypeVar("T")
+Mode = Literal["hybrid", "lexical", "vector"]
+_MODES = ("hybrid", "lexical", "vector")
+CANDIDATES = 50  # per ranking, before fusion: the evidence is almost always in the top 50
+
+
+class Offload:
+    """Where CPU-heavy work (embedding) runs: inline for the blocking library, on a worker
+    thread for the async service (set by the client)."""
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return fn(*args)
+
+
+@dataclass
+class ReindexReport:
+    embedded: int = 0
+    skipped: int = 0
+    lexical_rows: int = 0
+    model: str | None = None
+    switched: bool = False
+
+
+class SearchOps(MemoryOps):
+    """Search calls of the service. Concrete class: `memvault.client.AsyncMemVault`."""
+
+    embedder: Embedder | None
+    offload: Offload
+    query_cache: QueryCache | None
+    _vectors_state: str | None = None  # None: not checked; "ok"; "mismatch"
+
+    # ------------------------------------------------------------------ vectors
+    def _weights(self) -> Weights:
+        s = self.settings
+        return Weights(
+            lexical=s.search_weight_lexical,
+            vector=s.search_weight_vector,
+            importance=s.search_weight_importance,
+            recency=s.search_weight_recency,
+            access=s.search_weight_access,
+            recency_half_life_days=s.recency_half_life_days,
+        )
+
+    async def _vectors_usable(self) -> bool:
+        """True when the configured embedder is the one the stored vectors come from (it is
+        recorded on first use). Another one leaves vectors off until `reindex`."""
+        if self.embedder is None or not self.backend.capabilities.vector:
+            return False
+        if self._vectors_state is None:
+            stored = await self.backend.vector_model()
+            mine = (self.embedder.name, self.embedder.dimension)
+            if stored is None:
+                await self.backend.set_vector_model(*mine, self.clock.now())
+                self._vectors_state = "ok"
+            elif stored == mine:
+                self._vectors_state = "ok"
+            else:
+                log.warning(
+                    "stored vectors come from %s (%d dims), the embedder is %s (%d dims): "
+                    "vector search is off until `memvault reindex`",
+                    *stored,
+                    *mine,
+                )
+                self._vectors_state = "mismatch"
+        return self._vectors_state == "ok"
+
+    async def _embed(self, texts: Sequence[str]) -> Vectors | None:
+        if not texts or self.embedder is None:
+            return None
+        try:
+            return await self.offload.run(self.embedder.embed, list(texts))
+        except UnavailableError as exc:
+            log.warning("embedding %d texts failed (%s); stored without vectors", len(texts), exc)
+            return None
+
+    async def _store_new(
+        self, user_id: str, built: list[Memory], change: Change, now: datetime
+    ) -> list[Memory]:
+        vecs = (
+            await self._embed([content_text(m.content) for m in built])
+            if (await self._vectors_usable())
+            else None
+        )
+        merged: dict[int, Memory] = {}
+        if self.settings.dedup != "off":
+            merged = await self._dedup(user_id, built, vecs, now, change.actor)
+        fresh = [i for i in range(len(built)) if i not in merged]
+        stored: list[Memory] = []
+        if fresh:
+            blobs = None if vecs is None else [vecs[i].tobytes() for i in fresh]
+            stored = await self.backend.insert_memories(
+                [built[i] for i in fresh], change, now, blobs
+            )
+        by_index = dict(zip(fresh, stored, strict=True)) | merged
+        return [by_index[i] for i in range(len(built))]
+
+    async def _dedup(
+        self,
+        user_id: str,
+        built: list[Memory],
+        vecs: Vectors | None,
+        now: datetime,
+        actor: str | None,
+    ) -> dict[int, Memory]:
+        """Near-duplicates among `built` become updates of the live memory they repeat:
+        same user and namespace, same normalised text (hash) or cosine at or above
+        `dedup_threshold`. The update keeps a history row ('merge'), so it can be reverted.
+        Only memories without an explicit key take part (a key says "this slot")."""
+        from memvault.storage.sql.codec import content_hash
+
+        out: dict[int, Memory] = {}
+        for i, m in enumerate(built):
+            eligible = self.settings.dedup == "all" or m.memory_type == "fact"
+            if not eligible or m.key != m.memory_id:
+                continue
+            same = await self.backend.find_by_hash(
+                user_id, m.namespace, content_hash(m.content), now
+            )
+            reason = "same text"
+            if same is None and vecs is not None:
+                near = await self.backend.vector_search(
+                    user_id, vecs[i], Filters(namespaces=[m.namespace]), 1, now
+                )
+                if near and near[0][1] >= self.settings.dedup_threshold:
+                    same = near[0][0]
+                    reason = f"cosine {near[0][1]:.3f}"
+            if same is None:
+                continue
+            target = same
+
+            def merge(cur: Memory, new: Memory = m) -> Memory:
+                tags = list(dict.fromkeys([*cur.tags, *new.tags]))[: limits.MAX_TAGS]
+                return cur.model_copy(
+                    update={
+                        "content": new.content,
+                        "tags": tags,
+                        "metadata": {**cur.metadata, **new.metadata},
+                        "importance": max(cur.importance, new.importance),
+                        "version": cur.version + 1,
+                        "updated_at": now,
+                    }
+                )
+
+            merged = await self.backend.mutate(
+                user_id,
+                target.memory_id,
+                merge,
+                Change("merge", actor, f"near-duplicate write ({reason})"),
+                now,
+            )
+            if vecs is not None and merged.content != target.content:
+                await self.backend.put_vectors(user_id, [(merged.memory_id, vecs[i].tobytes())])
+            out[i] = merged
+        return out
+
+    async def _content_changed(self, user_id: str, memories: list[Memory]) -> None:
+        if not memories or not await self._vectors_usable():
+            return
+        vecs = await self._embed([content_text(m.content) for m in memories])
+        if vecs is not None:
+            await self.backend.put_vectors(
+                user_id, [(m.memory_id, v.tobytes()) for m, v in zip(memories, vecs, strict=True)]
+            )
+
+    # ------------------------------------------------------------------ search
+    async def search(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        k: int = 10,
+        filters: Filters | Mapping[str, Any] | None = None,
+        memory_types: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        mode: Mode = "hybrid",
+        explain: bool = False,
+        query_vector: Sequence[float] | None = None,
+    ) -> list[SearchHit]:
+        """The k live memories of `user_id` that best answer `query`, best first.
+
+        `memory_types` and `tags` (any of) are seed 004's shorthands for the same filters.
+        `mode`: `hybrid` (default; lexical only when no embedder is configured), `lexical`
+        (no model involved, sub-millisecond), `vector`. `query_vector` skips embedding the
+        query (a caller with its own vectors of the same embedder). `explain=True` fills
+        each hit's `explain` with the parts of its score.
+
+        Raises:
+            InvalidArgumentError: empty or oversized query, k outside 1..100, unknown filter,
+                malformed time range, unknown mode, wrong vector dimension.
+        """
+        uid = validate.user_id(user_id)
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidArgumentError("query must be a non-empty string")
+        if len(query) > limits.MAX_QUERY_CHARS:
+            raise PayloadOrInvalid.too_long(len(query))
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= limits.MAX_SEARCH_K:
+            raise InvalidArgumentError(
+                f"k must be an integer in [1, {limits.MAX_SEARCH_K}], got {k!r}"
+            )
+        if mode not in _MODES:
+            raise InvalidArgumentError(f"mode must be one of {list(_MODES)}, got {mode!r}")
+        f = validate.filters(_merge_shorthands(filters, memory_types, tags))
+        if f.created_after and f.created_before and f.created_after >= f.created_before:
+            raise InvalidArgumentError("created_after must be before created_before")
+        if f.updated_after and f.updated_before and f.updated_after >= f.updated_before:
+            raise InvalidArgumentError("updated_after must be before updated_before")
+        now = self.clock.now()
+        n = max(CANDIDATES, 2 * k)
+        cands: dict[str, Candidate] = {}
+        if mode in ("hybrid", "lexical"):
+            terms = query_terms(query)
+            for hit in await self.backend.lexical(uid, terms, f, n, now):
+                cands[hit.memory.memory_id] = Candidate(hit.memory, lexical=hit.score)
+        if mode in ("hybrid", "vector"):
+            qvec = await self._query_vector(query, query_vector, mode)
+            if qvec is not None:
+                for mem, sim in await self.backend.vector_search(uid, qvec, f, n, now):
+                    c = cands.get(mem.memory_id)
+                    if c is None:
+                        cands[mem.memory_id] = Candidate(mem, vector=sim)
+                    else:
+                        c.vector = sim
+        scored = rank(list(cands.values()), self._weights(), now, k)
+        return [
+            construct(
+                SearchHit,
+                {"memory": s.memory, "score": s.score, "explain": s.parts if explain else None},
+            )
+            for s in scored
+        ]
+
+    async def _query_vector(
+        self, query: str, given: Sequence[float] | None, mode: Mode
+    ) -> np.ndarray[Any, np.dtype[np.float32]] | None:
+        usable = await self._vectors_usable()
+        if given is not None:
+            if self.embedder is None:
+                raise InvalidArgumentError("query_vector needs an embedder's vectors to compare")
+            return check_vector(given, self.embedder.dimension, "query_vector")
+        if not usable:
+            if mode == "vector":
+                raise InvalidArgumentError(
+                    "vector search needs an embedder whose vectors are stored "
+                    "(set MEMVAULT_EMBEDDER, or run `memvault reindex`)"
+                )
+            return None
+        cache = self.query_cache
+        try:
+            if cache is not None:
+                cached: Vectors = await self.offload.run(cache.vector, query)
+                return cached
+            vecs = await self._embed([query])
+        except UnavailableError:
+            vecs = None
+        if vecs is None:
+            if mode == "vector":
+                raise UnavailableError("the embedder cannot answer now; retry or use lexical")
+            return None
+        first: Vectors = vecs[0]
+        return first
+
+    # ------------------------------------------------------------------ reindex
+    async def reindex(
+        self,
+        *,
+        missing: bool = False,
+        lexical: bool = False,
+        user_id: str | None = None,
+        batch: int = 256,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ReindexReport:
+        """Embed memories again with the configured embedder.
+
+        `missing=True` only fills memories without a vector (writes made while the embedder
+        was down); otherwise, when the stored vectors come from another embedder, they are
+        dropped and every memory is embedded again. Resumable: an interrupted run leaves the
+        vectors it wrote, and the next `missing=True` run continues. `lexical=True` also
+        rebuilds the full-text index. `progress(done, total)` is called after each batch.
+        """
+        uid = validate.user_id(user_id) if user_id is not None else None
+        report = ReindexReport()
+        if lexical:
+            report.lexical_rows = await self.backend.rebuild_lexical()
+        if self.embedder is None:
+            return report
+        report.model = self.embedder.name
+        if not missing:
+            report.switched = await self.backend.set_vector_model(
+                self.embedder.name, self.embedder.dimension, self.clock.now()
+            )
+        elif not await self._vectors_usable():
+            raise InvalidArgumentError(
+                "the stored vectors come from another embedder: run reindex without --missing"
+            )
+        self._vectors_state = "ok"
+        total = await self.backend.count_missing_vectors(uid)
+        after = 0
+        while True:
+            rows = await self.backend.missing_vectors(after, batch, uid)
+            if not rows:
+                break
+            after = rows[-1][0]
+            vecs = await self._embed([r[3] for r in rows])
+            if vecs is None:
+                raise UnavailableError("the embedder cannot answer now; run reindex again")
+            by_user: dict[str, list[tuple[str, bytes]]] = {}
+            for row, vec in zip(rows, vecs, strict=True):
+                by_user.setdefault(row[1], []).append((row[2], vec.tobytes()))
+            for owner, items in by_user.items():
+                report.embedded += await self.backend.put_vectors(owner, items)
+            if progress is not None:
+                progress(report.embedded, total)
+        return report
+
+
+class PayloadOrInvalid:
+    @staticmethod
+    def too_long(n: int) -> InvalidArgumentError:
+        return InvalidArgumentError(
+            f"query is {n} characters; at most {limits.MAX_QUERY_CHARS}",
+            {"limit": limits.MAX_QUERY_CHARS},
+        )
+
+
+def _merge_shorthands(
+    filters: Filters | Mapping[str, Any] | None,
+    memory_types: Sequence[str] | None,
+    tags: Sequence[str] | None,
+) -> Filters | Mapping[str, Any] | None:
+    if memory_types is None and tags is None:
+        return filters
+    base: dict[str, Any]
+    if filters is None:
+        base = {}
+    elif isinstance(filters, Filters):
+        base = filters.model_dump(exclude_unset=True)
+    elif isinstance(filters, Mapping):
+        base = dict(filters)
+    else:
+        raise InvalidArgumentError("filters must be an object")
+    for name, value in (("memory_types", memory_types), ("tags_any", tags)):
+        if value is None:
+            continue
+        if name in base:
+            raise InvalidArgumentError(f"{name} is given twice (keyword and filters)")
+        if isinstance(value, str):
+            raise InvalidArgumentError(f"{name} must be a list of strings")
+        base[name] = list(value)
+    return base
