@@ -92,7 +92,9 @@ def test_upgrade_from_0001_keeps_full_text_in_step(tmp_path: Path) -> None:
         assert len(vault.search("u", "narwhal", mode="lexical")) == 3
         vault.update("u", new[0].memory_id, content="a pelican now")
         assert len(vault.search("u", "narwhal", mode="lexical")) == 2
-        assert [h.memory.memory_id for h in vault.search("u", "pelican", mode="lexical")] == [new[0].memory_id]
+        assert [h.memory.memory_id for h in vault.search("u", "pelican", mode="lexical")] == [
+            new[0].memory_id
+        ]
 
 
 def test_downgrade_to_0001_freezes_live_snapshots(tmp_path: Path) -> None:

@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from memvault import InvalidArgumentError, ids
+from memvault.search.text import query_terms
 from memvault.service.ttl import expiry, next_streak
 from memvault.storage.sql.queries import decode_cursor, encode_cursor
-from memvault.search.text import query_terms
 from memvault.storage.sqlite import fts_query
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -48,8 +48,10 @@ def test_expiry() -> None:
 @pytest.mark.parametrize(
     ("text", "want"),
     [
-        ('tea "and" coffee', '"tea" OR "and" OR "coffee"'),
-        ("NEAR(a b) -x*", '"near" OR "a" OR "b" OR "x"'),
+        ('tea "and" coffee', '"tea" OR "coffee"'),
+        ("the and", '"the" OR "and"'),
+        ('say "hi" NEAR me', '"say" OR "hi" OR "near"'),
+        ("NEAR(a b) -x*", '"near" OR "b" OR "x"'),
         ("***", None),
         ("日本 ü", '"日本" OR "ü"'),
     ],

@@ -12,13 +12,14 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from memvault import __version__
 from memvault.client import MemVault
 from memvault.config import Settings, load_settings
 from memvault.errors import ConfigurationError, ErrorCode, MemvaultError
-from memvault.models import Memory
+from memvault.models import Memory, content_text
 from memvault.service import admin
 
 app = typer.Typer(
@@ -277,19 +278,76 @@ def search(
     user: str,
     query: str,
     k: Annotated[int, typer.Option("-k", help="How many results (1-100).")] = 10,
+    mode: Annotated[
+        str, typer.Option(help="hybrid (default), lexical (no model) or vector.")
+    ] = "hybrid",
+    memory_type: Annotated[
+        list[str] | None, typer.Option("--type", help="Only these memory types.")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option(help="Only memories with any of these tags.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Search a user's memories."""
+    """Search a user's memories; the table shows why each one ranked."""
     with _vault() as vault:
-        hits = vault.search(user, query, k=k)
-    if as_json:
-        _print_json([{"score": h.score, "memory": _dump(h.memory)} for h in hits])
-        return
-    scores = {h.memory.memory_id: h.score for h in hits}
-    out.print(
-        _memory_table(
-            [h.memory for h in hits], f"{user}: {query}", lambda m: f"{scores[m.memory_id]:.3f}"
+        hits = vault.search(
+            user,
+            query,
+            k=k,
+            mode=mode,  # type: ignore[arg-type]  # checked by the service
+            memory_types=memory_type,
+            tags=tag,
+            explain=True,
         )
+    if as_json:
+        _print_json(
+            [{"score": h.score, "explain": h.explain, "memory": _dump(h.memory)} for h in hits]
+        )
+        return
+    table = Table(title=f"{user}: {query}", show_lines=False)
+    for col in ("score", "lexical", "vector", "memory_id", "type", "content"):
+        table.add_column(col, overflow="fold" if col == "content" else "ellipsis")
+    for h in hits:
+        parts = h.explain or {}
+        table.add_row(
+            f"{h.score:.3f}",
+            f"{parts.get('lexical', 0.0):.2f}",
+            f"{parts.get('vector', 0.0):.2f}",
+            h.memory.memory_id,
+            h.memory.memory_type,
+            content_text(h.memory.content),
+        )
+    out.print(table)
+
+
+@app.command()
+def reindex(
+    missing: Annotated[
+        bool, typer.Option("--missing", help="Only memories without a vector.")
+    ] = False,
+    lexical: Annotated[
+        bool, typer.Option("--lexical", help="Also rebuild the full-text index.")
+    ] = False,
+    user: Annotated[str | None, typer.Option(help="Only this user's memories.")] = None,
+    batch: Annotated[int, typer.Option(help="Texts per embedding batch.")] = 256,
+) -> None:
+    """Embed memories with the configured embedder (after switching embedders, or to fill
+    vectors of writes made while the embedder was down). Resumable: run it again."""
+    with _vault() as vault, Progress(transient=True, console=out) as progress:
+        task = progress.add_task("embedding", total=None)
+
+        def step(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = vault.reindex(
+            missing=missing, lexical=lexical, user_id=user, batch=batch, progress=step
+        )
+    note = " (the embedder changed: old vectors dropped)" if report.switched else ""
+    out.print(
+        f"embedded {report.embedded} memories with {report.model or 'no embedder'}{note}"
+        + (f"; full-text index rebuilt over {report.lexical_rows} rows" if lexical else ""),
+        highlight=False,
     )
 
 
