@@ -67,7 +67,9 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random(7)
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="mvbench-"))
-    settings = Settings(data_dir=workdir, database_url=f"sqlite:///{workdir / 'bench.db'}")
+    settings = Settings(
+        data_dir=workdir, database_url=f"sqlite:///{workdir / 'bench.db'}", embedder="none"
+    )
     users = [f"user-{i:05d}" for i in range(args.users)]
     batches = {
         u: [{"content": text(rng), "tags": [rng.choice(WORDS)]} for _ in range(args.per_user)]

@@ -1,0 +1,300 @@
+"""Search on a real SQLite file with the real MiniLM model (loaded once per run) and a real
+OpenAI-compatible embeddings server on loopback."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from memvault import (
+    AsyncMemVault,
+    FrozenClock,
+    InvalidArgumentError,
+    MemVault,
+    PayloadTooLargeError,
+    Settings,
+)
+from memvault.embed import MINILM, QueryCache, shared_embedder
+from memvault.embed.http import HttpEmbedder
+from memvault.errors import UnavailableError
+
+pytestmark = pytest.mark.model
+
+
+def test_minilm_vectors_are_unit_length_and_meaningful(settings: Settings) -> None:
+    emb = shared_embedder(settings)
+    assert emb is not None
+    assert (emb.name, emb.dimension) == (MINILM, 384)
+    v = emb.embed(["I love green tea", "Green tea is my favourite drink", "The car broke down"])
+    assert v.shape == (3, 384)
+    assert v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.3
+    cache = QueryCache(emb, size=2)
+    a = cache.vector("tea")
+    assert cache.vector("tea") is a
+    assert (cache.hits, cache.misses) == (1, 1)
+
+
+def test_hybrid_finds_meaning_without_shared_words(vault: MemVault) -> None:
+    tea = vault.add("alice", "Prefers green tea while working late")
+    vault.add("alice", "Her car is a red hatchback")
+    vault.add("alice", "Went hiking in the Alps last summer")
+    hits = vault.search("alice", "what beverage does she like in the evening?", explain=True)
+    assert hits[0].memory.memory_id == tea.memory_id
+    parts = hits[0].explain
+    assert parts is not None
+    assert set(parts) >= {"lexical", "vector", "importance", "recency", "access"}
+    assert parts["vector"] == pytest.approx(1.0)
+    assert vault.search("alice", "beverage evening", mode="lexical") == []
+    top = vault.search("alice", "beverage evening", mode="vector", k=1)
+    assert [h.memory.memory_id for h in top] == [tea.memory_id]
+
+
+def test_importance_breaks_ties_and_filters_apply(vault: MemVault) -> None:
+    low = vault.add("alice", "Allergic to peanuts", importance=0.1, tags=["health"])
+    high = vault.add("alice", "Allergic to peanuts", importance=0.9, tags=["health"])
+    other = vault.add("alice", "Allergic to cats", memory_type="fact", tags=["pets"])
+    hits = vault.search("alice", "peanuts allergy")
+    ids = [h.memory.memory_id for h in hits]
+    assert ids.index(high.memory_id) < ids.index(low.memory_id)
+    only_facts = vault.search("alice", "allergic", memory_types=["fact"])
+    assert [h.memory.memory_id for h in only_facts] == [other.memory_id]
+    tagged = vault.search("alice", "allergic", tags=["pets", "nothing"])
+    assert [h.memory.memory_id for h in tagged] == [other.memory_id]
+    by_filter = vault.search("alice", "allergic", filters={"min_importance": 0.8})
+    assert [h.memory.memory_id for h in by_filter] == [high.memory_id]
+    vault.delete("alice", high.memory_id)
+    assert high.memory_id not in [h.memory.memory_id for h in vault.search("alice", "peanuts")]
+    assert vault.search("bob", "peanuts") == []
+
+
+def test_neighbouring_turns_carry_the_words_of_the_question(vault: MemVault) -> None:
+    turns = [
+        "Did you finish the painting you started at the lake?",
+        "Yes! A sunset with purple clouds.",
+        "Lovely. Are you framing it?",
+        "Not yet, maybe next week.",
+    ]
+    made = vault.add_many(
+        "alice",
+        [{"content": t, "session_id": "chat-1", "memory_type": "conversation"} for t in turns],
+    )
+    hits = vault.search("alice", "painting lake", mode="lexical", explain=True)
+    found = [h.memory.memory_id for h in hits]
+    assert made[1].memory_id in found  # its own text has neither word
+    assert found[0] == made[0].memory_id  # the turn that says it ranks first
+    later = vault.add_many(
+        "alice", [{"content": "I sold it at the gallery", "session_id": "chat-1"}]
+    )
+    # the earlier turns now see the new one as a neighbour
+    assert made[3].memory_id in [
+        h.memory.memory_id for h in vault.search("alice", "gallery", mode="lexical")
+    ]
+    assert later[0].memory_id in [
+        h.memory.memory_id for h in vault.search("alice", "gallery", mode="lexical")
+    ]
+
+
+def test_bad_search_input_is_rejected(vault: MemVault) -> None:
+    vault.add("alice", 'tea "quoted" NEAR(x) -minus * star')
+    for query in ['"', "*", "NEAR", "-", 'tea"', "AND OR NOT", "日本語のテキスト", "🙂"]:
+        vault.search("alice", query)  # never an SQL error
+    with pytest.raises(InvalidArgumentError):
+        vault.search("alice", "   ")
+    with pytest.raises(InvalidArgumentError):
+        vault.search("alice", "tea", k=0)
+    with pytest.raises(InvalidArgumentError):
+        vault.search("alice", "tea", k=101)
+    with pytest.raises(InvalidArgumentError):
+        vault.search("alice", "tea", mode="fuzzy")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        vault.search("alice", "tea", filters={"colour": "red"})
+    with pytest.raises(InvalidArgumentError):
+        vault.search(
+            "alice",
+            "tea",
+            filters={
+                "created_after": "2026-03-02T00:00:00+00:00",
+                "created_before": "2026-03-01T00:00:00+00:00",
+            },
+        )
+    with pytest.raises(InvalidArgumentError):
+        vault.search("alice", "tea", filters={"created_after": "2026-03-02T00:00:00"})
+    with pytest.raises(InvalidArgumentError):
+        vault.search("alice", "tea", query_vector=[0.1, 0.2])
+    with pytest.raises(InvalidArgumentError):
+        vault.search("alice", "tea", memory_types="fact")  # type: ignore[arg-type]
+    with pytest.raises((InvalidArgumentError, PayloadTooLargeError)):
+        vault.search("alice", "tea " * 2000)
+
+
+def test_query_vector_skips_the_model(vault: MemVault) -> None:
+    m = vault.add("alice", "Owns a grey cat called Miso")
+    emb = vault._inner.embedder
+    assert emb is not None
+    qv = emb.embed(["pet cat"])[0].tolist()
+    hits = vault.search("alice", "ignored words", mode="vector", query_vector=qv)
+    assert hits[0].memory.memory_id == m.memory_id
+
+
+def test_fact_dedup_updates_the_live_memory_and_can_be_reverted(vault: MemVault) -> None:
+    a = vault.add("alice", "Lives in Lisbon", memory_type="fact", tags=["home"])
+    b = vault.add("alice", "lives in   LISBON", memory_type="fact", tags=["city"])
+    assert b.memory_id == a.memory_id
+    assert b.version == 2
+    assert b.tags == ["home", "city"]
+    c = vault.add("alice", "Lives in Lisbon, Portugal", memory_type="fact")
+    assert c.memory_id == a.memory_id  # cosine above the threshold
+    assert c.content == "Lives in Lisbon, Portugal"
+    ops = [(e.operation, e.reason) for e in vault.history("alice", a.memory_id)]
+    assert ops[1][0] == "merge"
+    assert "same text" in (ops[1][1] or "")
+    assert "cosine" in (ops[2][1] or "")
+    vault.revert("alice", a.memory_id, 1)
+    assert vault.get("alice", a.memory_id).content == "Lives in Lisbon"
+    note1 = vault.add("alice", "Lives in Lisbon")
+    note2 = vault.add("alice", "Lives in Lisbon")
+    assert note1.memory_id != note2.memory_id  # notes are not deduplicated by default
+    assert vault.count("alice") == 3
+
+
+def test_vectors_follow_content_changes_and_other_instances(settings: Settings) -> None:
+    with MemVault(settings) as one, MemVault(settings) as two:
+        m = one.add("alice", "Plays the cello in an orchestra")
+        assert two.search("alice", "musical instrument", mode="vector")[0].memory.memory_id == (
+            m.memory_id
+        )
+        one.update("alice", m.memory_id, content="Collects vintage stamps")
+        hits = two.search("alice", "philately hobby", mode="vector")
+        assert hits[0].memory.memory_id == m.memory_id
+        n = two.add("alice", "Runs marathons every spring")
+        assert one.search("alice", "long distance running", mode="vector")[0].memory.memory_id == (
+            n.memory_id
+        )
+
+
+async def test_async_search_embeds_off_the_loop(avault: AsyncMemVault) -> None:
+    m = await avault.add("alice", "Speaks fluent Japanese")
+    hits = await avault.search("alice", "which languages does she know?")
+    assert hits[0].memory.memory_id == m.memory_id
+
+
+# ----------------------------------------------------------------------------- HTTP embedder
+class _Fake:
+    """A real HTTP server speaking the OpenAI /embeddings API with a toy 8-dim model."""
+
+    up = True
+    calls = 0
+
+
+def _toy(text: str) -> list[float]:
+    vec = [0.0] * 8
+    for word in text.lower().split():
+        vec[sum(map(ord, word)) % 8] += 1.0
+    vec[7] += 0.01
+    return vec
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        _Fake.calls += 1
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if not _Fake.up or self.path != "/v1/embeddings":
+            self.send_response(503)
+            self.end_headers()
+            self.wfile.write(b"down")
+            return
+        data = [
+            {"object": "embedding", "index": i, "embedding": _toy(t)}
+            for i, t in enumerate(body["input"])
+        ]
+        out = json.dumps({"object": "list", "data": data, "model": body["model"]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def embed_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Fake.up = True
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_embedder_speaks_the_openai_api(embed_server: str) -> None:
+    emb = HttpEmbedder(embed_server, model="toy", batch_size=2)
+    vecs = emb.embed(["a b", "c", "d e f"])
+    assert vecs.shape == (3, 8)
+    assert emb.dimension == 8
+    assert emb.name == "http:toy"
+    _Fake.up = False
+    with pytest.raises(UnavailableError):
+        emb.embed(["x"])
+    dead = HttpEmbedder("http://127.0.0.1:9/v1", model="toy", timeout_s=1)
+    with pytest.raises(UnavailableError):
+        dead.embed(["x"])
+
+
+def test_writes_survive_a_dead_embedder_and_reindex_fills_them(
+    tmp_path: Path, embed_server: str, clock: FrozenClock
+) -> None:
+    s = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'h.db'}",
+        embedder="http",
+        embed_url=embed_server,
+        embed_model="toy",
+        embed_dimension=8,
+    )
+    with MemVault(s, clock=clock) as vault:
+        vault.add("alice", "first memory while up")
+        _Fake.up = False
+        down = vault.add("alice", "zebra crossing while down")
+        assert [h.memory.memory_id for h in vault.search("alice", "zebra")] == [down.memory_id]
+        _Fake.up = True
+        report = vault.reindex(missing=True)
+        assert report.embedded == 1
+        assert vault.reindex(missing=True).embedded == 0
+        hits = vault.search("alice", "zebra crossing while down", mode="vector", k=1)
+        assert hits[0].memory.memory_id == down.memory_id
+
+
+def test_switching_embedders_needs_reindex(
+    tmp_path: Path, embed_server: str, clock: FrozenClock
+) -> None:
+    base = {"data_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 's.db'}"}
+    with MemVault(Settings(**base), clock=clock) as vault:
+        m = vault.add("alice", "Keeps bees in the garden")
+    toy = Settings(**base, embedder="http", embed_url=embed_server, embed_model="toy")
+    with MemVault(toy, clock=clock) as vault:
+        # MiniLM vectors are stored: the toy embedder's are never mixed in
+        with pytest.raises(InvalidArgumentError):
+            vault.search("alice", "bees", mode="vector")
+        assert vault.search("alice", "bees")[0].memory.memory_id == m.memory_id  # lexical
+        report = vault.reindex()
+        assert report.switched
+        assert report.embedded == 1
+        assert vault.search("alice", "keeps bees garden", mode="vector")[0].memory.memory_id == (
+            m.memory_id
+        )
+    with MemVault(Settings(**base, embedder="none"), clock=clock) as vault:
+        assert vault.search("alice", "bees")[0].memory.memory_id == m.memory_id
+        with pytest.raises(InvalidArgumentError):
+            vault.search("alice", "bees", mode="vector")
