@@ -139,6 +139,7 @@ class MemVault:
         expires_at: datetime | None = None,
         session_id: str | None = None,
         agent_id: str | None = None,
+        embedding: Sequence[float] | None = None,
         actor: str | None = None,
     ) -> Memory:
         """Store one memory for `user_id` (created on first use) and return it."""
@@ -157,6 +158,7 @@ class MemVault:
                 expires_at=expires_at,
                 session_id=session_id,
                 agent_id=agent_id,
+                embedding=embedding,
                 actor=actor,
             )
         )

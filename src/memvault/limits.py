@@ -47,3 +47,6 @@ MEMORY_TYPE_PATTERN = r"^[a-z][a-z0-9_]*$"
 MAX_QUERY_CHARS = 4_096
 """Search query text."""
 MAX_SEARCH_K = 100
+
+MAX_EMBEDDING_DIMENSION = 8_192
+"""Numbers in a caller-given embedding (`add(..., embedding=[...])`)."""

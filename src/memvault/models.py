@@ -323,11 +323,26 @@ class NewMemory(_MemoryFields):
     expires_at: AwareDatetime | None = None
     session_id: str | None = None
     agent_id: str | None = None
+    embedding: list[float] | None = None
 
     @field_validator("namespace", mode="before")
     @classmethod
     def _namespace(cls, v: Any) -> Any:
         return check_namespace(v)
+
+    @field_validator("embedding", mode="after")
+    @classmethod
+    def _embedding(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if not 1 <= len(v) <= limits.MAX_EMBEDDING_DIMENSION:
+            raise invalid(
+                "invalid_embedding",
+                f"embedding has {len(v)} numbers; 1 to {limits.MAX_EMBEDDING_DIMENSION} allowed",
+            )
+        if not all(math.isfinite(x) for x in v) or not any(v):
+            raise invalid("invalid_embedding", "embedding must be finite and not all zero")
+        return v
 
     @field_validator("key", mode="before")
     @classmethod

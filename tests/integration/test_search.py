@@ -298,3 +298,25 @@ def test_switching_embedders_needs_reindex(
         assert vault.search("alice", "bees")[0].memory.memory_id == m.memory_id
         with pytest.raises(InvalidArgumentError):
             vault.search("alice", "bees", mode="vector")
+
+
+def test_caller_given_embeddings_are_used_and_checked(vault: MemVault) -> None:
+    emb = vault._inner.embedder
+    assert emb is not None
+    v = emb.embed(["a story about dragons"])[0].tolist()
+    made = vault.add_many(
+        "alice",
+        [
+            {"content": "unrelated words entirely", "embedding": v},
+            {"content": "Knights and castles"},
+        ],
+    )
+    hits = vault.search("alice", "x", mode="vector", query_vector=v, k=1)
+    assert hits[0].memory.memory_id == made[0].memory_id
+    assert hits[0].explain is None
+    with pytest.raises(InvalidArgumentError) as info:
+        vault.add_many("alice", [{"content": "a"}, {"content": "b", "embedding": [1.0, 2.0]}])
+    assert info.value.details["index"] == 1
+    with pytest.raises(InvalidArgumentError):
+        vault.add("alice", "c", embedding=[float("nan")] * 384)
+    assert vault.count("alice") == 2

@@ -123,7 +123,12 @@ class MemoryOps:
 
     # Hooks the search layer (`service.search.SearchOps`) fills in: vectors and dedup.
     async def _store_new(
-        self, user_id: str, built: list[Memory], change: Change, now: datetime
+        self,
+        user_id: str,
+        built: list[Memory],
+        change: Change,
+        now: datetime,
+        given: Sequence[list[float] | None] | None = None,
     ) -> list[Memory]:
         return await self.backend.insert_memories(built, change, now)
 
@@ -146,6 +151,7 @@ class MemoryOps:
         expires_at: datetime | None = None,
         session_id: str | None = None,
         agent_id: str | None = None,
+        embedding: Sequence[float] | None = None,
         actor: str | None = None,
     ) -> Memory:
         """Store one memory for `user_id` (created on first use) and return it.
@@ -169,6 +175,8 @@ class MemoryOps:
             "session_id": session_id,
             "agent_id": agent_id,
         }
+        if embedding is not None:
+            fields["embedding"] = embedding
         created = await self.add_many(user_id, [fields], actor=actor)
         return created[0]
 
@@ -197,6 +205,7 @@ class MemoryOps:
             )
         now = self.clock.now()
         built: list[Memory] = []
+        given: list[list[float] | None] = []
         seen: set[tuple[str, str]] = set()
         for index, item in enumerate(memories):
             data = dict(item) if isinstance(item, Mapping) else item
@@ -217,7 +226,8 @@ class MemoryOps:
                     )
                 seen.add((new.namespace, new.key))
             built.append(mem)
-        return await self._store_new(uid, built, Change("create", actor), now)
+            given.append(new.embedding)
+        return await self._store_new(uid, built, Change("create", actor), now, given)
 
     async def get(self, user_id: str, memory_id: str) -> Memory:
         """The live memory `memory_id` of `user_id`; counts as one access.

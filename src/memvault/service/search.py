@@ -107,31 +107,71 @@ class SearchOps(MemoryOps):
             return None
 
     async def _store_new(
-        self, user_id: str, built: list[Memory], change: Change, now: datetime
+        self,
+        user_id: str,
+        built: list[Memory],
+        change: Change,
+        now: datetime,
+        given: Sequence[list[float] | None] | None = None,
     ) -> list[Memory]:
-        vecs = (
-            await self._embed([content_text(m.content) for m in built])
-            if (await self._vectors_usable())
-            else None
-        )
+        vecs = await self._vectors_for(built, given)
         merged: dict[int, Memory] = {}
         if self.settings.dedup != "off":
             merged = await self._dedup(user_id, built, vecs, now, change.actor)
         fresh = [i for i in range(len(built)) if i not in merged]
         stored: list[Memory] = []
         if fresh:
-            blobs = None if vecs is None else [vecs[i].tobytes() for i in fresh]
+            blobs: list[bytes | None] | None = None
+            if vecs is not None:
+                blobs = [v.tobytes() if (v := vecs[i]) is not None else None for i in fresh]
             stored = await self.backend.insert_memories(
                 [built[i] for i in fresh], change, now, blobs
             )
         by_index = dict(zip(fresh, stored, strict=True)) | merged
         return [by_index[i] for i in range(len(built))]
 
+    async def _vectors_for(
+        self, built: list[Memory], given: Sequence[list[float] | None] | None
+    ) -> list[Vectors | None] | None:
+        """One vector (or None) per new memory: the caller's `embedding` where given
+        (checked against the embedder's dimension), the embedder's for the others. None
+        for all when vectors are off; None for those the embedder could not do now
+        (`reindex --missing` fills them)."""
+        has_given = given is not None and any(g is not None for g in given)
+        if not await self._vectors_usable():
+            if has_given:
+                raise InvalidArgumentError(
+                    "embedding given, but this store keeps no vectors of a matching embedder "
+                    "(set MEMVAULT_EMBEDDER, or run `memvault reindex`)"
+                )
+            return None
+        assert self.embedder is not None
+        out: list[Vectors | None] = [None] * len(built)
+        todo = list(range(len(built)))
+        if given is not None and has_given:
+            dim = self.embedder.dimension
+            todo = []
+            for i, g in enumerate(given):
+                if g is None:
+                    todo.append(i)
+                    continue
+                try:
+                    out[i] = check_vector(g, dim, "embedding")
+                except InvalidArgumentError as exc:
+                    exc.details.setdefault("index", i)
+                    raise
+        if todo:
+            vecs = await self._embed([content_text(built[i].content) for i in todo])
+            if vecs is not None:
+                for i, v in zip(todo, vecs, strict=True):
+                    out[i] = v
+        return out
+
     async def _dedup(
         self,
         user_id: str,
         built: list[Memory],
-        vecs: Vectors | None,
+        vecs: list[Vectors | None] | None,
         now: datetime,
         actor: str | None,
     ) -> dict[int, Memory]:
@@ -150,9 +190,10 @@ class SearchOps(MemoryOps):
                 user_id, m.namespace, content_hash(m.content), now
             )
             reason = "same text"
-            if same is None and vecs is not None:
+            vec = None if vecs is None else vecs[i]
+            if same is None and vec is not None:
                 near = await self.backend.vector_search(
-                    user_id, vecs[i], Filters(namespaces=[m.namespace]), 1, now
+                    user_id, vec, Filters(namespaces=[m.namespace]), 1, now
                 )
                 if near and near[0][1] >= self.settings.dedup_threshold:
                     same = near[0][0]
@@ -181,8 +222,8 @@ class SearchOps(MemoryOps):
                 Change("merge", actor, f"near-duplicate write ({reason})"),
                 now,
             )
-            if vecs is not None and merged.content != target.content:
-                await self.backend.put_vectors(user_id, [(merged.memory_id, vecs[i].tobytes())])
+            if vec is not None and merged.content != target.content:
+                await self.backend.put_vectors(user_id, [(merged.memory_id, vec.tobytes())])
             out[i] = merged
         return out
 
