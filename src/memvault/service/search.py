@@ -34,6 +34,7 @@ log = logging.getLogger("memvault.search")
 T = TypeVar("T")
 Mode = Literal["hybrid", "lexical", "vector"]
 _MODES = ("hybrid", "lexical", "vector")
+GAP_FILL = 256
 CANDIDATES = 50  # per ranking, before fusion: the evidence is almost always in the top 50
 
 
@@ -61,6 +62,7 @@ class SearchOps(MemoryOps):
     offload: Offload
     query_cache: QueryCache | None
     _vectors_state: str | None = None  # None: not checked; "ok"; "mismatch"
+    _gaps: bool = False  # an embedding failed since the last fill: some memories lack vectors
 
     # ------------------------------------------------------------------ vectors
     def _weights(self) -> Weights:
@@ -104,7 +106,28 @@ class SearchOps(MemoryOps):
             return await self.offload.run(self.embedder.embed, list(texts))
         except UnavailableError as exc:
             log.warning("embedding %d texts failed (%s); stored without vectors", len(texts), exc)
+            self._gaps = True
             return None
+
+    async def _fill_gaps(self) -> None:
+        """After an embedding failure, the next writes that can embed also give up to
+        `GAP_FILL` memories without a vector theirs (the rest: `reindex --missing`)."""
+        if not self._gaps or self.embedder is None:
+            return
+        rows = await self.backend.missing_vectors(0, GAP_FILL, None)
+        if not rows:
+            self._gaps = False
+            return
+        vecs = await self._embed([r[3] for r in rows])
+        if vecs is None:
+            return
+        by_user: dict[str, list[tuple[str, bytes]]] = {}
+        for row, vec in zip(rows, vecs, strict=True):
+            by_user.setdefault(row[1], []).append((row[2], vec.tobytes()))
+        for owner, items in by_user.items():
+            await self.backend.put_vectors(owner, items)
+        if len(rows) < GAP_FILL:
+            self._gaps = False
 
     async def _store_new(
         self,
@@ -128,6 +151,8 @@ class SearchOps(MemoryOps):
                 [built[i] for i in fresh], change, now, blobs
             )
         by_index = dict(zip(fresh, stored, strict=True)) | merged
+        if self._gaps and vecs is not None and any(v is not None for v in vecs):
+            await self._fill_gaps()
         return [by_index[i] for i in range(len(built))]
 
     async def _vectors_for(

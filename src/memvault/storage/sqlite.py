@@ -31,7 +31,7 @@ _EXPIRES_AT = codec.MEMORY_COLUMNS.index("expires_at")
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_TERMS = 64
 CONTEXT_WINDOW = 2
-CONTEXT_MAX_WORDS = 40
+CONTEXT_MAX_WORDS = 45
 # bm25() column weights: content, tags, neighbours' text (migration 0003).
 FTS_WEIGHTS = (1.0, 0.5, 0.3)
 

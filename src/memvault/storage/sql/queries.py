@@ -338,6 +338,17 @@ def visibility(filters: Filters) -> tuple[list[Cond], list[Any], dict[str, Any]]
             conds.append(
                 lambda i=i: text(f"json_extract(m.metadata, :mk_{i}) IS NULL")  # type: ignore[misc]
             )
+        elif isinstance(mval, dict):
+            for op, bound in sorted(mval.items()):
+                name = f"mr_{i}_{op}"
+                params[name] = bound
+                tokens.append(("meta_range", i, op))
+                sql_op = _RANGE_SQL[op]
+                conds.append(
+                    lambda i=i, name=name, sql_op=sql_op: text(  # type: ignore[misc]
+                        f"json_extract(m.metadata, :mk_{i}) {sql_op} :{name}"
+                    )
+                )
         else:
             params[f"mv_{i}"] = int(mval) if isinstance(mval, bool) else mval
             tokens.append(("meta_eq", i))
@@ -345,6 +356,9 @@ def visibility(filters: Filters) -> tuple[list[Cond], list[Any], dict[str, Any]]
                 lambda i=i: text(f"json_extract(m.metadata, :mk_{i}) = :mv_{i}")  # type: ignore[misc]
             )
     return conds, tokens, params
+
+
+_RANGE_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "ne": "IS NOT"}
 
 
 def _time_param(value: datetime) -> str | None:

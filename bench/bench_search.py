@@ -1,0 +1,170 @@
+"""Search speed: end-to-end through the blocking library, query embedding included.
+
+    .venv/bin/python bench/bench_search.py --users 1000 --per-user 100      # 100k memories
+    .venv/bin/python bench/bench_search.py --users 1 --per-user 100000      # one big user
+    .venv/bin/python bench/bench_search.py --ingest-only --texts 2000       # ingest with model
+
+Memories are 8-30 word sentences from a fixed vocabulary. To keep set-up short, a pool of
+`--pool` distinct texts is embedded once with the real model and memories reuse those
+vectors (passed as `embedding`); queries are new sentences embedded inside the timed call
+(a fresh query each time: the query cache never hits). Prints one JSON object; quote
+medians of several runs on an idle machine.
+
+`--ingest-only` measures ingest with embeddings computed by memvault (`add_many`, no given
+vectors) against the embedder's own batched throughput on the same texts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from memvault import MemVault, Settings
+from memvault.embed.minilm_onnx import MiniLMEmbedder
+
+SUBJECTS = ["I", "My sister", "My manager", "Our neighbour", "My son", "My friend Ana"]
+VERBS = ["love", "hate", "often visit", "want to learn", "keep talking about", "bought"]
+THINGS = [
+    "green tea",
+    "the piano",
+    "Lisbon",
+    "rock climbing",
+    "sourdough bread",
+    "a red bicycle",
+    "jazz records",
+    "the dentist",
+    "marathon training",
+    "Japanese grammar",
+    "our garden",
+    "board games",
+    "a vintage camera",
+    "spicy ramen",
+    "the night shift",
+    "salsa dancing",
+    "a golden retriever",
+    "tax forms",
+    "the Alps",
+    "oil painting",
+    "chess openings",
+    "a leaking roof",
+    "birdwatching",
+    "the school play",
+    "a used car",
+    "yoga at dawn",
+]
+TAILS = [
+    "every weekend",
+    "since last spring",
+    "when it rains",
+    "after work",
+    "with the kids",
+    "on Mondays",
+    "during the holidays",
+    "before breakfast",
+    "more than anything",
+    "lately",
+]
+
+
+def sentence(rng: random.Random) -> str:
+    extra = " and ".join(rng.choice(THINGS) for _ in range(rng.randint(0, 3)))
+    text = f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(THINGS)}"
+    if extra:
+        text += f" and {extra}"
+    return f"{text} {rng.choice(TAILS)}"
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q / 100 * len(s)))]
+
+
+def run_search(args: argparse.Namespace) -> dict[str, float | int]:
+    rng = random.Random(11)
+    emb = MiniLMEmbedder()
+    pool = list(dict.fromkeys(sentence(rng) for _ in range(args.pool * 2)))[: args.pool]
+    t0 = time.perf_counter()
+    pool_vecs = emb.embed(pool)
+    embed_s = time.perf_counter() - t0
+    workdir = Path(tempfile.mkdtemp(prefix="mvsearch-"))
+    settings = Settings(data_dir=workdir, database_url=f"sqlite:///{workdir / 's.db'}")
+    vault = MemVault(settings)
+    users = [f"user-{i:05d}" for i in range(args.users)]
+    t0 = time.perf_counter()
+    for u in users:
+        left = args.per_user
+        while left:
+            n = min(left, 1000)
+            idx = [rng.randrange(len(pool)) for _ in range(n)]
+            vault.add_many(
+                u, [{"content": pool[i], "embedding": pool_vecs[i].tolist()} for i in idx]
+            )
+            left -= n
+    ingest_s = time.perf_counter() - t0
+    queries = [sentence(rng) + f" number {i}" for i in range(args.queries)]
+    for q in queries[:20]:  # warm the model and the vector cache
+        vault.search(rng.choice(users), q)
+    out: dict[str, float | int] = {
+        "memories": args.users * args.per_user,
+        "users": args.users,
+        "ingest_given_vectors_per_s": round(args.users * args.per_user / ingest_s),
+        "pool_embed_texts_per_s": round(len(pool) / embed_s),
+    }
+    for mode in ("hybrid", "lexical"):
+        lat = []
+        for q in queries[20:]:
+            u = rng.choice(users)
+            t = time.perf_counter()
+            hits = vault.search(u, q, k=10, mode=mode)  # type: ignore[arg-type]
+            lat.append((time.perf_counter() - t) * 1000)
+            assert hits
+        out[f"{mode}_p50_ms"] = round(statistics.median(lat), 3)
+        out[f"{mode}_p95_ms"] = round(pct(lat, 95), 3)
+    vault.close()
+    return out
+
+
+def run_ingest(args: argparse.Namespace) -> dict[str, float | int]:
+    rng = random.Random(5)
+    texts = [sentence(rng) + f" ({i})" for i in range(args.texts)]
+    emb = MiniLMEmbedder()
+    emb.embed(texts[:32])
+    t0 = time.perf_counter()
+    emb.embed(texts)
+    alone = len(texts) / (time.perf_counter() - t0)
+    workdir = Path(tempfile.mkdtemp(prefix="mvingest-"))
+    vault = MemVault(Settings(data_dir=workdir, database_url=f"sqlite:///{workdir / 'i.db'}"))
+    vault.add("warm", "warm up the model")
+    t0 = time.perf_counter()
+    for start in range(0, len(texts), 500):
+        vault.add_many("u", [{"content": t} for t in texts[start : start + 500]])
+    through = len(texts) / (time.perf_counter() - t0)
+    vault.close()
+    return {
+        "texts": len(texts),
+        "embedder_alone_per_s": round(alone, 1),
+        "memvault_ingest_per_s": round(through, 1),
+        "ratio": round(through / alone, 3),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, default=1000)
+    ap.add_argument("--per-user", type=int, default=100)
+    ap.add_argument("--pool", type=int, default=2000)
+    ap.add_argument("--queries", type=int, default=520)
+    ap.add_argument("--ingest-only", action="store_true")
+    ap.add_argument("--texts", type=int, default=2000)
+    args = ap.parse_args()
+    result = run_ingest(args) if args.ingest_only else run_search(args)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
