@@ -43,7 +43,7 @@ class MemvaultAdapter(Adapter):  # type: ignore[misc]
         for i, text in enumerate(texts):
             item: dict[str, Any] = {"content": text}
             if vectors is not None:
-                item["embedding"] = vectors[i].tolist()
+                item["embedding"] = vectors[i]
             items.append(item)
         for start in range(0, len(items), 1000):
             made = self.vault.add_many(user_id, items[start : start + 1000])

@@ -84,7 +84,7 @@ class MemvaultRetriever:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, vecs)
         for it, v in zip(items, vecs, strict=True):
-            it["embedding"] = v.tolist()
+            it["embedding"] = v
 
     def search(self, conv_id: str, query: str, k: int) -> list[str]:
         hits = self.vault.search(conv_id, query, k=k)

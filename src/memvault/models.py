@@ -41,6 +41,28 @@ def invalid(kind: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(kind, message)
 
 
+def check_embedding(value: Any) -> Any:
+    """A caller-given vector as a 1-D float32 numpy array: finite, not all zero, at most
+    `limits.MAX_EMBEDDING_DIMENSION` numbers (its length is checked against the embedder's
+    dimension by the service)."""
+    import numpy as np
+
+    if isinstance(value, str | bytes | dict | bool):
+        raise invalid("invalid_embedding", "embedding must be a list of numbers")
+    try:
+        arr = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise invalid("invalid_embedding", "embedding must be a list of numbers") from None
+    if arr.ndim != 1 or not 1 <= arr.shape[0] <= limits.MAX_EMBEDDING_DIMENSION:
+        raise invalid(
+            "invalid_embedding",
+            f"embedding must be a flat list of 1 to {limits.MAX_EMBEDDING_DIMENSION} numbers",
+        )
+    if not np.isfinite(arr).all() or not arr.any():
+        raise invalid("invalid_embedding", "embedding must be finite and not all zero")
+    return arr
+
+
 def check_identifier(value: Any, what: str, max_chars: int) -> str:
     """User ids, keys, agent ids: non-empty text, no control characters, bounded."""
     if isinstance(value, bool):
@@ -323,26 +345,17 @@ class NewMemory(_MemoryFields):
     expires_at: AwareDatetime | None = None
     session_id: str | None = None
     agent_id: str | None = None
-    embedding: list[float] | None = None
+    embedding: Any = None  # a list of floats or a 1-D numpy array, kept as float32 numpy
 
     @field_validator("namespace", mode="before")
     @classmethod
     def _namespace(cls, v: Any) -> Any:
         return check_namespace(v)
 
-    @field_validator("embedding", mode="after")
+    @field_validator("embedding", mode="before")
     @classmethod
-    def _embedding(cls, v: list[float] | None) -> list[float] | None:
-        if v is None:
-            return v
-        if not 1 <= len(v) <= limits.MAX_EMBEDDING_DIMENSION:
-            raise invalid(
-                "invalid_embedding",
-                f"embedding has {len(v)} numbers; 1 to {limits.MAX_EMBEDDING_DIMENSION} allowed",
-            )
-        if not all(math.isfinite(x) for x in v) or not any(v):
-            raise invalid("invalid_embedding", "embedding must be finite and not all zero")
-        return v
+    def _embedding(cls, v: Any) -> Any:
+        return v if v is None else check_embedding(v)
 
     @field_validator("key", mode="before")
     @classmethod

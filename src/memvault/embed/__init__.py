@@ -146,18 +146,24 @@ def make_embedder(settings: Settings) -> Embedder | None:
 
 def check_vector(value: object, dimension: int, what: str = "embedding") -> Vectors:
     """A caller's precomputed vector as a unit-length float32 row, or InvalidArgumentError."""
-    try:
-        arr = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"{what} must be a list of {dimension} numbers") from None
+    if isinstance(value, np.ndarray) and value.dtype == np.float32:
+        arr = value
+    else:
+        try:
+            arr = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(f"{what} must be a list of {dimension} numbers") from None
     if arr.ndim != 1 or arr.shape[0] != dimension:
         raise InvalidArgumentError(
             f"{what} must have {dimension} numbers, got shape {list(arr.shape)}",
             {"field": what, "dimension": dimension},
         )
-    if not np.all(np.isfinite(arr)) or not np.any(arr):
+    norm = float(np.sqrt(arr @ arr))
+    if not np.isfinite(norm) or norm == 0.0:
         raise InvalidArgumentError(f"{what} must be finite and not all zero", {"field": what})
-    out: Vectors = normalise(arr[None, :])[0]
+    if abs(norm - 1.0) < 1e-4:
+        return arr
+    out: Vectors = (arr / norm).astype(np.float32)
     return out
 
 

@@ -128,7 +128,7 @@ class MemoryOps:
         built: list[Memory],
         change: Change,
         now: datetime,
-        given: Sequence[list[float] | None] | None = None,
+        given: Sequence[Any] | None = None,
     ) -> list[Memory]:
         return await self.backend.insert_memories(built, change, now)
 
@@ -205,7 +205,7 @@ class MemoryOps:
             )
         now = self.clock.now()
         built: list[Memory] = []
-        given: list[list[float] | None] = []
+        given: list[Any] = []
         seen: set[tuple[str, str]] = set()
         for index, item in enumerate(memories):
             data = dict(item) if isinstance(item, Mapping) else item

@@ -135,7 +135,7 @@ class SearchOps(MemoryOps):
         built: list[Memory],
         change: Change,
         now: datetime,
-        given: Sequence[list[float] | None] | None = None,
+        given: Sequence[Any] | None = None,
     ) -> list[Memory]:
         vecs = await self._vectors_for(built, given)
         merged: dict[int, Memory] = {}
@@ -156,7 +156,7 @@ class SearchOps(MemoryOps):
         return [by_index[i] for i in range(len(built))]
 
     async def _vectors_for(
-        self, built: list[Memory], given: Sequence[list[float] | None] | None
+        self, built: list[Memory], given: Sequence[Any] | None
     ) -> list[Vectors | None] | None:
         """One vector (or None) per new memory: the caller's `embedding` where given
         (checked against the embedder's dimension), the embedder's for the others. None
