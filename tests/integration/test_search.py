@@ -376,3 +376,20 @@ def test_sentence_transformers_model_by_path(tmp_path: Path) -> None:
     with MemVault(s) as vault:
         m = vault.add("alice", "Grows tomatoes on the balcony")
         assert vault.search("alice", "gardening", mode="vector")[0].memory.memory_id == m.memory_id
+
+
+def test_dates_are_searchable_in_words(vault: MemVault) -> None:
+    m = vault.add("alice", "[2023-10-13T18:00] Went to the harbour festival")
+    vault.add("alice", "[2023-11-02T09:00] Went to the dentist")
+    hits = vault.search("alice", "what happened on October 13, 2023?", mode="lexical")
+    assert hits[0].memory.memory_id == m.memory_id
+    assert vault.search("alice", "friday", mode="lexical")[0].memory.memory_id == m.memory_id
+    vault.update("alice", m.memory_id, content="[2024-01-05] Moved the festival photos")
+    assert vault.search("alice", "october 13", mode="lexical") == []
+    assert [h.memory.memory_id for h in vault.search("alice", "january 2024", mode="lexical")] == [
+        m.memory_id
+    ]
+    assert vault.reindex(lexical=True).lexical_rows == 2
+    assert [h.memory.memory_id for h in vault.search("alice", "january 2024", mode="lexical")] == [
+        m.memory_id
+    ]

@@ -7,7 +7,7 @@ import fcntl
 import re
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,35 @@ def fts_query(terms: Sequence[str]) -> str | None:
 
 def _words(text: str) -> int:
     return len(_WORD_RE.findall(text))
+
+
+_ISO_DATE_RE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})(?=\b|T)")
+_MONTHS = (
+    "january february march april may june july august september october november december"
+).split()
+MAX_DATES = 4
+
+
+def date_words(text: str) -> str:
+    """ISO dates in `text` as words ("2023-10-13" -> "october 13 2023 friday"), so a
+    question that says "on October 13, 2023" finds a memory stamped 2023-10-13 (LoCoMo dev
+    hybrid recall@10 +0.013 in a prototype)."""
+    out = []
+    for y, mo, d in _ISO_DATE_RE.findall(text)[:MAX_DATES]:
+        try:
+            day = date(int(y), int(mo), int(d))
+        except ValueError:
+            continue
+        out.append(f"{_MONTHS[day.month - 1]} {day.day} {day.year} {day.strftime('%A').lower()}")
+    return " ".join(dict.fromkeys(out))
+
+
+def search_context(texts: Sequence[str], i: int, conversation: bool) -> str | None:
+    """What the full-text index adds to the i-th memory: its neighbours' text (memories of a
+    conversation only) and its dates in words."""
+    parts = [neighbour_context(texts, i) if conversation else None, date_words(texts[i])]
+    joined = " ".join(p for p in parts if p)
+    return joined or None
 
 
 def neighbour_context(texts: Sequence[str], i: int) -> str | None:
@@ -175,6 +204,7 @@ class SqliteBackend(RecordStore):
                 "(SELECT pk FROM memories WHERE memory_id = ?)",
                 (new.memory_id,),
             )
+            self._recontext(conn, new)
         snap = codec.snapshot(old)
         frozen = conn.execute(
             self.sql.freeze_history,
@@ -238,6 +268,8 @@ class SqliteBackend(RecordStore):
         for m in mems:
             if m.session_id is not None:
                 groups.setdefault((m.user_id, m.session_id), []).append(m)
+            else:
+                out[m.memory_id] = search_context([content_text(m.content)], 0, False)
         for (user_id, session_id), group in groups.items():
             before = conn.execute(
                 self.sql.session_tail,
@@ -246,12 +278,60 @@ class SqliteBackend(RecordStore):
             texts = [r[1] for r in before] + [content_text(m.content) for m in group]
             for i, (pk, _text, old) in enumerate(before):
                 if i >= len(before) - CONTEXT_WINDOW:
-                    ctx = neighbour_context(texts, i)
+                    ctx = search_context(texts, i, True)
                     if ctx != old:
                         conn.execute(self.sql.set_context, {"pk": pk, "ctx": ctx})
             for j, m in enumerate(group):
-                out[m.memory_id] = neighbour_context(texts, len(before) + j)
+                out[m.memory_id] = search_context(texts, len(before) + j, True)
         return out
+
+    def _recontext(self, conn: sqlite3.Connection, m: Memory) -> None:
+        """The search context of `m` after its content changed (its neighbours keep theirs
+        until `memvault reindex --lexical`)."""
+        pk = conn.execute("SELECT pk FROM memories WHERE memory_id = ?", (m.memory_id,)).fetchone()
+        if pk is None:
+            return
+        text = content_text(m.content)
+        if m.session_id is None:
+            ctx = search_context([text], 0, False)
+        else:
+            around = conn.execute(
+                "SELECT pk, content FROM memories WHERE user_id = ? AND session_id = ? "
+                "AND deleted_at IS NULL AND pk BETWEEN ? AND ? ORDER BY pk",
+                (m.user_id, m.session_id, pk[0] - 64, pk[0] + 64),
+            ).fetchall()
+            at = next((i for i, r in enumerate(around) if r[0] == pk[0]), None)
+            if at is None:
+                return
+            lo = max(0, at - CONTEXT_WINDOW)
+            texts = [r[1] for r in around[lo : at + CONTEXT_WINDOW + 1]]
+            texts[at - lo] = text
+            ctx = search_context(texts, at - lo, True)
+        conn.execute(self.sql.set_context, {"pk": pk[0], "ctx": ctx})
+
+    def _refresh_contexts(self, conn: sqlite3.Connection) -> int:
+        """Recompute every live memory's search context (after edits); returns how many
+        changed."""
+        changed = 0
+        rows = conn.execute(
+            "SELECT pk, user_id, session_id, content, search_context FROM memories "
+            "WHERE deleted_at IS NULL ORDER BY user_id, session_id, pk"
+        ).fetchall()
+        start = 0
+        while start < len(rows):
+            end = start + 1
+            key = rows[start][1:3]
+            while end < len(rows) and rows[end][1:3] == key:
+                end += 1
+            group = rows[start:end]
+            texts = [r[3] for r in group]
+            for i, r in enumerate(group):
+                ctx = search_context(texts, i, r[2] is not None)
+                if ctx != r[4]:
+                    conn.execute(self.sql.set_context, {"pk": r[0], "ctx": ctx})
+                    changed += 1
+            start = end
+        return changed
 
     def _write_row(self, conn: sqlite3.Connection, m: Memory) -> None:
         values = codec.memory_values(m)
@@ -663,9 +743,11 @@ class SqliteBackend(RecordStore):
         return result
 
     async def rebuild_lexical(self) -> int:
-        """Rebuild the full-text index from the memory rows (FTS5 'rebuild')."""
+        """Recompute search contexts and rebuild the full-text index from the memory rows
+        (FTS5 'rebuild')."""
 
         def run(conn: sqlite3.Connection) -> int:
+            self._refresh_contexts(conn)
             conn.execute("INSERT INTO memories_fts(memories_fts) VALUES ('rebuild')")
             return int(conn.execute("SELECT count(*) FROM memories").fetchone()[0])
 
