@@ -91,8 +91,20 @@ def _words(text: str) -> int:
 
 _ISO_DATE_RE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})(?=\b|T)")
 _MONTHS = (
-    "january february march april may june july august september october november december"
-).split()
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 MAX_DATES = 4
 
 
@@ -106,7 +118,7 @@ def date_words(text: str) -> str:
             day = date(int(y), int(mo), int(d))
         except ValueError:
             continue
-        out.append(f"{_MONTHS[day.month - 1]} {day.day} {day.year} {day.strftime('%A').lower()}")
+        out.append(f"{_MONTHS[day.month - 1]} {day.day} {day.year} {_WEEKDAYS[day.weekday()]}")
     return " ".join(dict.fromkeys(out))
 
 
