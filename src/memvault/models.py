@@ -418,7 +418,9 @@ def _check_range(name: str, value: dict[str, Any]) -> None:
 
 
 class Filters(BaseModel):
-    """What `list` (and, later, `search`) may narrow by. Unknown keys are rejected."""
+    """What `list_memories` and `search` narrow by. Unknown keys are rejected. `metadata`
+    maps a key to a value (equality) or to a range such as `{"gte": 1, "lt": 5}`
+    (operators `gt`, `gte`, `lt`, `lte`, `ne`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

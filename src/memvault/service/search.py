@@ -291,7 +291,10 @@ class SearchOps(MemoryOps):
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgumentError("query must be a non-empty string")
         if len(query) > limits.MAX_QUERY_CHARS:
-            raise PayloadOrInvalid.too_long(len(query))
+            raise InvalidArgumentError(
+                f"query is {len(query)} characters; at most {limits.MAX_QUERY_CHARS}",
+                {"limit": limits.MAX_QUERY_CHARS},
+            )
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= limits.MAX_SEARCH_K:
             raise InvalidArgumentError(
                 f"k must be an integer in [1, {limits.MAX_SEARCH_K}], got {k!r}"
@@ -410,15 +413,6 @@ class SearchOps(MemoryOps):
             if progress is not None:
                 progress(report.embedded, total)
         return report
-
-
-class PayloadOrInvalid:
-    @staticmethod
-    def too_long(n: int) -> InvalidArgumentError:
-        return InvalidArgumentError(
-            f"query is {n} characters; at most {limits.MAX_QUERY_CHARS}",
-            {"limit": limits.MAX_QUERY_CHARS},
-        )
 
 
 def _merge_shorthands(
