@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from memvault.models import Memory
+from memvault.storage.base import Candidate
 
 
 @dataclass(frozen=True)
@@ -31,21 +31,15 @@ class Weights:
     recency_half_life_days: float = 30.0
 
 
-@dataclass
-class Candidate:
-    memory: Memory
-    lexical: float = 0.0  # raw BM25 (higher is better)
-    vector: float | None = None  # raw cosine
-
-
 @dataclass(frozen=True)
 class Scored:
-    memory: Memory
+    candidate: Candidate
     score: float
     parts: dict[str, float]
 
 
 def recency(updated_at: datetime, now: datetime, half_life_days: float) -> float:
+    """1 for now, 0.5 one half-life ago."""
     age_days = max(0.0, (now - updated_at).total_seconds() / 86400.0)
     return math.pow(0.5, age_days / half_life_days) if half_life_days > 0 else 0.0
 
@@ -72,13 +66,14 @@ def rank(candidates: Sequence[Candidate], weights: Weights, now: datetime, k: in
             vec = (c.vector - lo) / span
         else:
             vec = 1.0 if c.vector > 0 else 0.0
-        m = c.memory
         parts = {
             "lexical": lex,
             "vector": vec,
-            "importance": m.importance - 0.5,
-            "recency": recency(m.updated_at, now, weights.recency_half_life_days),
-            "access": access(m.access_count),
+            "importance": c.importance - 0.5,
+            "recency": recency(
+                datetime.fromisoformat(c.updated_at), now, weights.recency_half_life_days
+            ),
+            "access": access(c.access_count),
         }
         score = (
             weights.lexical * lex
@@ -89,6 +84,6 @@ def rank(candidates: Sequence[Candidate], weights: Weights, now: datetime, k: in
         )
         parts["bm25"] = c.lexical
         parts["cosine"] = c.vector if c.vector is not None else 0.0
-        out.append(Scored(m, score, parts))
-    out.sort(key=lambda s: (-s.score, s.memory.memory_id))
+        out.append(Scored(c, score, parts))
+    out.sort(key=lambda s: (-s.score, s.candidate.pk))
     return out[:k]

@@ -24,11 +24,11 @@ from memvault import limits
 from memvault.embed import Embedder, QueryCache, Vectors, check_vector
 from memvault.errors import InvalidArgumentError, UnavailableError
 from memvault.models import Filters, Memory, SearchHit, construct, content_text
-from memvault.search.scoring import Candidate, Weights, rank
+from memvault.search.scoring import Weights, rank
 from memvault.search.text import query_terms
 from memvault.service import validate
 from memvault.service.memories import MemoryOps
-from memvault.storage.base import Change
+from memvault.storage.base import Candidate, Change
 
 log = logging.getLogger("memvault.search")
 T = TypeVar("T")
@@ -220,9 +220,11 @@ class SearchOps(MemoryOps):
                 near = await self.backend.vector_search(
                     user_id, vec, Filters(namespaces=[m.namespace]), 1, now
                 )
-                if near and near[0][1] >= self.settings.dedup_threshold:
-                    same = near[0][0]
-                    reason = f"cosine {near[0][1]:.3f}"
+                sim = near[0].vector if near else None
+                if sim is not None and sim >= self.settings.dedup_threshold:
+                    rows = await self.backend.hits(user_id, [near[0].pk], now, count_access=False)
+                    same = rows.get(near[0].pk)
+                    reason = f"cosine {sim:.3f}"
             if same is None:
                 continue
             target = same
@@ -307,28 +309,34 @@ class SearchOps(MemoryOps):
         if f.updated_after and f.updated_before and f.updated_after >= f.updated_before:
             raise InvalidArgumentError("updated_after must be before updated_before")
         now = self.clock.now()
-        n = max(CANDIDATES, 2 * k)
-        cands: dict[str, Candidate] = {}
+        # Fusion needs a deep pool from each ranking; a single ranking only its top k.
+        n = max(CANDIDATES, 2 * k) if mode == "hybrid" else k
+        cands: dict[int, Candidate] = {}
         if mode in ("hybrid", "lexical"):
-            terms = query_terms(query)
-            for hit in await self.backend.lexical(uid, terms, f, n, now):
-                cands[hit.memory.memory_id] = Candidate(hit.memory, lexical=hit.score)
+            for c in await self.backend.lexical(uid, query_terms(query), f, n, now):
+                cands[c.pk] = c
         if mode in ("hybrid", "vector"):
             qvec = await self._query_vector(query, query_vector, mode)
             if qvec is not None:
-                for mem, sim in await self.backend.vector_search(uid, qvec, f, n, now):
-                    c = cands.get(mem.memory_id)
-                    if c is None:
-                        cands[mem.memory_id] = Candidate(mem, vector=sim)
+                for c in await self.backend.vector_search(uid, qvec, f, n, now):
+                    got = cands.get(c.pk)
+                    if got is None:
+                        cands[c.pk] = c
                     else:
-                        c.vector = sim
+                        got.vector = c.vector
         scored = rank(list(cands.values()), self._weights(), now, k)
+        rows = await self.backend.hits(uid, [s.candidate.pk for s in scored], now)
         return [
             construct(
                 SearchHit,
-                {"memory": s.memory, "score": s.score, "explain": s.parts if explain else None},
+                {
+                    "memory": rows[s.candidate.pk],
+                    "score": s.score,
+                    "explain": s.parts if explain else None,
+                },
             )
             for s in scored
+            if s.candidate.pk in rows
         ]
 
     async def _query_vector(

@@ -47,10 +47,16 @@ class Change:
     reason: str | None = None
 
 
-@dataclass(frozen=True)
-class LexicalHit:
-    memory: Memory
-    score: float
+@dataclass
+class Candidate:
+    """A search candidate before the winners are read in full: what scoring needs."""
+
+    pk: int
+    importance: float
+    access_count: int
+    updated_at: str
+    lexical: float = 0.0  # BM25, higher is better
+    vector: float | None = None  # cosine
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,12 @@ class Backend(Protocol):
     ) -> Memory | None: ...
     async def lexical(
         self, user_id: str, terms: Sequence[str], filters: Filters, k: int, now: datetime
-    ) -> list[LexicalHit]: ...
+    ) -> list[Candidate]: ...
+    async def hits(
+        self, user_id: str, pks: Sequence[int], now: datetime, *, count_access: bool = True
+    ) -> dict[int, Memory]:
+        """The visible rows among `pks` (search winners), each counted as one access."""
+        ...
 
     # vectors (capabilities.vector)
     async def vector_model(self) -> tuple[str, int] | None: ...
@@ -118,7 +129,7 @@ class Backend(Protocol):
     async def count_missing_vectors(self, user_id: str | None) -> int: ...
     async def vector_search(
         self, user_id: str, query: Any, filters: Filters, k: int, now: datetime
-    ) -> list[tuple[Memory, float]]: ...
+    ) -> list[Candidate]: ...
     async def rebuild_lexical(self) -> int: ...
     async def history(self, user_id: str, memory_id: str) -> list[HistoryEntry]: ...
     async def purge(self, now: datetime, deleted_before: datetime) -> PurgeCounts: ...

@@ -18,7 +18,7 @@ from memvault.errors import ConflictError, NotFoundError, UnavailableError
 from memvault.models import Filters, HistoryEntry, Memory, content_text
 from memvault.storage import migrate
 from memvault.storage.access import AccessTracker
-from memvault.storage.base import Capabilities, Change, LexicalHit, MemoryChange, PurgeCounts
+from memvault.storage.base import Candidate, Capabilities, Change, MemoryChange, PurgeCounts
 from memvault.storage.records import RecordStore
 from memvault.storage.runner import InlineRunner, Runner, ThreadRunner
 from memvault.storage.sql import codec
@@ -26,6 +26,7 @@ from memvault.storage.sql.connection import SqliteConnections
 from memvault.storage.sql.queries import Statements, decode_cursor, encode_cursor
 from memvault.storage.vectors import UserVectors, VectorCache
 
+_ANY = Filters()
 _DELETED_AT = codec.MEMORY_COLUMNS.index("deleted_at")
 _EXPIRES_AT = codec.MEMORY_COLUMNS.index("expires_at")
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
@@ -523,25 +524,44 @@ class SqliteBackend(RecordStore):
 
     async def lexical(
         self, user_id: str, terms: Sequence[str], filters: Filters, k: int, now: datetime
-    ) -> list[LexicalHit]:
+    ) -> list[Candidate]:
         match = fts_query(terms)
         if match is None:
             return []
         sql, params = self.sql.lexical(filters, k)
         params.update(user_id=user_id, now=codec.ts(now), q=match)
 
+        def run(conn: sqlite3.Connection) -> list[Candidate]:
+            return [
+                Candidate(pk, imp, acc, upd, lexical=-float(score))
+                for pk, imp, acc, upd, score in conn.execute(sql, params).fetchall()
+            ]
+
+        result: list[Candidate] = await self._read(run)
+        return result
+
+    async def hits(
+        self, user_id: str, pks: Sequence[int], now: datetime, *, count_access: bool = True
+    ) -> dict[int, Memory]:
         at = codec.ts(now)
         assert at is not None
+        if not pks:
+            return {}
 
-        def run(conn: sqlite3.Connection) -> list[LexicalHit]:
-            hits = []
-            for row in conn.execute(sql, params).fetchall():
+        def run(conn: sqlite3.Connection) -> dict[int, Memory]:
+            sql, params = self.sql.by_pks(_ANY, len(pks))
+            params.update({f"pk_{i}": pk for i, pk in enumerate(pks)})
+            params.update(user_id=user_id, now=at)
+            out = {}
+            rows = conn.execute(sql, params).fetchall()
+            if not count_access:
+                return {r[0]: m for r, m in zip(rows, self._memories(rows), strict=True)}
+            for row in rows:
                 pending = self.access.note(row[0], at)  # a search hit is an access
-                mem = codec.memory_from_row(row[:-1], (pending.count, pending.last_at))
-                hits.append(LexicalHit(mem, -float(row[-1])))
-            return hits
+                out[row[0]] = codec.memory_from_row(row, (pending.count, pending.last_at))
+            return out
 
-        result: list[LexicalHit] = await self._read(run)
+        result: dict[int, Memory] = await self._read(run)
         await self._maybe_flush()
         return result
 
@@ -713,45 +733,42 @@ class SqliteBackend(RecordStore):
 
     async def vector_search(
         self, user_id: str, query: Any, filters: Filters, k: int, now: datetime
-    ) -> list[tuple[Memory, float]]:
+    ) -> list[Candidate]:
         """The k visible memories most similar to `query` (a unit float32 vector), exact."""
         at = codec.ts(now)
         assert at is not None
         dimension = int(query.shape[0])
 
-        def run(conn: sqlite3.Connection) -> list[tuple[Memory, float]]:
+        def run(conn: sqlite3.Connection) -> list[Candidate]:
             uv = self._user_vectors(conn, user_id, dimension)
             want = max(k, 1)
-            n = min(len(uv.pks), max(2 * want, 32))
+            n = min(len(uv.pks), want + 8)
             while True:
                 top = uv.top(query, n)
                 found: dict[int, tuple[Any, ...]] = {}
                 for start in range(0, len(top), 256):
                     chunk = top[start : start + 256]
-                    sql, params = self.sql.by_pks(filters, len(chunk))
+                    sql, params = self.sql.by_pks(filters, len(chunk), light=True)
                     params.update({f"pk_{i}": pk for i, (pk, _) in enumerate(chunk)})
                     params.update(user_id=user_id, now=at)
                     for row in conn.execute(sql, params).fetchall():
                         found[row[0]] = row
-                missing = sum(1 for pk, _ in top if pk not in found)
-                if missing and not filters.include_deleted:
-                    uv.stale = max(uv.stale, missing) if n >= len(uv.pks) else uv.stale
                 if len(found) >= want or n >= len(uv.pks):
                     break
                 n = min(len(uv.pks), n * 4)
+            if n >= len(uv.pks) and not filters.include_deleted:
+                uv.stale = len(uv.pks) - len(found) if filters == _ANY else uv.stale
             out = []
             for pk, sim in top:
                 row = found.get(pk)
                 if row is None:
                     continue
-                pending = self.access.note(pk, at)
-                out.append((codec.memory_from_row(row, (pending.count, pending.last_at)), sim))
+                out.append(Candidate(pk, row[1], row[2], row[3], vector=sim))
                 if len(out) >= want:
                     break
             return out
 
-        result: list[tuple[Memory, float]] = await self._read(run)
-        await self._maybe_flush()
+        result: list[Candidate] = await self._read(run)
         return result
 
     async def rebuild_lexical(self) -> int:

@@ -43,6 +43,8 @@ ORDERS: tuple[str, ...] = ("created_desc", "created_asc", "importance_desc", "up
 
 _m = memories.alias("m")
 _MEMORY_COLS = [_m.c[name] for name in codec.MEMORY_COLUMNS]
+# What scoring needs of a search candidate, before the k winners are read in full.
+_LIGHT_COLS = [_m.c.pk, _m.c.importance, _m.c.access_count, _m.c.updated_at]
 _SORT = {
     "created_desc": (_m.c.created_at, True),
     "created_asc": (_m.c.created_at, False),
@@ -214,13 +216,14 @@ class Statements:
             self._cache[key] = sql
         return sql, params
 
-    def by_pks(self, filters: Filters, n: int) -> tuple[str, dict[str, Any]]:
-        """One user's visible rows among `:pk_0 .. :pk_{n-1}` (vector candidates)."""
+    def by_pks(self, filters: Filters, n: int, light: bool = False) -> tuple[str, dict[str, Any]]:
+        """One user's visible rows among `:pk_0 .. :pk_{n-1}`: full rows, or with `light`
+        (pk, importance, access_count, updated_at) for scoring vector candidates."""
         conds, tokens, params = visibility(filters)
-        key = ("by_pks", n, *tokens)
+        key = ("by_pks", n, light, *tokens)
         sql = self._cache.get(key)
         if sql is None:
-            stmt = select(*_MEMORY_COLS).where(
+            stmt = select(*(_LIGHT_COLS if light else _MEMORY_COLS)).where(
                 _m.c.pk.in_([bindparam(f"pk_{i}") for i in range(n)]), *[c() for c in conds]
             )
             sql = compile_sql(stmt, self.dialect)
@@ -238,7 +241,7 @@ class Statements:
             w = ", ".join(str(x) for x in self.fts_weights)
             score: ColumnElement[Any] = literal_column(f"bm25(memories_fts, {w})")
             stmt = (
-                select(*_MEMORY_COLS, score.label("score"))
+                select(*_LIGHT_COLS, score.label("score"))
                 .select_from(fts.join(_m, _m.c.pk == fts.c.rowid))
                 .where(literal_column("memories_fts").op("MATCH")(bindparam("q")))
                 .where(*[c() for c in conds])
