@@ -393,3 +393,17 @@ def test_dates_are_searchable_in_words(vault: MemVault) -> None:
     assert [h.memory.memory_id for h in vault.search("alice", "january 2024", mode="lexical")] == [
         m.memory_id
     ]
+
+
+def test_full_text_is_scoped_to_the_user(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'o.db'}", embedder="none")
+    with MemVault(s) as vault:
+        ids = ["u1", "u12", "Ünïcödé user", "x" * 128, "42"]
+        made = {u: vault.add(u, f"shared word walrus for {u}") for u in ids}
+        for u in ids:
+            hits = vault.search(u, "walrus")
+            assert [h.memory.memory_id for h in hits] == [made[u].memory_id]
+        vault.update("u1", made["u1"].memory_id, content="now about otters")
+        assert vault.search("u1", "walrus") == []
+        assert len(vault.search("u12", "walrus")) == 1
+        assert vault.search(42, "walrus")[0].memory.user_id == "42"  # type: ignore[arg-type]

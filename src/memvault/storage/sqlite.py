@@ -33,8 +33,8 @@ _WORD_RE = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_TERMS = 64
 CONTEXT_WINDOW = 2
 CONTEXT_MAX_WORDS = 45
-# bm25() column weights: content, tags, neighbours' text (migration 0003).
-FTS_WEIGHTS = (1.0, 0.5, 0.3)
+# bm25() column weights: content, tags, neighbours' text and dates, owner (migration 0003).
+FTS_WEIGHTS = (1.0, 0.5, 0.3, 0.0)
 
 
 def sqlite_path(url: str) -> Path:
@@ -159,7 +159,7 @@ class SqliteBackend(RecordStore):
             busy_timeout_s=settings.sqlite_busy_timeout_s,
             synchronous=settings.sqlite_synchronous,
         )
-        self.sql = Statements(sqlite_dialect.dialect(paramstyle="named"))
+        self.sql = Statements(sqlite_dialect.dialect(paramstyle="named"), FTS_WEIGHTS)
         self.runner: Runner = (
             ThreadRunner(settings.read_threads, inline_points=settings.inline_point_reads)
             if threaded
@@ -528,6 +528,7 @@ class SqliteBackend(RecordStore):
         match = fts_query(terms)
         if match is None:
             return []
+        match = f'owner:"u{user_id.encode().hex()}" AND ({match})'
         sql, params = self.sql.lexical(filters, k)
         params.update(user_id=user_id, now=codec.ts(now), q=match)
 

@@ -62,7 +62,7 @@ class Statements:
     """The fixed statements of one dialect, compiled once."""
 
     dialect: Dialect
-    fts_weights: tuple[float, ...] = (1.0, 0.5, 0.3)
+    fts_weights: tuple[float, ...] = (1.0, 0.5, 0.3, 0.0)  # content, tags, context, owner
     _cache: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,8 +84,9 @@ class Statements:
         self.max_pk = "SELECT coalesce(max(pk), 0) FROM memories"
         # SQLite only (migration 0002): index the rows a batch just inserted, in one statement.
         self.index_text_after = (
-            "INSERT INTO memories_fts(rowid, content, tags, search_context) "
-            "SELECT pk, content, tags, search_context FROM memories WHERE pk > :pk"
+            "INSERT INTO memories_fts(rowid, content, tags, search_context, owner) "
+            "SELECT pk, content, tags, search_context, 'u' || lower(hex(user_id)) "
+            "FROM memories WHERE pk > :pk"
         )
         self.update_memory = compile_sql(
             update(memories)
