@@ -27,13 +27,6 @@ BATCH = 500
 CACHE = os.environ.get("MV_EVAL_EMBED_CACHE")
 
 
-ASSISTANT_IMPORTANCE = float(os.environ.get("MV_ASSISTANT_IMPORTANCE", "0.5"))
-
-
-def _importance(speaker: object) -> float:
-    return ASSISTANT_IMPORTANCE if speaker == "assistant" else 0.5
-
-
 class MemvaultRetriever:
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="mv-eval-"))
@@ -51,7 +44,6 @@ class MemvaultRetriever:
             {
                 "content": text,
                 "memory_type": "conversation",
-                "importance": _importance(meta.get("speaker")),
                 "session_id": str(meta.get("session") or "none")[:128],
                 "metadata": {
                     "turn_id": turn_id,
