@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     vector_cache_mb: float = Field(1024.0, ge=1, le=1_000_000)
     search_weight_lexical: float = Field(1.0, ge=0, le=10)
     search_weight_vector: float = Field(0.5, ge=0, le=10)
+    search_weight_neighbours: float = Field(0.15, ge=0, le=10)
     search_weight_importance: float = Field(0.1, ge=0, le=10)
     search_weight_recency: float = Field(0.05, ge=0, le=10)
     search_weight_access: float = Field(0.02, ge=0, le=10)

@@ -91,6 +91,18 @@ def test_neighbouring_turns_carry_the_words_of_the_question(vault: MemVault) -> 
     found = [h.memory.memory_id for h in hits]
     assert made[1].memory_id in found  # its own text has neither word
     assert found[0] == made[0].memory_id  # the turn that says it ranks first
+    parts = {h.memory.memory_id: h.explain or {} for h in hits}
+    assert parts[made[1].memory_id]["neighbours"] > 0  # next to the strong match
+    long_turn = "word " * 90 + "painting"
+    far = vault.add_many(
+        "alice",
+        [{"content": t, "session_id": "chat-2"} for t in (long_turn, "ok, the lake then")],
+    )
+    by_id = {
+        h.memory.memory_id: h.explain or {}
+        for h in vault.search("alice", "painting", mode="lexical", explain=True, k=20)
+    }
+    assert by_id.get(far[1].memory_id, {}).get("neighbours", 0.0) == 0.0  # long turns stand alone
     later = vault.add_many(
         "alice", [{"content": "I sold it at the gallery", "session_id": "chat-1"}]
     )

@@ -25,6 +25,7 @@ from memvault.storage.base import Candidate
 class Weights:
     lexical: float = 1.0
     vector: float = 0.5
+    neighbours: float = 0.15
     importance: float = 0.1
     recency: float = 0.05
     access: float = 0.02
@@ -49,15 +50,13 @@ def access(count: int) -> float:
     return math.log1p(max(0, count)) / math.log1p(100)
 
 
-def rank(candidates: Sequence[Candidate], weights: Weights, now: datetime, k: int) -> list[Scored]:
-    """The k best candidates by final score, best first, with their parts."""
-    if not candidates:
-        return []
+def relevance(candidates: Sequence[Candidate], weights: Weights) -> dict[int, tuple[float, ...]]:
+    """(normalised lexical, normalised vector, relevance) of each candidate, by pk."""
     best_lex = max((c.lexical for c in candidates), default=0.0)
     sims = [c.vector for c in candidates if c.vector is not None]
     lo, hi = (min(sims), max(sims)) if sims else (0.0, 0.0)
     span = hi - lo
-    out = []
+    out: dict[int, tuple[float, ...]] = {}
     for c in candidates:
         lex = c.lexical / best_lex if best_lex > 0 else 0.0
         if c.vector is None:
@@ -66,9 +65,32 @@ def rank(candidates: Sequence[Candidate], weights: Weights, now: datetime, k: in
             vec = (c.vector - lo) / span
         else:
             vec = 1.0 if c.vector > 0 else 0.0
+        out[c.pk] = (lex, vec, weights.lexical * lex + weights.vector * vec)
+    return out
+
+
+def rank(
+    candidates: Sequence[Candidate],
+    weights: Weights,
+    now: datetime,
+    k: int,
+    rel: dict[int, tuple[float, ...]] | None = None,
+    boosts: dict[int, float] | None = None,
+) -> list[Scored]:
+    """The k best candidates by final score, best first, with their parts. `boosts` adds
+    the neighbour part (see `service.search`) to the candidates it names."""
+    if not candidates:
+        return []
+    if rel is None:
+        rel = relevance(candidates, weights)
+    boosts = boosts or {}
+    out = []
+    for c in candidates:
+        lex, vec, base = rel.get(c.pk, (0.0, 0.0, 0.0))
         parts = {
             "lexical": lex,
             "vector": vec,
+            "neighbours": boosts.get(c.pk, 0.0),
             "importance": c.importance - 0.5,
             "recency": recency(
                 datetime.fromisoformat(c.updated_at), now, weights.recency_half_life_days
@@ -76,8 +98,8 @@ def rank(candidates: Sequence[Candidate], weights: Weights, now: datetime, k: in
             "access": access(c.access_count),
         }
         score = (
-            weights.lexical * lex
-            + weights.vector * vec
+            base
+            + weights.neighbours * parts["neighbours"]
             + weights.importance * parts["importance"]
             + weights.recency * parts["recency"]
             + weights.access * parts["access"]

@@ -24,7 +24,7 @@ from memvault import limits
 from memvault.embed import Embedder, QueryCache, Vectors, check_vector
 from memvault.errors import InvalidArgumentError, UnavailableError
 from memvault.models import Filters, Memory, SearchHit, construct, content_text
-from memvault.search.scoring import Weights, rank
+from memvault.search.scoring import Weights, rank, relevance
 from memvault.search.text import query_terms
 from memvault.service import validate
 from memvault.service.memories import MemoryOps
@@ -35,7 +35,9 @@ T = TypeVar("T")
 Mode = Literal["hybrid", "lexical", "vector"]
 _MODES = ("hybrid", "lexical", "vector")
 GAP_FILL = 256
-CANDIDATES = 50  # per ranking, before fusion: the evidence is almost always in the top 50
+CANDIDATES = 50
+DIALOGUE_CHARS = 400  # about 60 words: memories longer than this stand alone
+NEIGHBOUR_SOURCES = 20  # best conversation candidates whose neighbours share their score  # per ranking, before fusion: the evidence is almost always in the top 50
 
 
 class Offload:
@@ -70,6 +72,7 @@ class SearchOps(MemoryOps):
         return Weights(
             lexical=s.search_weight_lexical,
             vector=s.search_weight_vector,
+            neighbours=s.search_weight_neighbours,
             importance=s.search_weight_importance,
             recency=s.search_weight_recency,
             access=s.search_weight_access,
@@ -324,7 +327,12 @@ class SearchOps(MemoryOps):
                         cands[c.pk] = c
                     else:
                         got.vector = c.vector
-        scored = rank(list(cands.values()), self._weights(), now, k)
+        weights = self._weights()
+        rel = relevance(list(cands.values()), weights)
+        boosts: dict[int, float] = {}
+        if mode != "vector":  # vector mode answers "nearest by meaning" and nothing else
+            boosts = await self._neighbour_boosts(uid, cands, rel, f, now)
+        scored = rank(list(cands.values()), weights, now, k, rel, boosts)
         rows = await self.backend.hits(uid, [s.candidate.pk for s in scored], now)
         return [
             construct(
@@ -338,6 +346,38 @@ class SearchOps(MemoryOps):
             for s in scored
             if s.candidate.pk in rows
         ]
+
+    async def _neighbour_boosts(
+        self,
+        uid: str,
+        cands: dict[int, Candidate],
+        rel: dict[int, tuple[float, ...]],
+        f: Filters,
+        now: datetime,
+    ) -> dict[int, float]:
+        """A short dialogue turn next to a strong match shares some of its relevance (the
+        answer after a question, the details after a topic). Long memories stand alone:
+        on LongMemEval, whose turns are paragraphs, sharing with every turn cost recall@10
+        (0.876 -> 0.803) while on LoCoMo's short turns it gained (0.783 -> 0.797); with
+        the length rule: LongMemEval 0.876, LoCoMo 0.795."""
+        if self._weights().neighbours <= 0:
+            return {}
+        best = sorted(
+            (pk for pk, c in cands.items() if c.in_session and c.size <= DIALOGUE_CHARS),
+            key=lambda pk: -rel[pk][2],
+        )[:NEIGHBOUR_SOURCES]
+        if not best:
+            return {}
+        around = await self.backend.neighbours(uid, best, f, now)
+        boosts: dict[int, float] = {}
+        for pk, ns in around.items():
+            for n in ns:
+                if n.size > DIALOGUE_CHARS:
+                    continue
+                boosts[n.pk] = boosts.get(n.pk, 0.0) + rel[pk][2]
+                if n.pk not in cands:
+                    cands[n.pk] = n
+        return boosts
 
     async def _query_vector(
         self, query: str, given: Sequence[float] | None, mode: Mode

@@ -57,6 +57,8 @@ class Candidate:
     updated_at: str
     lexical: float = 0.0  # BM25, higher is better
     vector: float | None = None  # cosine
+    in_session: bool = False  # said in a conversation: its neighbours can share its score
+    size: int = 0  # characters of content
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,13 @@ class Backend(Protocol):
         self, user_id: str, query: Any, filters: Filters, k: int, now: datetime
     ) -> list[Candidate]: ...
     async def rebuild_lexical(self) -> int: ...
+    async def neighbours(
+        self, user_id: str, pks: Sequence[int], filters: Filters, now: datetime
+    ) -> dict[int, list[Candidate]]:
+        """For each of `pks` said in a conversation, the visible memories just before and
+        after it in the same session."""
+        ...
+
     async def history(self, user_id: str, memory_id: str) -> list[HistoryEntry]: ...
     async def purge(self, now: datetime, deleted_before: datetime) -> PurgeCounts: ...
     async def count_memories(self, user_id: str | None, now: datetime) -> int: ...

@@ -534,8 +534,8 @@ class SqliteBackend(RecordStore):
 
         def run(conn: sqlite3.Connection) -> list[Candidate]:
             return [
-                Candidate(pk, imp, acc, upd, lexical=-float(score))
-                for pk, imp, acc, upd, score in conn.execute(sql, params).fetchall()
+                Candidate(pk, imp, acc, upd, -float(score), None, bool(ses), size)
+                for pk, imp, acc, upd, ses, size, score in conn.execute(sql, params).fetchall()
             ]
 
         result: list[Candidate] = await self._read(run)
@@ -764,12 +764,42 @@ class SqliteBackend(RecordStore):
                 row = found.get(pk)
                 if row is None:
                     continue
-                out.append(Candidate(pk, row[1], row[2], row[3], vector=sim))
+                out.append(Candidate(pk, row[1], row[2], row[3], 0.0, sim, bool(row[4]), row[5]))
                 if len(out) >= want:
                     break
             return out
 
         result: list[Candidate] = await self._read(run)
+        return result
+
+    async def neighbours(
+        self, user_id: str, pks: Sequence[int], filters: Filters, now: datetime
+    ) -> dict[int, list[Candidate]]:
+        at = codec.ts(now)
+        if not pks:
+            return {}
+
+        def run(conn: sqlite3.Connection) -> dict[int, list[Candidate]]:
+            around: dict[int, list[int]] = {}
+            for pk in pks:
+                found = []
+                for sql in (self.sql.session_prev, self.sql.session_next):
+                    row = conn.execute(sql, {"user_id": user_id, "pk": pk}).fetchone()
+                    if row is not None:
+                        found.append(int(row[0]))
+                around[pk] = found
+            wanted = sorted({n for ns in around.values() for n in ns})
+            light: dict[int, Candidate] = {}
+            for start in range(0, len(wanted), 256):
+                chunk = wanted[start : start + 256]
+                sql, params = self.sql.by_pks(filters, len(chunk), light=True)
+                params.update({f"pk_{i}": p for i, p in enumerate(chunk)})
+                params.update(user_id=user_id, now=at)
+                for r in conn.execute(sql, params).fetchall():
+                    light[r[0]] = Candidate(r[0], r[1], r[2], r[3], 0.0, None, bool(r[4]), r[5])
+            return {pk: [light[n] for n in ns if n in light] for pk, ns in around.items()}
+
+        result: dict[int, list[Candidate]] = await self._read(run)
         return result
 
     async def rebuild_lexical(self) -> int:

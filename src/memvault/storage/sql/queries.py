@@ -44,7 +44,14 @@ ORDERS: tuple[str, ...] = ("created_desc", "created_asc", "importance_desc", "up
 _m = memories.alias("m")
 _MEMORY_COLS = [_m.c[name] for name in codec.MEMORY_COLUMNS]
 # What scoring needs of a search candidate, before the k winners are read in full.
-_LIGHT_COLS = [_m.c.pk, _m.c.importance, _m.c.access_count, _m.c.updated_at]
+_LIGHT_COLS = [
+    _m.c.pk,
+    _m.c.importance,
+    _m.c.access_count,
+    _m.c.updated_at,
+    _m.c.session_id.is_not(None).label("in_session"),
+    func.length(_m.c.content).label("size"),
+]
 _SORT = {
     "created_desc": (_m.c.created_at, True),
     "created_asc": (_m.c.created_at, False),
@@ -81,6 +88,14 @@ class Statements:
             "AND session_id = :session_id AND deleted_at IS NULL ORDER BY pk DESC LIMIT :n"
         )
         self.set_context = "UPDATE memories SET search_context = :ctx WHERE pk = :pk"
+        _same_session = (
+            "FROM memories n, memories c WHERE c.pk = :pk AND c.user_id = :user_id "
+            "AND n.user_id = c.user_id AND n.session_id = c.session_id AND n.deleted_at IS NULL"
+        )
+        self.session_prev = (
+            f"SELECT n.pk {_same_session} AND n.pk < c.pk ORDER BY n.pk DESC LIMIT 1"
+        )
+        self.session_next = f"SELECT n.pk {_same_session} AND n.pk > c.pk ORDER BY n.pk LIMIT 1"
         self.max_pk = "SELECT coalesce(max(pk), 0) FROM memories"
         # SQLite only (migration 0002): index the rows a batch just inserted, in one statement.
         self.index_text_after = (
