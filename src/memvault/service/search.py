@@ -35,9 +35,9 @@ T = TypeVar("T")
 Mode = Literal["hybrid", "lexical", "vector"]
 _MODES = ("hybrid", "lexical", "vector")
 GAP_FILL = 256
-CANDIDATES = 50
+CANDIDATES = 50  # per ranking, before fusion: the evidence is almost always in the top 50
 DIALOGUE_CHARS = 400  # about 60 words: memories longer than this stand alone
-NEIGHBOUR_SOURCES = 20  # best conversation candidates whose neighbours share their score  # per ranking, before fusion: the evidence is almost always in the top 50
+NEIGHBOUR_SOURCES = 20  # best conversation candidates whose neighbours share their score
 
 
 class Offload:
