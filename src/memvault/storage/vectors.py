@@ -52,20 +52,38 @@ class UserVectors:
 
     def apply(self, rows: Iterable[tuple[int, int, bytes]]) -> None:
         """Rows of (seq, memory_pk, vector bytes), in seq order."""
+        rows = list(rows)
+        if not rows:
+            return
+        size = 4 * self.dimension
+        if not self.pos:  # a first load: one buffer, no per-row work
+            good = [r for r in rows if len(r[2]) == size]
+            if good:
+                pks = [r[1] for r in good]
+                if len(set(pks)) == len(pks):
+                    self.pks = np.array(pks, dtype=np.int64)
+                    self.matrix = np.frombuffer(b"".join(r[2] for r in good), dtype=np.float32)
+                    self.matrix = self.matrix.reshape(len(good), self.dimension).copy()
+                    self.pos = {pk: i for i, pk in enumerate(pks)}
+                    self.seq = max(self.seq, rows[-1][0])
+                    return
         new_pks: list[int] = []
         new_vecs: list[F32] = []
+        base = len(self.pks)
         for seq, pk, blob in rows:
-            vec = np.frombuffer(blob, dtype=np.float32)
-            if vec.shape[0] != self.dimension:
+            self.seq = max(self.seq, seq)
+            if len(blob) != size:
                 continue  # written by another embedder; reindex replaces it
+            vec = np.frombuffer(blob, dtype=np.float32)
             at = self.pos.get(pk)
-            if at is not None:
-                self.matrix[at] = vec
-            else:
-                self.pos[pk] = len(self.pks) + len(new_pks)
+            if at is None:
+                self.pos[pk] = base + len(new_pks)
                 new_pks.append(pk)
                 new_vecs.append(vec)
-            self.seq = max(self.seq, seq)
+            elif at >= base:
+                new_vecs[at - base] = vec
+            else:
+                self.matrix[at] = vec
         if new_pks:
             self.pks = np.concatenate([self.pks, np.array(new_pks, dtype=np.int64)])
             self.matrix = np.vstack([self.matrix, np.stack(new_vecs)]).astype(
