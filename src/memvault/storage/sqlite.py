@@ -716,11 +716,13 @@ class SqliteBackend(RecordStore):
 
     def _user_vectors(self, conn: sqlite3.Connection, user_id: str, dimension: int) -> UserVectors:
         uv = self.vectors.get(user_id)
-        if uv is None or uv.dimension != dimension or uv.stale * 4 > max(len(uv.pks), 64):
+        fresh = uv is None or uv.dimension != dimension or uv.stale * 4 > max(len(uv.pks), 64)
+        if uv is None or fresh:
             uv = UserVectors(dimension)
         latest = conn.execute(
             "SELECT max(seq) FROM memory_vectors WHERE user_id = ?", (user_id,)
         ).fetchone()[0]
+        changed = fresh
         if latest is not None and latest > uv.seq:
             uv.apply(
                 conn.execute(
@@ -729,7 +731,9 @@ class SqliteBackend(RecordStore):
                     (user_id, uv.seq),
                 )
             )
-        self.vectors.put(user_id, uv)
+            changed = True
+        if changed:
+            self.vectors.put(user_id, uv)
         return uv
 
     async def vector_search(

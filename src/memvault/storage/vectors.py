@@ -62,8 +62,10 @@ class UserVectors:
                 pks = [r[1] for r in good]
                 if len(set(pks)) == len(pks):
                     self.pks = np.array(pks, dtype=np.int64)
-                    self.matrix = np.frombuffer(b"".join(r[2] for r in good), dtype=np.float32)
-                    self.matrix = self.matrix.reshape(len(good), self.dimension).copy()
+                    buf = bytearray().join(r[2] for r in good)  # writable: rows may be replaced
+                    self.matrix = np.frombuffer(buf, dtype=np.float32).reshape(
+                        len(good), self.dimension
+                    )
                     self.pos = {pk: i for i, pk in enumerate(pks)}
                     self.seq = max(self.seq, rows[-1][0])
                     return
@@ -117,6 +119,8 @@ class VectorCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._users: OrderedDict[str, UserVectors] = OrderedDict()
+        self._sizes: dict[str, int] = {}
+        self._total = 0
         self._lock = threading.Lock()
 
     def get(self, user_id: str) -> UserVectors | None:
@@ -127,17 +131,23 @@ class VectorCache:
             return uv
 
     def put(self, user_id: str, uv: UserVectors) -> None:
+        """Store (or re-measure after a change) the matrix of `user_id`."""
         with self._lock:
             self._users[user_id] = uv
             self._users.move_to_end(user_id)
-            total = sum(u.nbytes for u in self._users.values())
-            while total > self.max_bytes and len(self._users) > 1:
-                _, old = self._users.popitem(last=False)
-                total -= old.nbytes
+            size = uv.nbytes
+            self._total += size - self._sizes.get(user_id, 0)
+            self._sizes[user_id] = size
+            while self._total > self.max_bytes and len(self._users) > 1:
+                old, _ = self._users.popitem(last=False)
+                self._total -= self._sizes.pop(old, 0)
 
     def drop(self, user_id: str | None = None) -> None:
         with self._lock:
             if user_id is None:
                 self._users.clear()
+                self._sizes.clear()
+                self._total = 0
             else:
                 self._users.pop(user_id, None)
+                self._total -= self._sizes.pop(user_id, 0)
