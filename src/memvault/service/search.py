@@ -359,7 +359,7 @@ class SearchOps(MemoryOps):
         answer after a question, the details after a topic). Long memories stand alone:
         on LongMemEval, whose turns are paragraphs, sharing with every turn cost recall@10
         (0.876 -> 0.803) while on LoCoMo's short turns it gained (0.783 -> 0.797); with
-        the length rule: LongMemEval 0.876, LoCoMo 0.795."""
+        the length rule: LongMemEval 0.876, LoCoMo 0.796."""
         if self._weights().neighbours <= 0:
             return {}
         best = sorted(
