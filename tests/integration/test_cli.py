@@ -12,9 +12,9 @@ import pytest
 
 
 def run(
-    tmp_path: Path, *args: str, input_text: str | None = None
+    tmp_path: Path, *args: str, input_text: str | None = None, **extra_env: str
 ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MEMVAULT_DATA_DIR=str(tmp_path), COLUMNS="200")
+    env = dict(os.environ, MEMVAULT_DATA_DIR=str(tmp_path), COLUMNS="200", **extra_env)
     env.pop("MEMVAULT_DATABASE_URL", None)
     return subprocess.run(
         [sys.executable, "-m", "memvault", *args],
@@ -108,3 +108,31 @@ def test_db_commands(tmp_path: Path) -> None:
     assert run(tmp_path, "db", "current").stdout.strip() == "0003"
     sql = run(tmp_path, "db", "sql", "--dialect", "postgresql").stdout
     assert "CREATE TABLE memories" in sql
+
+
+def test_search_and_reindex(tmp_path: Path) -> None:
+    added = run(
+        tmp_path,
+        "add",
+        "alice",
+        "Keeps a sourdough starter called Bubbles",
+        MEMVAULT_EMBEDDER="none",
+    )
+    assert added.returncode == 0, added.stderr
+    # written with no embedder: the default one fills the vector, then searches by meaning
+    r = run(tmp_path, "reindex", "--missing")
+    assert r.returncode == 0, r.stderr
+    assert "embedded 1 memories with all-MiniLM-L6-v2" in r.stdout
+    r = run(tmp_path, "reindex", "--lexical")
+    assert r.returncode == 0, r.stderr
+    assert "embedded 0 memories" in r.stdout
+    assert "full-text index rebuilt over 1 rows" in r.stdout
+    r = run(tmp_path, "search", "alice", "baking bread", "--mode", "vector")
+    assert r.returncode == 0, r.stderr
+    assert "Bubbles" in r.stdout
+    assert "lexical" in r.stdout  # the explain columns
+    r = run(tmp_path, "search", "alice", "sourdough", "--json", "--mode", "lexical")
+    hits = json.loads(r.stdout)
+    assert hits[0]["explain"]["lexical"] == 1.0
+    assert run(tmp_path, "search", "alice", "x", "--mode", "fuzzy").returncode == 2
+    assert run(tmp_path, "search", "alice", "   ").returncode == 2
