@@ -419,3 +419,24 @@ def test_full_text_is_scoped_to_the_user(tmp_path: Path) -> None:
         assert vault.search("u1", "walrus") == []
         assert len(vault.search("u12", "walrus")) == 1
         assert vault.search(42, "walrus")[0].memory.user_id == "42"  # type: ignore[arg-type]
+
+
+async def test_concurrent_async_searches_and_writes_agree(avault: AsyncMemVault) -> None:
+    import asyncio
+
+    await avault.add_many("alice", [{"content": f"note {i} about river otters"} for i in range(40)])
+
+    async def writer(n: int) -> None:
+        await avault.add_many(
+            "alice", [{"content": f"batch {n} item {i} otters"} for i in range(5)]
+        )
+
+    async def reader() -> int:
+        hits = await avault.search("alice", "otters in rivers", k=20)
+        assert len({h.memory.memory_id for h in hits}) == len(hits)
+        return len(hits)
+
+    results = await asyncio.gather(*[reader() for _ in range(30)], *[writer(n) for n in range(6)])
+    assert all(r == 20 for r in results[:30])
+    hits = await avault.search("alice", "otters", k=100, mode="vector")
+    assert len(hits) == 70

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import re
 import sqlite3
+import threading
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -170,6 +171,7 @@ class SqliteBackend(RecordStore):
             interval_s=settings.access_flush_interval_s,
         )
         self.vectors = VectorCache(int(settings.vector_cache_mb * 2**20))
+        self._vectors_lock = threading.Lock()
         self._closed = False
 
     # ------------------------------------------------------------------ helpers
@@ -715,6 +717,14 @@ class SqliteBackend(RecordStore):
         return result
 
     def _user_vectors(self, conn: sqlite3.Connection, user_id: str, dimension: int) -> UserVectors:
+        """This user's matrix, brought up to date (one refresh at a time: reader threads of
+        the async service may search the same user at once)."""
+        with self._vectors_lock:
+            return self._refresh_vectors(conn, user_id, dimension)
+
+    def _refresh_vectors(
+        self, conn: sqlite3.Connection, user_id: str, dimension: int
+    ) -> UserVectors:
         uv = self.vectors.get(user_id)
         fresh = uv is None or uv.dimension != dimension or uv.stale * 4 > max(len(uv.pks), 64)
         if uv is None or fresh:
