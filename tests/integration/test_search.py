@@ -250,6 +250,17 @@ def embed_server() -> Iterator[str]:
     server.server_close()
 
 
+def _toy_settings(tmp_path: Path, url: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'toy.db'}",
+        embedder="http",
+        embed_url=url,
+        embed_model="toy",
+        embed_dimension=8,
+    )
+
+
 def test_http_embedder_speaks_the_openai_api(embed_server: str) -> None:
     emb = HttpEmbedder(embed_server, model="toy", batch_size=2)
     vecs = emb.embed(["a b", "c", "d e f"])
@@ -267,14 +278,7 @@ def test_http_embedder_speaks_the_openai_api(embed_server: str) -> None:
 def test_writes_survive_a_dead_embedder_and_reindex_fills_them(
     tmp_path: Path, embed_server: str, clock: FrozenClock
 ) -> None:
-    s = Settings(
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'h.db'}",
-        embedder="http",
-        embed_url=embed_server,
-        embed_model="toy",
-        embed_dimension=8,
-    )
+    s = _toy_settings(tmp_path, embed_server)
     with MemVault(s, clock=clock) as vault:
         vault.add("alice", "first memory while up")
         _Fake.up = False
@@ -341,14 +345,7 @@ def test_caller_given_embeddings_are_used_and_checked(vault: MemVault) -> None:
 def test_the_next_write_that_can_embed_fills_gaps(
     tmp_path: Path, embed_server: str, clock: FrozenClock
 ) -> None:
-    s = Settings(
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'g.db'}",
-        embedder="http",
-        embed_url=embed_server,
-        embed_model="toy",
-        embed_dimension=8,
-    )
+    s = _toy_settings(tmp_path, embed_server)
     with MemVault(s, clock=clock) as vault:
         vault.add("alice", "first while up")
         _Fake.up = False

@@ -121,16 +121,24 @@ class SearchOps(MemoryOps):
         if not rows:
             self._gaps = False
             return
+        if await self._embed_rows(rows) is None:
+            return
+        if len(rows) < GAP_FILL:
+            self._gaps = False
+
+    async def _embed_rows(self, rows: list[tuple[int, str, str, str]]) -> int | None:
+        """Embed rows of `backend.missing_vectors` and store their vectors; how many were
+        stored, or None when the embedder cannot answer now."""
         vecs = await self._embed([r[3] for r in rows])
         if vecs is None:
-            return
+            return None
         by_user: dict[str, list[tuple[str, bytes]]] = {}
         for row, vec in zip(rows, vecs, strict=True):
             by_user.setdefault(row[1], []).append((row[2], vec.tobytes()))
+        done = 0
         for owner, items in by_user.items():
-            await self.backend.put_vectors(owner, items)
-        if len(rows) < GAP_FILL:
-            self._gaps = False
+            done += await self.backend.put_vectors(owner, items)
+        return done
 
     async def _store_new(
         self,
@@ -450,14 +458,10 @@ class SearchOps(MemoryOps):
             if not rows:
                 break
             after = rows[-1][0]
-            vecs = await self._embed([r[3] for r in rows])
-            if vecs is None:
+            done = await self._embed_rows(rows)
+            if done is None:
                 raise UnavailableError("the embedder cannot answer now; run reindex again")
-            by_user: dict[str, list[tuple[str, bytes]]] = {}
-            for row, vec in zip(rows, vecs, strict=True):
-                by_user.setdefault(row[1], []).append((row[2], vec.tobytes()))
-            for owner, items in by_user.items():
-                report.embedded += await self.backend.put_vectors(owner, items)
+            report.embedded += done
             if progress is not None:
                 progress(report.embedded, total)
         return report
