@@ -437,3 +437,33 @@ async def test_concurrent_async_searches_and_writes_agree(avault: AsyncMemVault)
     assert all(r == 20 for r in results[:30])
     hits = await avault.search("alice", "otters", k=100, mode="vector")
     assert len(hits) == 70
+
+
+def test_dedup_is_part_of_the_batch_transaction(vault: MemVault) -> None:
+    home = vault.add("alice", "Lives in Lisbon", memory_type="fact")
+    vault.add("alice", "taken slot", key="slot")
+    from memvault import ConflictError
+
+    with pytest.raises(ConflictError):
+        vault.add_many(
+            "alice",
+            [
+                {"content": "lives in lisbon", "memory_type": "fact", "tags": ["x"]},
+                {"content": "new", "key": "slot"},
+            ],
+        )
+    # the merge was rolled back with the failed insert
+    assert vault.get("alice", home.memory_id).version == 1
+    assert vault.get("alice", home.memory_id).tags == []
+    made = vault.add_many(
+        "alice",
+        [
+            {"content": "Has a dog named Rex", "memory_type": "fact", "tags": ["a"]},
+            {"content": "has a dog named rex", "memory_type": "fact", "tags": ["b"]},
+            {"content": "LIVES IN LISBON", "memory_type": "fact"},
+        ],
+    )
+    assert made[0].memory_id == made[1].memory_id  # a repeat inside the batch
+    assert made[0].tags == ["a", "b"]
+    assert made[2].memory_id == home.memory_id
+    assert vault.count("alice") == 3

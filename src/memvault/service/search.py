@@ -12,6 +12,7 @@ importance, recency and access (`memvault.search.scoring`, docs/search.md).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from memvault.search.scoring import Weights, rank, relevance
 from memvault.search.text import query_terms
 from memvault.service import validate
 from memvault.service.memories import MemoryOps
-from memvault.storage.base import Candidate, Change
+from memvault.storage.base import Candidate, Change, Merge
 
 log = logging.getLogger("memvault.search")
 T = TypeVar("T")
@@ -149,19 +150,25 @@ class SearchOps(MemoryOps):
         given: Sequence[Any] | None = None,
     ) -> list[Memory]:
         vecs = await self._vectors_for(built, given)
-        merged: dict[int, Memory] = {}
+        plan: dict[int, Merge | int] = {}
         if self.settings.dedup != "off":
-            merged = await self._dedup(user_id, built, vecs, now, change.actor)
-        fresh = [i for i in range(len(built)) if i not in merged]
-        stored: list[Memory] = []
-        if fresh:
-            blobs: list[bytes | None] | None = None
-            if vecs is not None:
-                blobs = [v.tobytes() if (v := vecs[i]) is not None else None for i in fresh]
-            stored = await self.backend.insert_memories(
-                [built[i] for i in fresh], change, now, blobs
-            )
-        by_index = dict(zip(fresh, stored, strict=True)) | merged
+            plan = await self._dedup(user_id, built, vecs, now, change.actor)
+        fresh = [i for i in range(len(built)) if i not in plan]
+        blobs: list[bytes | None] | None = None
+        if vecs is not None:
+            blobs = [v.tobytes() if (v := vecs[i]) is not None else None for i in fresh]
+        merges = [m for m in plan.values() if isinstance(m, Merge)]
+        done = await self.backend.insert_memories(
+            [built[i] for i in fresh], change, now, blobs, merges
+        )
+        by_index = dict(zip(fresh, done[: len(fresh)], strict=True))
+        merged = iter(done[len(fresh) :])
+        for i, step in sorted(plan.items()):
+            if isinstance(step, Merge):
+                by_index[i] = next(merged)
+        for i, step in plan.items():
+            if not isinstance(step, Merge):
+                by_index[i] = by_index[step]  # a repeat of an earlier item of this batch
         if self._gaps and vecs is not None and any(v is not None for v in vecs):
             await self._fill_gaps()
         return [by_index[i] for i in range(len(built))]
@@ -210,21 +217,28 @@ class SearchOps(MemoryOps):
         vecs: list[Vectors | None] | None,
         now: datetime,
         actor: str | None,
-    ) -> dict[int, Memory]:
-        """Near-duplicates among `built` become updates of the live memory they repeat:
-        same user and namespace, same normalised text (hash) or cosine at or above
-        `dedup_threshold`. The update keeps a history row ('merge'), so it can be reverted.
+    ) -> dict[int, Merge | int]:
+        """Which new memories repeat a live one of the same user and namespace (same text
+        after case and space folding, or cosine at or above `dedup_threshold`): each becomes
+        a `Merge` into it (a history row 'merge' with the reason; `revert` undoes it). A
+        repeat of an earlier item of the same batch is folded into that item (its index).
         Only memories without an explicit key take part (a key says "this slot")."""
         from memvault.storage.sql.codec import content_hash
 
-        out: dict[int, Memory] = {}
+        plan: dict[int, Merge | int] = {}
+        first: dict[tuple[str, str], int] = {}
         for i, m in enumerate(built):
             eligible = self.settings.dedup == "all" or m.memory_type == "fact"
             if not eligible or m.key != m.memory_id:
                 continue
-            same = await self.backend.find_by_hash(
-                user_id, m.namespace, content_hash(m.content), now
-            )
+            digest = content_hash(m.content)
+            earlier = first.get((m.namespace, digest))
+            if earlier is not None and earlier not in plan:
+                built[earlier] = _merged(built[earlier], new=m, now=None)
+                plan[i] = earlier
+                continue
+            first.setdefault((m.namespace, digest), i)
+            same = await self.backend.find_by_hash(user_id, m.namespace, digest, now)
             reason = "same text"
             vec = None if vecs is None else vecs[i]
             if same is None and vec is not None:
@@ -238,32 +252,17 @@ class SearchOps(MemoryOps):
                     reason = f"cosine {sim:.3f}"
             if same is None:
                 continue
-            target = same
-
-            def merge(cur: Memory, new: Memory = m) -> Memory:
-                tags = list(dict.fromkeys([*cur.tags, *new.tags]))[: limits.MAX_TAGS]
-                return cur.model_copy(
-                    update={
-                        "content": new.content,
-                        "tags": tags,
-                        "metadata": {**cur.metadata, **new.metadata},
-                        "importance": max(cur.importance, new.importance),
-                        "version": cur.version + 1,
-                        "updated_at": now,
-                    }
-                )
-
-            merged = await self.backend.mutate(
+            new_vec = None
+            if vec is not None and content_text(m.content) != content_text(same.content):
+                new_vec = vec.tobytes()
+            plan[i] = Merge(
                 user_id,
-                target.memory_id,
-                merge,
+                same.memory_id,
+                functools.partial(_merged, new=m, now=now),
                 Change("merge", actor, f"near-duplicate write ({reason})"),
-                now,
+                new_vec,
             )
-            if vec is not None and merged.content != target.content:
-                await self.backend.put_vectors(user_id, [(merged.memory_id, vec.tobytes())])
-            out[i] = merged
-        return out
+        return plan
 
     async def _content_changed(self, user_id: str, memories: list[Memory]) -> None:
         if not memories or not await self._vectors_usable():
@@ -465,6 +464,20 @@ class SearchOps(MemoryOps):
             if progress is not None:
                 progress(report.embedded, total)
         return report
+
+
+def _merged(cur: Memory, *, new: Memory, now: datetime | None) -> Memory:
+    """`cur` with what `new` repeats or adds: its wording, the union of tags, merged
+    metadata, the higher importance. With `now`, a new version of a stored memory."""
+    update: dict[str, Any] = {
+        "content": new.content,
+        "tags": list(dict.fromkeys([*cur.tags, *new.tags]))[: limits.MAX_TAGS],
+        "metadata": {**cur.metadata, **new.metadata},
+        "importance": max(cur.importance, new.importance),
+    }
+    if now is not None:
+        update |= {"version": cur.version + 1, "updated_at": now}
+    return cur.model_copy(update=update)
 
 
 def _merge_shorthands(

@@ -47,6 +47,18 @@ class Change:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Merge:
+    """A new memory folded into a live one (dedup), applied in the same transaction as the
+    batch's inserts."""
+
+    user_id: str
+    memory_id: str
+    fn: MemoryChange
+    change: Change
+    vector: bytes | None = None
+
+
 @dataclass
 class Candidate:
     """A search candidate before the winners are read in full: what scoring needs."""
@@ -90,7 +102,12 @@ class Backend(Protocol):
         change: Change,
         now: datetime,
         vectors: Sequence[bytes | None] | None = None,
-    ) -> list[Memory]: ...
+        merges: Sequence[Merge] = (),
+    ) -> list[Memory]:
+        """Insert `memories` and apply `merges`, all in one transaction; returns the
+        inserted memories, then the merged ones."""
+        ...
+
     async def fetch(
         self, user_id: str, memory_ids: Sequence[str], now: datetime
     ) -> list[Memory]: ...

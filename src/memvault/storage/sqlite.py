@@ -19,7 +19,14 @@ from memvault.errors import ConflictError, NotFoundError, UnavailableError
 from memvault.models import Filters, HistoryEntry, Memory, content_text
 from memvault.storage import migrate
 from memvault.storage.access import AccessTracker
-from memvault.storage.base import Candidate, Capabilities, Change, MemoryChange, PurgeCounts
+from memvault.storage.base import (
+    Candidate,
+    Capabilities,
+    Change,
+    MemoryChange,
+    Merge,
+    PurgeCounts,
+)
 from memvault.storage.records import RecordStore
 from memvault.storage.runner import InlineRunner, Runner, ThreadRunner
 from memvault.storage.sql import codec
@@ -360,9 +367,13 @@ class SqliteBackend(RecordStore):
         change: Change,
         now: datetime,
         vectors: Sequence[bytes | None] | None = None,
+        merges: Sequence[Merge] = (),
     ) -> list[Memory]:
         def run(conn: sqlite3.Connection) -> list[Memory]:
             at = codec.ts(now)
+            merged = [self._merge(conn, mg, now) for mg in merges]
+            if not memories:
+                return merged
             for user_id in {m.user_id for m in memories}:
                 self._ensure_user(conn, user_id, None, at)
             for m in memories:
@@ -379,10 +390,30 @@ class SqliteBackend(RecordStore):
                         {"namespace": m.namespace, "key": m.key, "memory_id": row[1]},
                     )
             self._insert_rows(conn, memories, change, now, vectors)
-            return list(memories)
+            return [*memories, *merged]
 
         result: list[Memory] = await self._write(run)
         return result
+
+    def _merge(self, conn: sqlite3.Connection, mg: Merge, now: datetime) -> Memory:
+        row = conn.execute(
+            self.sql.select_by_id, {"user_id": mg.user_id, "memory_id": mg.memory_id}
+        ).fetchone()
+        if row is None or row[_DELETED_AT] is not None:
+            raise ConflictError(
+                f"memory {mg.memory_id!r} changed while a duplicate was merged into it; retry",
+                {"memory_id": mg.memory_id},
+            )
+        current = self._memories([row])[0]
+        new = mg.fn(current)
+        self._record_change(conn, current, new, mg.change, now)
+        if mg.vector is not None:
+            conn.execute("DELETE FROM memory_vectors WHERE memory_pk = ?", (row[0],))
+            conn.execute(
+                self.sql.insert_vector,
+                {"memory_pk": row[0], "user_id": mg.user_id, "vector": mg.vector},
+            )
+        return new
 
     async def fetch(self, user_id: str, memory_ids: Sequence[str], now: datetime) -> list[Memory]:
         at = codec.ts(now)
