@@ -57,8 +57,8 @@ class Settings(BaseSettings):
     soft_delete_retention_days: float = Field(30.0, ge=0, le=3650)
     sqlite_busy_timeout_s: float = Field(30.0, gt=0, le=3600)
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
-    access_flush_interval_s: float = Field(1.0, ge=0, le=3600)
-    access_flush_max_pending: int = Field(1000, ge=1, le=1_000_000)
+    access_flush_interval_s: float = Field(5.0, ge=0, le=3600)
+    access_flush_max_pending: int = Field(10_000, ge=1, le=1_000_000)
     read_threads: int = Field(4, ge=1, le=64)
     inline_point_reads: bool = True
     embedder: str = "minilm"
