@@ -52,7 +52,7 @@ class MemvaultAdapter(Adapter):  # type: ignore[misc]
                 self.back[mem.memory_id] = hid
 
     def search(self, user_id: str, query_text: str, query_vector: Any, k: int) -> list[str]:
-        qv = None if query_vector is None else query_vector.tolist()
+        qv = query_vector  # a float32 numpy row: taken as is, no per-number conversion
         hits = self.vault.search(user_id, query_text, k=k, mode="vector", query_vector=qv)
         return [self.back[h.memory.memory_id] for h in hits]
 

@@ -31,6 +31,7 @@ from memvault.models import (
     Session,
     Summary,
     User,
+    VectorLike,
 )
 from memvault.service.admin import drive, open_backend
 from memvault.service.people import PeopleOps
@@ -139,7 +140,7 @@ class MemVault:
         expires_at: datetime | None = None,
         session_id: str | None = None,
         agent_id: str | None = None,
-        embedding: Sequence[float] | None = None,
+        embedding: VectorLike | None = None,
         actor: str | None = None,
     ) -> Memory:
         """Store one memory for `user_id` (created on first use) and return it."""
@@ -366,7 +367,7 @@ class MemVault:
         tags: Sequence[str] | None = None,
         mode: Mode = "hybrid",
         explain: bool = False,
-        query_vector: Sequence[float] | None = None,
+        query_vector: VectorLike | None = None,
     ) -> list[SearchHit]:
         """The k live memories of `user_id` that best answer `query`, best first."""
         return drive(

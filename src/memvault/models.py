@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Literal, TypeVar
 
@@ -219,6 +220,9 @@ def content_text(content: Content) -> str:
 
 # ----------------------------------------------------------------------------- records
 R = TypeVar("R", bound=BaseModel)
+
+VectorLike = Sequence[float] | Any
+"""A vector given by a caller: a list of floats or a 1-D numpy array (taken as is)."""
 
 
 _new = object.__new__

@@ -18,6 +18,7 @@ from memvault.models import (
     MemoryPatch,
     NewMemory,
     Page,
+    VectorLike,
     construct,
 )
 from memvault.service import validate
@@ -151,7 +152,7 @@ class MemoryOps:
         expires_at: datetime | None = None,
         session_id: str | None = None,
         agent_id: str | None = None,
-        embedding: Sequence[float] | None = None,
+        embedding: VectorLike | None = None,
         actor: str | None = None,
     ) -> Memory:
         """Store one memory for `user_id` (created on first use) and return it.

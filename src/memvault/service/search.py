@@ -24,7 +24,7 @@ import numpy as np
 from memvault import limits
 from memvault.embed import Embedder, QueryCache, Vectors, check_vector
 from memvault.errors import InvalidArgumentError, UnavailableError
-from memvault.models import Filters, Memory, SearchHit, construct, content_text
+from memvault.models import Filters, Memory, SearchHit, VectorLike, construct, content_text
 from memvault.search.scoring import Weights, rank, relevance
 from memvault.search.text import query_terms
 from memvault.service import validate
@@ -285,7 +285,7 @@ class SearchOps(MemoryOps):
         tags: Sequence[str] | None = None,
         mode: Mode = "hybrid",
         explain: bool = False,
-        query_vector: Sequence[float] | None = None,
+        query_vector: VectorLike | None = None,
     ) -> list[SearchHit]:
         """The k live memories of `user_id` that best answer `query`, best first.
 
