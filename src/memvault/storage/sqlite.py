@@ -760,11 +760,15 @@ class SqliteBackend(RecordStore):
         fresh = uv is None or uv.dimension != dimension or uv.stale * 4 > max(len(uv.pks), 64)
         if uv is None or fresh:
             uv = UserVectors(dimension)
-        latest = conn.execute(
-            "SELECT max(seq) FROM memory_vectors WHERE user_id = ?", (user_id,)
-        ).fetchone()[0]
+        latest = (
+            None  # a first load reads everything anyway
+            if fresh
+            else conn.execute(
+                "SELECT max(seq) FROM memory_vectors WHERE user_id = ?", (user_id,)
+            ).fetchone()[0]
+        )
         changed = fresh
-        if latest is not None and latest > uv.seq:
+        if fresh or (latest is not None and latest > uv.seq):
             uv.apply(
                 conn.execute(
                     "SELECT seq, memory_pk, vector FROM memory_vectors "
