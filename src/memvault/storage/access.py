@@ -38,11 +38,6 @@ class AccessTracker:
                 entry.last_at = max(entry.last_at, at)
             return Pending(entry.count, entry.last_at)
 
-    def peek(self, pk: int) -> Pending | None:
-        with self._lock:
-            entry = self._pending.get(pk)
-            return None if entry is None else Pending(entry.count, entry.last_at)
-
     def peek_many(self, pks: list[int]) -> dict[int, tuple[int, str]]:
         """Pending (count, last time) of those of `pks` that have any."""
         with self._lock:

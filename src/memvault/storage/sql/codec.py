@@ -80,13 +80,6 @@ _TAGS_SEEN: dict[str, tuple[str, ...]] = {}
 _TAGS_SEEN_MAX = 4096
 
 
-def loads_list(value: str) -> list[Any]:
-    if value == _EMPTY_LIST:
-        return []
-    out: list[Any] = json.loads(value)
-    return out
-
-
 def loads_tags(value: str) -> list[str]:
     """Tag lists repeat across rows: parsed ones are remembered (a bounded table)."""
     if value == _EMPTY_LIST:
