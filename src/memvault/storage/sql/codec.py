@@ -153,10 +153,26 @@ def memory_from_row(row: tuple[Any, ...], access: tuple[int, str] | None = None)
             "agent_id": agent_id,
             "version": version,
             "deleted_at": None if deleted_at is None else _iso(deleted_at),
-            "created_at": _iso(created_at),
-            "updated_at": _iso(updated_at),
+            "created_at": _when(created_at),
+            "updated_at": _when(updated_at),
         },
     )
+
+
+_last_when: tuple[str, datetime] = ("", datetime.min.replace(tzinfo=UTC))
+
+
+def _when(text: str) -> datetime:
+    """A stored timestamp as a datetime. Rows written in one batch share their stamps and
+    a memory never changed has `updated_at == created_at`: the last one parsed is reused
+    (datetimes are immutable)."""
+    global _last_when
+    last = _last_when
+    if text == last[0]:
+        return last[1]
+    value = _iso(text)
+    _last_when = (text, value)
+    return value
 
 
 def memory_values(m: Memory) -> dict[str, Any]:
