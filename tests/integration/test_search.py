@@ -467,3 +467,13 @@ def test_dedup_is_part_of_the_batch_transaction(vault: MemVault) -> None:
     assert made[0].tags == ["a", "b"]
     assert made[2].memory_id == home.memory_id
     assert vault.count("alice") == 3
+
+
+def test_reindex_rejects_a_bad_batch_size(vault: MemVault) -> None:
+    vault.add("alice", "Bakes rye bread")
+    for bad in (0, -1, 10_001, True, "8"):
+        with pytest.raises(InvalidArgumentError):
+            vault.reindex(missing=True, batch=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        vault.reindex(missing=True, user_id="   ")
+    assert vault.search("alice", "rye", mode="vector")[0].memory.content == "Bakes rye bread"

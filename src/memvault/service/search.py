@@ -337,7 +337,7 @@ class SearchOps(MemoryOps):
         weights = self._weights()
         rel = relevance(list(cands.values()), weights)
         boosts: dict[int, float] = {}
-        if mode != "vector":  # vector mode answers "nearest by meaning" and nothing else
+        if mode != "vector" and weights.neighbours > 0:  # vector: "nearest by meaning" only
             boosts = await self._neighbour_boosts(uid, cands, rel, f, now)
         scored = rank(list(cands.values()), weights, now, k, rel, boosts)
         rows = await self.backend.hits(uid, [s.candidate.pk for s in scored], now)
@@ -367,8 +367,6 @@ class SearchOps(MemoryOps):
         on LongMemEval, whose turns are paragraphs, sharing with every turn cost recall@10
         (0.876 -> 0.803) while on LoCoMo's short turns it gained (0.783 -> 0.797); with
         the length rule: LongMemEval 0.876, LoCoMo 0.796."""
-        if self._weights().neighbours <= 0:
-            return {}
         best = sorted(
             (pk for pk, c in cands.items() if c.in_session and c.size <= DIALOGUE_CHARS),
             key=lambda pk: -rel[pk][2],
@@ -435,6 +433,8 @@ class SearchOps(MemoryOps):
         rebuilds the full-text index. `progress(done, total)` is called after each batch.
         """
         uid = validate.user_id(user_id) if user_id is not None else None
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 10_000:
+            raise InvalidArgumentError(f"batch must be an integer in [1, 10000], got {batch!r}")
         report = ReindexReport()
         if lexical:
             report.lexical_rows = await self.backend.rebuild_lexical()
