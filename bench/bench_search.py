@@ -3,12 +3,18 @@
     .venv/bin/python bench/bench_search.py --users 1000 --per-user 100      # 100k memories
     .venv/bin/python bench/bench_search.py --users 1 --per-user 100000      # one big user
     .venv/bin/python bench/bench_search.py --ingest-only --texts 2000       # ingest with model
+    .venv/bin/python bench/bench_search.py --users 1 --per-user 100000 \
+        --corpus ../shared/benchdata/longmemeval_s_dev.jsonl.gz             # real text, one user
 
 Memories are 8-30 word sentences from a fixed vocabulary. To keep set-up short, a pool of
 `--pool` distinct texts is embedded once with the real model and memories reuse those
 vectors (passed as `embedding`); queries are new sentences embedded inside the timed call
 (a fresh query each time: the query cache never hits). Prints one JSON object; quote
 medians of several runs on an idle machine.
+
+`--corpus FILE` (a benchmark file of ../shared/benchdata) takes memory texts from its
+conversations' turns and queries from its questions instead: real vocabulary, where the
+generated sentences share a few dozen words and make every query match most memories.
 
 `--ingest-only` measures ingest with embeddings computed by memvault (`add_many`, no given
 vectors) against the embedder's own batched throughput on the same texts.
@@ -17,6 +23,7 @@ vectors) against the embedder's own batched throughput on the same texts.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import random
 import statistics
@@ -84,10 +91,32 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q / 100 * len(s)))]
 
 
+def corpus(path: str, memories: int) -> tuple[list[str], list[str]]:
+    """Turn texts (up to `memories`) and questions of a benchmark file."""
+    texts: list[str] = []
+    questions: list[str] = []
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            conv = json.loads(line)
+            for turn in conv["turns"]:
+                if len(texts) < memories:
+                    texts.append(f"{turn['speaker']}: {turn['text']}"[:4000])
+            questions.extend(q["question"] for q in conv["questions"])
+            if len(texts) >= memories:
+                break
+    return texts, questions
+
+
 def run_search(args: argparse.Namespace) -> dict[str, float | int]:
     rng = random.Random(11)
     emb = MiniLMEmbedder()
-    pool = list(dict.fromkeys(sentence(rng) for _ in range(args.pool * 2)))[: args.pool]
+    texts: list[str] = []
+    if args.corpus:
+        texts, questions = corpus(args.corpus, args.users * args.per_user)
+        pool = texts[: args.pool]
+    else:
+        pool = list(dict.fromkeys(sentence(rng) for _ in range(args.pool * 2)))[: args.pool]
     t0 = time.perf_counter()
     pool_vecs = emb.embed(pool)
     embed_s = time.perf_counter() - t0
@@ -95,18 +124,39 @@ def run_search(args: argparse.Namespace) -> dict[str, float | int]:
     settings = Settings(data_dir=workdir, database_url=f"sqlite:///{workdir / 's.db'}")
     vault = MemVault(settings)
     users = [f"user-{i:05d}" for i in range(args.users)]
+    cursor = 0
     t0 = time.perf_counter()
     for u in users:
         left = args.per_user
         while left:
             n = min(left, 1000)
             idx = [rng.randrange(len(pool)) for _ in range(n)]
+            if texts:  # real texts in order (then again); vectors borrowed from the pool
+                contents = [texts[(cursor + j) % len(texts)] for j in range(n)]
+                cursor += n
+            else:
+                contents = [pool[i] for i in idx]
             vault.add_many(
-                u, [{"content": pool[i], "embedding": pool_vecs[i].tolist()} for i in idx]
+                u,
+                [
+                    {"content": c, "embedding": pool_vecs[i].tolist()}
+                    for c, i in zip(contents, idx, strict=False)
+                ],
             )
             left -= n
     ingest_s = time.perf_counter() - t0
-    queries = [sentence(rng) + f" number {i}" for i in range(args.queries)]
+    # Every timed query is new to the query cache: hybrid and lexical share one set, vector
+    # mode gets its own (the file's questions repeat with a number once used up).
+    total = 20 + 2 * (args.queries - 20)
+    if args.corpus:
+        queries = [
+            questions[i] if i < len(questions) else f"{questions[i % len(questions)]} ({i})"
+            for i in range(total)
+        ]
+    else:
+        queries = [sentence(rng) + f" number {i}" for i in range(total)]
+    timed = {"hybrid": queries[20 : args.queries], "lexical": queries[20 : args.queries]}
+    timed["vector"] = queries[args.queries :]
     for q in queries[:20]:  # warm the model and the vector cache
         vault.search(rng.choice(users), q)
     out: dict[str, float | int] = {
@@ -115,9 +165,9 @@ def run_search(args: argparse.Namespace) -> dict[str, float | int]:
         "ingest_given_vectors_per_s": round(args.users * args.per_user / ingest_s),
         "pool_embed_texts_per_s": round(len(pool) / embed_s),
     }
-    for mode in ("hybrid", "lexical"):
+    for mode in ("hybrid", "lexical", "vector"):
         lat = []
-        for q in queries[20:]:
+        for q in timed[mode]:
             u = rng.choice(users)
             t = time.perf_counter()
             hits = vault.search(u, q, k=10, mode=mode)  # type: ignore[arg-type]
@@ -161,6 +211,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=520)
     ap.add_argument("--ingest-only", action="store_true")
     ap.add_argument("--texts", type=int, default=2000)
+    ap.add_argument("--corpus", help="benchmark JSONL(.gz) whose turns and questions to use")
     args = ap.parse_args()
     result = run_ingest(args) if args.ingest_only else run_search(args)
     print(json.dumps(result, indent=2))

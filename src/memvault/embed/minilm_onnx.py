@@ -50,6 +50,10 @@ class MiniLMEmbedder:
         if self.threads:
             opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
+        # Idle pool threads spin for a while after each call and take the cores from what
+        # runs next: a query embedding then the product over a big user's 100k vectors
+        # took 26 ms with spinning, 15 ms without; batch throughput is the same.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         self._session = ort.InferenceSession(
             str(model_path()), opts, providers=["CPUExecutionProvider"]
