@@ -47,6 +47,12 @@ class _ThreadOffload(Offload):
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
 
+    def start(self, fn: Callable[..., T], *args: Any) -> Any:
+        return asyncio.ensure_future(asyncio.to_thread(fn, *args))
+
+    async def finish(self, started: Any) -> Any:
+        return await started
+
 
 class AsyncMemVault(SearchOps, PeopleOps):
     """The memvault service for asyncio code. Open with `await AsyncMemVault.open()`."""

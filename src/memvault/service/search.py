@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -43,10 +45,25 @@ NEIGHBOUR_SOURCES = 20  # best conversation candidates whose neighbours share th
 
 class Offload:
     """Where CPU-heavy work (embedding) runs: inline for the blocking library, on a worker
-    thread for the async service (set by the client)."""
+    thread for the async service (set by the client).
+
+    `start` begins work that overlaps what the caller does next (a query embedding while
+    the full-text query runs: both release the GIL) and `finish` collects it."""
+
+    _pool: ThreadPoolExecutor | None = None
+    _pool_lock = threading.Lock()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
+
+    def start(self, fn: Callable[..., T], *args: Any) -> Any:
+        with Offload._pool_lock:
+            if Offload._pool is None:
+                Offload._pool = ThreadPoolExecutor(2, thread_name_prefix="memvault-embed")
+        return Offload._pool.submit(fn, *args)
+
+    async def finish(self, started: Any) -> Any:
+        return started.result()  # the blocking library: waiting here is what the caller does
 
 
 @dataclass
@@ -322,18 +339,25 @@ class SearchOps(MemoryOps):
         # Fusion needs a deep pool from each ranking; a single ranking only its top k.
         n = max(CANDIDATES, 2 * k) if mode == "hybrid" else k
         cands: dict[int, Candidate] = {}
-        if mode in ("hybrid", "lexical"):
-            for c in await self.backend.lexical(uid, query_terms(query), f, n, now):
-                cands[c.pk] = c
-        if mode in ("hybrid", "vector"):
-            qvec = await self._query_vector(query, query_vector, mode)
-            if qvec is not None:
-                for c in await self.backend.vector_search(uid, qvec, f, n, now):
-                    got = cands.get(c.pk)
-                    if got is None:
-                        cands[c.pk] = c
-                    else:
-                        got.vector = c.vector
+        # The query embedding (several ms) runs while the full-text query does.
+        embedding = (
+            await self._start_query_vector(query, query_vector, mode)
+            if mode in ("hybrid", "vector")
+            else None
+        )
+        try:
+            if mode in ("hybrid", "lexical"):
+                for c in await self.backend.lexical(uid, query_terms(query), f, n, now):
+                    cands[c.pk] = c
+        finally:
+            qvec = await self._finish_query_vector(embedding, mode)
+        if qvec is not None:
+            for c in await self.backend.vector_search(uid, qvec, f, n, now):
+                got = cands.get(c.pk)
+                if got is None:
+                    cands[c.pk] = c
+                else:
+                    got.vector = c.vector
         weights = self._weights()
         rel = relevance(list(cands.values()), weights)
         boosts: dict[int, float] = {}
@@ -384,14 +408,15 @@ class SearchOps(MemoryOps):
                     cands[n.pk] = n
         return boosts
 
-    async def _query_vector(
+    async def _start_query_vector(
         self, query: str, given: Sequence[float] | None, mode: Mode
-    ) -> np.ndarray[Any, np.dtype[np.float32]] | None:
+    ) -> Any:
+        """The query vector, or its embedding under way (see `_finish_query_vector`)."""
         usable = await self._vectors_usable()
         if given is not None:
             if self.embedder is None:
                 raise InvalidArgumentError("query_vector needs an embedder's vectors to compare")
-            return check_vector(given, self.embedder.dimension, "query_vector")
+            return _Ready(check_vector(given, self.embedder.dimension, "query_vector"))
         if not usable:
             if mode == "vector":
                 raise InvalidArgumentError(
@@ -399,20 +424,28 @@ class SearchOps(MemoryOps):
                     "(set MEMVAULT_EMBEDDER, or run `memvault reindex`)"
                 )
             return None
-        cache = self.query_cache
-        try:
-            if cache is not None:
-                cached: Vectors = await self.offload.run(cache.vector, query)
-                return cached
-            vecs = await self._embed([query])
-        except UnavailableError:
-            vecs = None
-        if vecs is None:
-            if mode == "vector":
-                raise UnavailableError("the embedder cannot answer now; retry or use lexical")
+        cache, embedder = self.query_cache, self.embedder
+        assert embedder is not None  # usable
+        if cache is not None:
+            return self.offload.start(cache.vector, query)
+        return self.offload.start(lambda: embedder.embed([query])[0])
+
+    async def _finish_query_vector(
+        self, started: Any, mode: Mode
+    ) -> np.ndarray[Any, np.dtype[np.float32]] | None:
+        if started is None:
             return None
-        first: Vectors = vecs[0]
-        return first
+        if isinstance(started, _Ready):
+            return started.vector
+        try:
+            vec: Vectors = await self.offload.finish(started)
+            return vec
+        except UnavailableError:
+            if mode == "vector":
+                raise UnavailableError(
+                    "the embedder cannot answer now; retry or use lexical"
+                ) from None
+            return None
 
     # ------------------------------------------------------------------ reindex
     async def reindex(
@@ -464,6 +497,11 @@ class SearchOps(MemoryOps):
             if progress is not None:
                 progress(report.embedded, total)
         return report
+
+
+@dataclass(frozen=True)
+class _Ready:
+    vector: np.ndarray[Any, np.dtype[np.float32]]
 
 
 def _merged(cur: Memory, *, new: Memory, now: datetime | None) -> Memory:
