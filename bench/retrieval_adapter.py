@@ -24,6 +24,7 @@ from memvault import MemVault, Settings
 from memvault.embed import shared_embedder
 
 BATCH = 500
+ROLES = ("user", "assistant")
 CACHE = os.environ.get("MV_EVAL_EMBED_CACHE")
 
 
@@ -49,6 +50,9 @@ class MemvaultRetriever:
                     "turn_id": turn_id,
                     "speaker": meta.get("speaker"),
                     "date": meta.get("date"),
+                    # A chat log's role, as an application storing one records it (LoCoMo's
+                    # speakers are two people, by name: no role).
+                    **({"role": meta["speaker"]} if meta.get("speaker") in ROLES else {}),
                 },
             }
         )

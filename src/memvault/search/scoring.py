@@ -8,7 +8,10 @@
 2. Then small, bounded adjustments: importance (0..1, 0.5 neutral), recency (half-life
    decay of the last update) and access frequency (log of the access count).
    `score = relevance + w_importance * (importance - 0.5) + w_recency * recency
-            + w_access * access`.
+            + w_access * access - w_assistant * (role == "assistant")`.
+3. A conversation memory whose metadata `role` is `assistant` (what an assistant replied)
+   ranks below what the user said: questions to a memory are about the user, and long,
+   general replies match many words (LongMemEval: recall@10 0.876 -> 0.906).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class Weights:
     importance: float = 0.1
     recency: float = 0.05
     access: float = 0.02
+    assistant: float = 0.3
     recency_half_life_days: float = 30.0
 
 
@@ -96,6 +100,7 @@ def rank(
                 datetime.fromisoformat(c.updated_at), now, weights.recency_half_life_days
             ),
             "access": access(c.access_count),
+            "assistant": 1.0 if c.role == "assistant" else 0.0,
         }
         score = (
             base
@@ -103,6 +108,7 @@ def rank(
             + weights.importance * parts["importance"]
             + weights.recency * parts["recency"]
             + weights.access * parts["access"]
+            - weights.assistant * parts["assistant"]
         )
         parts["bm25"] = c.lexical
         parts["cosine"] = c.vector if c.vector is not None else 0.0

@@ -94,6 +94,7 @@ class SearchOps(MemoryOps):
             importance=s.search_weight_importance,
             recency=s.search_weight_recency,
             access=s.search_weight_access,
+            assistant=s.search_weight_assistant,
             recency_half_life_days=s.recency_half_life_days,
         )
 

@@ -71,6 +71,7 @@ class Candidate:
     vector: float | None = None  # cosine
     in_session: bool = False  # said in a conversation: its neighbours can share its score
     size: int = 0  # characters of content
+    role: str | None = None  # metadata `role`: who said it, in a conversation
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,12 @@ def neighbour_context(texts: Sequence[str], i: int) -> str | None:
     return " ".join(around) or None
 
 
+def _candidate(row: Sequence[Any], lexical: float = 0.0, vector: float | None = None) -> Candidate:
+    """A candidate from the scoring columns (queries._LIGHT_COLS)."""
+    role = row[6] if isinstance(row[6], str) else None
+    return Candidate(row[0], row[1], row[2], row[3], lexical, vector, bool(row[4]), row[5], role)
+
+
 class SqliteBackend(RecordStore):
     """SQLite storage. `threaded=False` runs every call inline (for the blocking library)."""
 
@@ -606,13 +612,13 @@ class SqliteBackend(RecordStore):
                 rows = self._light_rows(conn, user_id, [pk for pk, _ in top], filters, at)
                 if len(rows) >= k or len(top) < n:
                     return [
-                        Candidate(pk, r[1], r[2], r[3], -float(score), None, bool(r[4]), r[5])
+                        _candidate(r, lexical=-float(score))
                         for pk, score in top
                         if (r := rows.get(pk)) is not None
                     ][:k]
             return [
-                Candidate(pk, imp, acc, upd, -float(score), None, bool(ses), size)
-                for pk, imp, acc, upd, ses, size, score in conn.execute(sql, params).fetchall()
+                _candidate(r[:-1], lexical=-float(r[-1]))
+                for r in conn.execute(sql, params).fetchall()
             ]
 
         result: list[Candidate] = await self._read(run)
@@ -850,7 +856,7 @@ class SqliteBackend(RecordStore):
                 row = found.get(pk)
                 if row is None:
                     continue
-                out.append(Candidate(pk, row[1], row[2], row[3], 0.0, sim, bool(row[4]), row[5]))
+                out.append(_candidate(row, vector=sim))
                 if len(out) >= want:
                     break
             return out
@@ -876,7 +882,7 @@ class SqliteBackend(RecordStore):
                 around[pk] = found
             wanted = sorted({n for ns in around.values() for n in ns})
             light = {
-                pk: Candidate(pk, r[1], r[2], r[3], 0.0, None, bool(r[4]), r[5])
+                pk: _candidate(r)
                 for pk, r in self._light_rows(conn, user_id, wanted, filters, at).items()
             }
             return {pk: [light[n] for n in ns if n in light] for pk, ns in around.items()}

@@ -51,6 +51,8 @@ _LIGHT_COLS = [
     _m.c.updated_at,
     _m.c.session_id.is_not(None).label("in_session"),
     func.length(_m.c.content).label("size"),
+    # The chat role a conversation memory was said in (metadata `role`; docs/search.md).
+    literal_column("json_extract(m.metadata, '$.role')").label("role"),
 ]
 _SORT = {
     "created_desc": (_m.c.created_at, True),

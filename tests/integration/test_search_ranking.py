@@ -1,5 +1,6 @@
-"""Full-text search for users with very many memories (storage/fts_plan.py): rare query
-terms select the rows, common ones only add to their scores; real SQLite files."""
+"""Ranking without the model, on real SQLite files: full-text search for users with very
+many memories (storage/fts_plan.py: rare query terms select the rows, common ones only add
+to their scores), rows read by key, and the weight of an assistant's replies."""
 
 from __future__ import annotations
 
@@ -129,3 +130,18 @@ def test_rows_by_key_use_the_primary_key_whatever_the_filters(tmp_path: Path) ->
             plan = " ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
             assert "INTEGER PRIMARY KEY" in plan, plan
     conn.close()
+
+
+def test_assistant_replies_rank_below_what_the_user_said(tmp_path: Path) -> None:
+    said = "I keep bees on the roof of my flat"
+    reply = "Bees on a roof need shade and water: rooftop bees fly higher, so roof hives suit bees"
+    with MemVault(_settings(tmp_path, budget=0)) as vault:
+        user = vault.add("u", said, metadata={"role": "user"})
+        bot = vault.add("u", reply, metadata={"role": "assistant"})
+        hits = vault.search("u", "bees on the roof", mode="lexical", explain=True)
+        assert [h.memory.memory_id for h in hits] == [user.memory_id, bot.memory_id]
+        assert [h.explain["assistant"] for h in hits if h.explain] == [0.0, 1.0]
+    plain = _settings(tmp_path, budget=0).model_copy(update={"search_weight_assistant": 0.0})
+    with MemVault(plain) as vault:
+        hits = vault.search("u", "bees on the roof", mode="lexical")
+        assert [h.memory.memory_id for h in hits] == [bot.memory_id, user.memory_id]
