@@ -145,3 +145,26 @@ def test_assistant_replies_rank_below_what_the_user_said(tmp_path: Path) -> None
     with MemVault(plain) as vault:
         hits = vault.search("u", "bees on the roof", mode="lexical")
         assert [h.memory.memory_id for h in hits] == [bot.memory_id, user.memory_id]
+
+
+def test_memories_said_by_the_person_the_query_names_rank_higher(tmp_path: Path) -> None:
+    def settings(weight: float) -> Settings:
+        return _settings(tmp_path, budget=0).model_copy(update={"search_weight_speaker": weight})
+
+    query = "What does Ann like to cook?"
+    with MemVault(settings(0.0)) as vault:
+        vault.add_many("u", [{"content": f"filler note number {i}"} for i in range(20)])
+        ann = vault.add("u", "I like to cook on Sundays", metadata={"speaker": "Ann"})
+        bob = vault.add("u", "Ann, I like to cook too", metadata={"speaker": "Bob"})
+        lee = vault.add("u", "I like to cook with Ann", metadata={"speaker": "Ann Lee"})
+        plain = vault.search("u", query, mode="lexical", explain=True)
+    assert {h.memory.memory_id for h in plain[:2]} == {bob.memory_id, lee.memory_id}
+    with MemVault(settings(0.5)) as vault:
+        hits = vault.search("u", query, mode="lexical", explain=True)
+    assert hits[0].memory.memory_id == ann.memory_id
+    # Every word of the speaker must be named: "Ann Lee" is not "Ann".
+    assert {h.memory.memory_id: h.explain["speaker"] for h in hits if h.explain} == {
+        ann.memory_id: 1.0,
+        bob.memory_id: 0.0,
+        lee.memory_id: 0.0,
+    }

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from memvault.search.text import WORD_RE
 from memvault.storage.base import Candidate
 
 
@@ -33,6 +34,7 @@ class Weights:
     recency: float = 0.05
     access: float = 0.02
     assistant: float = 0.3
+    speaker: float = 0.2
     recency_half_life_days: float = 30.0
 
 
@@ -52,6 +54,12 @@ def recency(updated_at: datetime, now: datetime, half_life_days: float) -> float
 def access(count: int) -> float:
     """0 for never, 1 at 100 accesses, growing slowly past it."""
     return math.log1p(max(0, count)) / math.log1p(100)
+
+
+def named(speaker: str, words: frozenset[str]) -> bool:
+    """True when every word of `speaker` is among the query's `words` (casefolded)."""
+    parts = [w.casefold() for w in WORD_RE.findall(speaker)]
+    return bool(parts) and all(p in words for p in parts)
 
 
 def relevance(candidates: Sequence[Candidate], weights: Weights) -> dict[int, tuple[float, ...]]:
@@ -80,6 +88,7 @@ def rank(
     k: int,
     rel: dict[int, tuple[float, ...]] | None = None,
     boosts: dict[int, float] | None = None,
+    words: frozenset[str] = frozenset(),
 ) -> list[Scored]:
     """The k best candidates by final score, best first, with their parts. `boosts` adds
     the neighbour part (see `service.search`) to the candidates it names."""
@@ -101,6 +110,7 @@ def rank(
             ),
             "access": access(c.access_count),
             "assistant": 1.0 if c.role == "assistant" else 0.0,
+            "speaker": 1.0 if c.speaker is not None and named(c.speaker, words) else 0.0,
         }
         score = (
             base
@@ -109,6 +119,7 @@ def rank(
             + weights.recency * parts["recency"]
             + weights.access * parts["access"]
             - weights.assistant * parts["assistant"]
+            + weights.speaker * parts["speaker"]
         )
         parts["bm25"] = c.lexical
         parts["cosine"] = c.vector if c.vector is not None else 0.0

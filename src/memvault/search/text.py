@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-_WORD_RE = re.compile(r"\w+", re.UNICODE)
+WORD_RE = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_TERMS = 64
 
 _STOPWORD_TEXT = (
@@ -28,10 +28,10 @@ STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 def query_terms(text: str) -> list[str]:
     """The distinct search terms of `text`, in order, at most `MAX_QUERY_TERMS`."""
-    words = list(dict.fromkeys(w.casefold() for w in _WORD_RE.findall(text)))
+    words = list(dict.fromkeys(w.casefold() for w in WORD_RE.findall(text)))
     kept = [w for w in words if w not in STOPWORDS]
     return (kept or words)[:MAX_QUERY_TERMS]
 
 
 def word_count(text: str) -> int:
-    return len(_WORD_RE.findall(text))
+    return len(WORD_RE.findall(text))

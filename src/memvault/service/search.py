@@ -28,7 +28,7 @@ from memvault.embed import Embedder, QueryCache, Vectors, check_vector
 from memvault.errors import InvalidArgumentError, UnavailableError
 from memvault.models import Filters, Memory, SearchHit, VectorLike, construct, content_text
 from memvault.search.scoring import Weights, rank, relevance
-from memvault.search.text import query_terms
+from memvault.search.text import WORD_RE, query_terms
 from memvault.service import validate
 from memvault.service.memories import MemoryOps
 from memvault.storage.base import Candidate, Change, Merge
@@ -95,6 +95,7 @@ class SearchOps(MemoryOps):
             recency=s.search_weight_recency,
             access=s.search_weight_access,
             assistant=s.search_weight_assistant,
+            speaker=s.search_weight_speaker,
             recency_half_life_days=s.recency_half_life_days,
         )
 
@@ -364,7 +365,8 @@ class SearchOps(MemoryOps):
         boosts: dict[int, float] = {}
         if mode != "vector" and weights.neighbours > 0:  # vector: "nearest by meaning" only
             boosts = await self._neighbour_boosts(uid, cands, rel, f, now)
-        scored = rank(list(cands.values()), weights, now, k, rel, boosts)
+        words = frozenset(w.casefold() for w in WORD_RE.findall(query))
+        scored = rank(list(cands.values()), weights, now, k, rel, boosts, words)
         rows = await self.backend.hits(uid, [s.candidate.pk for s in scored], now)
         return [
             construct(

@@ -72,6 +72,7 @@ class Candidate:
     in_session: bool = False  # said in a conversation: its neighbours can share its score
     size: int = 0  # characters of content
     role: str | None = None  # metadata `role`: who said it, in a conversation
+    speaker: str | None = None  # metadata `speaker`: who said it, by name
 
 
 @dataclass(frozen=True)

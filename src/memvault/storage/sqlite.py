@@ -157,7 +157,10 @@ def neighbour_context(texts: Sequence[str], i: int) -> str | None:
 def _candidate(row: Sequence[Any], lexical: float = 0.0, vector: float | None = None) -> Candidate:
     """A candidate from the scoring columns (queries._LIGHT_COLS)."""
     role = row[6] if isinstance(row[6], str) else None
-    return Candidate(row[0], row[1], row[2], row[3], lexical, vector, bool(row[4]), row[5], role)
+    speaker = row[7] if isinstance(row[7], str) else None
+    return Candidate(
+        row[0], row[1], row[2], row[3], lexical, vector, bool(row[4]), row[5], role, speaker
+    )
 
 
 class SqliteBackend(RecordStore):

@@ -53,6 +53,7 @@ _LIGHT_COLS = [
     func.length(_m.c.content).label("size"),
     # The chat role a conversation memory was said in (metadata `role`; docs/search.md).
     literal_column("json_extract(m.metadata, '$.role')").label("role"),
+    literal_column("json_extract(m.metadata, '$.speaker')").label("speaker"),
 ]
 _SORT = {
     "created_desc": (_m.c.created_at, True),
