@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     embed_dimension: int = Field(0, ge=0, le=8192)
     embed_timeout_s: float = Field(30.0, gt=0, le=600)
     vector_cache_mb: float = Field(1024.0, ge=1, le=1_000_000)
-    search_lexical_budget: int = Field(8000, ge=0, le=100_000_000)
+    search_lexical_budget: int = Field(4000, ge=0, le=100_000_000)
     search_weight_lexical: float = Field(1.0, ge=0, le=10)
     search_weight_vector: float = Field(0.5, ge=0, le=10)
     search_weight_neighbours: float = Field(0.15, ge=0, le=10)
