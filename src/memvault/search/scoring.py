@@ -98,19 +98,28 @@ def rank(
         rel = relevance(candidates, weights)
     boosts = boosts or {}
     out = []
+    # Candidates share stamps (a batch) and speakers (a conversation): compute each once.
+    recencies: dict[str, float] = {}
+    speakers: dict[str | None, float] = {None: 0.0}
     for c in candidates:
         lex, vec, base = rel.get(c.pk, (0.0, 0.0, 0.0))
+        rec = recencies.get(c.updated_at)
+        if rec is None:
+            when = datetime.fromisoformat(c.updated_at)
+            rec = recencies[c.updated_at] = recency(when, now, weights.recency_half_life_days)
+        spoke = speakers.get(c.speaker)
+        if spoke is None:
+            assert c.speaker is not None
+            spoke = speakers[c.speaker] = 1.0 if named(c.speaker, words) else 0.0
         parts = {
             "lexical": lex,
             "vector": vec,
             "neighbours": boosts.get(c.pk, 0.0),
             "importance": c.importance - 0.5,
-            "recency": recency(
-                datetime.fromisoformat(c.updated_at), now, weights.recency_half_life_days
-            ),
+            "recency": rec,
             "access": access(c.access_count),
             "assistant": 1.0 if c.role == "assistant" else 0.0,
-            "speaker": 1.0 if c.speaker is not None and named(c.speaker, words) else 0.0,
+            "speaker": spoke,
         }
         score = (
             base

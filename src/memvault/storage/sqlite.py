@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import re
 import sqlite3
 import threading
@@ -875,14 +876,10 @@ class SqliteBackend(RecordStore):
             return {}
 
         def run(conn: sqlite3.Connection) -> dict[int, list[Candidate]]:
-            around: dict[int, list[int]] = {}
-            for pk in pks:
-                found = []
-                for sql in (self.sql.session_prev, self.sql.session_next):
-                    row = conn.execute(sql, {"user_id": user_id, "pk": pk}).fetchone()
-                    if row is not None:
-                        found.append(int(row[0]))
-                around[pk] = found
+            around: dict[int, list[int]] = {pk: [] for pk in pks}
+            params = {"user_id": user_id, "pks": json.dumps([int(p) for p in pks])}
+            for pk, before, after in conn.execute(self.sql.session_around, params):
+                around[pk] = [int(n) for n in (before, after) if n is not None]
             wanted = sorted({n for ns in around.values() for n in ns})
             light = {
                 pk: _candidate(r)

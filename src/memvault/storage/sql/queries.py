@@ -91,14 +91,18 @@ class Statements:
             "AND session_id = :session_id AND deleted_at IS NULL ORDER BY pk DESC LIMIT :n"
         )
         self.set_context = "UPDATE memories SET search_context = :ctx WHERE pk = :pk"
+        # SQLite only: for each memory of `:pks` (a JSON list), the memory said just before
+        # and just after it in its session, in one statement.
         _same_session = (
-            "FROM memories n, memories c WHERE c.pk = :pk AND c.user_id = :user_id "
-            "AND n.user_id = c.user_id AND n.session_id = c.session_id AND n.deleted_at IS NULL"
+            "FROM memories n WHERE n.user_id = c.user_id AND n.session_id = c.session_id "
+            "AND n.deleted_at IS NULL"
         )
-        self.session_prev = (
-            f"SELECT n.pk {_same_session} AND n.pk < c.pk ORDER BY n.pk DESC LIMIT 1"
+        self.session_around = (
+            f"SELECT c.pk, (SELECT n.pk {_same_session} AND n.pk < c.pk ORDER BY n.pk DESC "
+            f"LIMIT 1), (SELECT n.pk {_same_session} AND n.pk > c.pk ORDER BY n.pk LIMIT 1) "
+            "FROM memories AS c NOT INDEXED "
+            "WHERE c.pk IN (SELECT value FROM json_each(:pks)) AND c.user_id = :user_id"
         )
-        self.session_next = f"SELECT n.pk {_same_session} AND n.pk > c.pk ORDER BY n.pk LIMIT 1"
         self.max_pk = "SELECT coalesce(max(pk), 0) FROM memories"
         # SQLite only (migration 0002): index the rows a batch just inserted, in one statement.
         self.index_text_after = (
