@@ -18,6 +18,7 @@ _ID_RE = re.compile(r"^(?P<prefix>[a-z]{2,5})_[0-9A-HJKMNP-TV-Z]{26}$")
 _lock = threading.Lock()
 _last_ms = 0
 _last_rand = 0
+_last_head: tuple[int, str] = (-1, "")
 
 
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> two characters
@@ -30,7 +31,7 @@ def _encode(value: int, length: int) -> str:
 
 def new_id(prefix: str) -> str:
     """Return a new id such as `mem_01JD3Q...`; ids made in one process strictly increase."""
-    global _last_ms, _last_rand
+    global _last_ms, _last_rand, _last_head
     if prefix not in PREFIXES:
         raise ValueError(f"unknown id prefix {prefix!r}; allowed: {sorted(PREFIXES)}")
     ms = time.time_ns() // 1_000_000
@@ -42,7 +43,12 @@ def new_id(prefix: str) -> str:
         else:
             rand = int.from_bytes(os.urandom(10), "big") >> 1  # leave room to increment
         _last_ms, _last_rand = ms, rand
-    return f"{prefix}_{_encode((ms << 80) | rand, 26)}"
+    # 26 characters = 130 bits: the first 10 hold the 48-bit time, the last 16 the 80
+    # random bits; the time part repeats within a millisecond, so it is encoded once.
+    head = _last_head
+    if head[0] != ms:
+        head = _last_head = (ms, _encode(ms, 10))
+    return f"{prefix}_{head[1]}{_encode(rand, 16)}"
 
 
 def is_valid_id(value: str, prefix: str) -> bool:
