@@ -477,3 +477,32 @@ def test_reindex_rejects_a_bad_batch_size(vault: MemVault) -> None:
     with pytest.raises(InvalidArgumentError):
         vault.reindex(missing=True, user_id="   ")
     assert vault.search("alice", "rye", mode="vector")[0].memory.content == "Bakes rye bread"
+
+
+def test_kept_matrices_of_big_users_follow_other_instances(settings: Settings) -> None:
+    """Users with at least CACHE_VECTORS_FROM vectors keep a matrix in memory; it must see
+    what another instance adds, replaces and deletes."""
+    from memvault.storage.sqlite import CACHE_VECTORS_FROM
+
+    rng = np.random.default_rng(7)
+    vecs = rng.standard_normal((CACHE_VECTORS_FROM + 50, 384)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    items = [{"content": f"note {i}", "embedding": v} for i, v in enumerate(vecs)]
+    with MemVault(settings) as one, MemVault(settings) as two:
+        one.add_many("big", items)
+        one.add_many("small", items[:10])
+        probe = vecs[3]
+        for vault in (one, two):  # the big user's matrix is now kept by both
+            top = vault.search("big", "x", k=1, mode="vector", query_vector=probe)
+            assert top[0].memory.text == "note 3"
+        target = rng.standard_normal(384).astype(np.float32)
+        target /= np.linalg.norm(target)
+        added = two.add("big", "the new one", embedding=target)
+        hit = one.search("big", "x", k=1, mode="vector", query_vector=target)[0]
+        assert hit.memory.memory_id == added.memory_id
+        two.delete("big", added.memory_id)
+        hit = one.search("big", "x", k=1, mode="vector", query_vector=target)[0]
+        assert hit.memory.memory_id != added.memory_id
+        small = two.add("small", "small new", embedding=target)
+        hit = one.search("small", "x", k=1, mode="vector", query_vector=target)[0]
+        assert hit.memory.memory_id == small.memory_id

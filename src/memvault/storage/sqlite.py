@@ -41,6 +41,7 @@ _DELETED_AT = codec.MEMORY_COLUMNS.index("deleted_at")
 _EXPIRES_AT = codec.MEMORY_COLUMNS.index("expires_at")
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_TERMS = 64
+CACHE_VECTORS_FROM = 256  # users with fewer vectors are read per search, not kept (vectors.py)
 FTS_FIRST_SLACK = 16  # extra index rows read in case some are deleted or expired
 CONTEXT_WINDOW = 2
 CONTEXT_MAX_WORDS = 45
@@ -813,6 +814,18 @@ class SqliteBackend(RecordStore):
         self, conn: sqlite3.Connection, user_id: str, dimension: int
     ) -> UserVectors:
         uv = self.vectors.get(user_id)
+        if uv is None:
+            rows = conn.execute(
+                "SELECT seq, memory_pk, vector FROM memory_vectors WHERE user_id = ? "
+                "ORDER BY seq LIMIT ?",
+                (user_id, CACHE_VECTORS_FROM),
+            ).fetchall()
+            if len(rows) < CACHE_VECTORS_FROM:
+                # A small user: read afresh each search (about what the freshness probe of
+                # a cached matrix costs), keeping memory for the users who need it.
+                small = UserVectors(dimension)
+                small.apply(rows)
+                return small
         fresh = uv is None or uv.dimension != dimension or uv.stale * 4 > max(len(uv.pks), 64)
         if uv is None or fresh:
             uv = UserVectors(dimension)

@@ -8,6 +8,13 @@ than k). The product runs on one BLAS thread (on 2 cores the threaded one was sl
 small matrices and under concurrent searches), except for a user with at least
 `ALL_THREADS_FROM` vectors, where both cores take 100k vectors from 12 to 7 ms.
 
+Users with fewer than `CACHE_VECTORS_FROM` (256) vectors are not kept: their rows are read
+for each search. Keeping a fresh matrix for each of thousands of small users cost more on
+first use than reading it did (the peer benchmark, 1,000 users x 100, one search per user
+or two: vector search p50 1.07 -> 0.48 ms, p95 1.27 -> 0.60); a user searched again and
+again pays about 0.15 ms more than with a kept matrix (0.26 -> 0.42 ms p50 in-process),
+and every search sees other processes' writes at once.
+
 Coherence: `memory_vectors.seq` only grows. Before a search the cache reads the user's
 largest `seq` (one index probe); if it moved, it reads only the newer rows, which add or
 replace vectors by memory. Vectors of memories deleted since stay in the matrix until the
