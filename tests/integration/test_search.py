@@ -506,3 +506,12 @@ def test_kept_matrices_of_big_users_follow_other_instances(settings: Settings) -
         small = two.add("small", "small new", embedding=target)
         hit = one.search("small", "x", k=1, mode="vector", query_vector=target)[0]
         assert hit.memory.memory_id == small.memory_id
+        # A small user searched again and again keeps a matrix too, just as coherent.
+        for _ in range(3):
+            one.search("small", "x", k=1, mode="vector", query_vector=probe)
+        two.delete("small", small.memory_id)
+        hit = one.search("small", "x", k=1, mode="vector", query_vector=target)[0]
+        assert hit.memory.memory_id != small.memory_id
+        again = two.add("small", "small again", embedding=target)
+        hit = one.search("small", "x", k=1, mode="vector", query_vector=target)[0]
+        assert hit.memory.memory_id == again.memory_id

@@ -8,6 +8,7 @@ import json
 import re
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -41,7 +42,9 @@ _DELETED_AT = codec.MEMORY_COLUMNS.index("deleted_at")
 _EXPIRES_AT = codec.MEMORY_COLUMNS.index("expires_at")
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_TERMS = 64
-CACHE_VECTORS_FROM = 256  # users with fewer vectors are read per search, not kept (vectors.py)
+CACHE_VECTORS_FROM = 256  # smaller users are read, not kept, on a first search (vectors.py)
+SEEN_USERS = 100_000  # small users whose searches are counted
+KEEP_AFTER = 3  # a small user's matrix is kept from its third search
 FTS_FIRST_SLACK = 16  # extra index rows read in case some are deleted or expired
 CONTEXT_WINDOW = 2
 CONTEXT_MAX_WORDS = 45
@@ -192,6 +195,7 @@ class SqliteBackend(RecordStore):
         )
         self.vectors = VectorCache(int(settings.vector_cache_mb * 2**20))
         self.term_stats = TermStats()
+        self._seen_small: OrderedDict[str, int] = OrderedDict()
         self.lexical_budget = settings.search_lexical_budget
         self._vectors_lock = threading.Lock()
         self._closed = False
@@ -810,6 +814,18 @@ class SqliteBackend(RecordStore):
         with self._vectors_lock:
             return self._refresh_vectors(conn, user_id, dimension)
 
+    def _searched_once(self, user_id: str) -> bool:
+        """True while `user_id` has been searched fewer than `KEEP_AFTER` times among the
+        last `SEEN_USERS` small users searched (then it is forgotten and kept instead)."""
+        seen = self._seen_small
+        count = seen.pop(user_id, 0) + 1
+        if count >= KEEP_AFTER:
+            return False
+        seen[user_id] = count
+        if len(seen) > SEEN_USERS:
+            seen.popitem(last=False)
+        return True
+
     def _refresh_vectors(
         self, conn: sqlite3.Connection, user_id: str, dimension: int
     ) -> UserVectors:
@@ -820,9 +836,8 @@ class SqliteBackend(RecordStore):
                 "ORDER BY seq LIMIT ?",
                 (user_id, CACHE_VECTORS_FROM),
             ).fetchall()
-            if len(rows) < CACHE_VECTORS_FROM:
-                # A small user: read afresh each search (about what the freshness probe of
-                # a cached matrix costs), keeping memory for the users who need it.
+            if len(rows) < CACHE_VECTORS_FROM and self._searched_once(user_id):
+                # A small user searched once or twice lately: read, do not keep (vectors.py).
                 small = UserVectors(dimension)
                 small.apply(rows)
                 return small

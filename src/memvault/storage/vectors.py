@@ -8,12 +8,14 @@ than k). The product runs on one BLAS thread (on 2 cores the threaded one was sl
 small matrices and under concurrent searches), except for a user with at least
 `ALL_THREADS_FROM` vectors, where both cores take 100k vectors from 12 to 7 ms.
 
-Users with fewer than `CACHE_VECTORS_FROM` (256) vectors are not kept: their rows are read
-for each search. Keeping a fresh matrix for each of thousands of small users cost more on
-first use than reading it did (the peer benchmark, 1,000 users x 100, one search per user
-or two: vector search p50 1.07 -> 0.48 ms, p95 1.27 -> 0.60); a user searched again and
-again pays about 0.15 ms more than with a kept matrix (0.26 -> 0.42 ms p50 in-process),
-and every search sees other processes' writes at once.
+A user with fewer than `CACHE_VECTORS_FROM` (256) vectors is read and not kept on its first
+two searches (counted over the last `SEEN_USERS` small users searched); the third keeps its
+matrix. Building a kept matrix costs fresh memory, page faults included, and did not pay
+for users searched once or twice (the peer benchmark, 1,000 users x 100, 1,000 searches:
+p50 / p95 1.07 / 1.27 ms keeping every user, 0.48 / 0.60 keeping none, 0.66 / 1.31 keeping
+from the second search), while a user searched again and again is faster with a kept
+matrix (0.26 against 0.42 ms p50 in-process; peer benchmark at 10k, ten searches a user:
+0.29 against 0.47).
 
 Coherence: `memory_vectors.seq` only grows. Before a search the cache reads the user's
 largest `seq` (one index probe); if it moved, it reads only the newer rows, which add or
