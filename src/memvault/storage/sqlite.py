@@ -836,11 +836,13 @@ class SqliteBackend(RecordStore):
                 "ORDER BY seq LIMIT ?",
                 (user_id, CACHE_VECTORS_FROM),
             ).fetchall()
-            if len(rows) < CACHE_VECTORS_FROM and self._searched_once(user_id):
-                # A small user searched once or twice lately: read, do not keep (vectors.py).
+            if len(rows) < CACHE_VECTORS_FROM:  # all of a small user's vectors
                 small = UserVectors(dimension)
                 small.apply(rows)
-                return small
+                if not self._searched_once(user_id):  # searched often enough: keep it
+                    self.vectors.put(user_id, small)
+                return small  # else read, not kept (vectors.py)
+            # A bigger user: the first load below reads every row in one go.
         fresh = uv is None or uv.dimension != dimension or uv.stale * 4 > max(len(uv.pks), 64)
         if uv is None or fresh:
             uv = UserVectors(dimension)
