@@ -9,7 +9,7 @@ loop and no thread hop sit on its path; it is safe to use from several threads a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -18,6 +18,9 @@ from memvault.clock import Clock, SystemClock
 from memvault.config import Settings, load_settings
 from memvault.embed import Embedder, QueryCache, shared_embedder
 from memvault.models import (
+    ApiKey,
+    AuditEntry,
+    ChatContext,
     ContextEntry,
     Filters,
     HistoryEntry,
@@ -33,9 +36,11 @@ from memvault.models import (
     User,
     VectorLike,
 )
+from memvault.service.access import AccessOps
 from memvault.service.admin import drive, open_backend
-from memvault.service.people import PeopleOps
-from memvault.service.search import Mode, Offload, ReindexReport, SearchOps
+from memvault.service.context import ContextOps
+from memvault.service.export import ExportOps
+from memvault.service.search import Mode, Offload, ReindexReport
 from memvault.storage.base import Backend, PurgeCounts
 
 T = TypeVar("T")
@@ -54,7 +59,7 @@ class _ThreadOffload(Offload):
         return await started
 
 
-class AsyncMemVault(SearchOps, PeopleOps):
+class AsyncMemVault(ContextOps, AccessOps, ExportOps):
     """The memvault service for asyncio code. Open with `await AsyncMemVault.open()`."""
 
     def __init__(
@@ -102,6 +107,10 @@ class AsyncMemVault(SearchOps, PeopleOps):
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+async def _next(records: AsyncIterator[T]) -> T:
+    return await anext(records)
 
 
 class MemVault:
@@ -260,11 +269,91 @@ class MemVault:
     def end_session(self, user_id: str, session_id: str) -> Session:
         return drive(self._inner.end_session(user_id, session_id))
 
-    def erase_user(self, user_id: str) -> dict[str, int]:
+    def erase_user(self, user_id: str, *, actor: str | None = None) -> dict[str, int]:
         """Hard-delete everything a user owns (memories, history, messages, sessions, summary,
-        metrics). Returns how many rows of each kind went.
+        metrics, API keys), leaving an audit row. Returns how many rows of each kind went.
         """
-        return drive(self._inner.erase_user(user_id))
+        return drive(self._inner.erase_user(user_id, actor=actor))
+
+    def export_user(self, user_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield `(kind, record)` for everything `user_id` owns (see `AsyncMemVault`)."""
+        records = self._inner.export_user(user_id)
+        while True:
+            try:
+                yield drive(_next(records))
+            except StopAsyncIteration:
+                return
+
+    def create_api_key(
+        self,
+        user_id: str | None = None,
+        *,
+        admin: bool = False,
+        name: str | None = None,
+        rate_per_minute: int | None = None,
+        actor: str | None = None,
+    ) -> tuple[ApiKey, str]:
+        """Create a user or admin key; returns it and its secret (shown this once)."""
+        return drive(
+            self._inner.create_api_key(
+                user_id, admin=admin, name=name, rate_per_minute=rate_per_minute, actor=actor
+            )
+        )
+
+    def list_api_keys(
+        self, user_id: str | None = None, *, include_revoked: bool = False
+    ) -> list[ApiKey]:
+        return drive(self._inner.list_api_keys(user_id, include_revoked=include_revoked))
+
+    def revoke_api_key(self, key_id: str, *, actor: str | None = None) -> ApiKey:
+        return drive(self._inner.revoke_api_key(key_id, actor=actor))
+
+    def authenticate(self, secret: str) -> ApiKey:
+        """The live key whose secret this is; raises `UnauthenticatedError` otherwise."""
+        return drive(self._inner.authenticate(secret))
+
+    def audit_log(
+        self, user_id: str | None = None, *, after: int | None = None, limit: int | None = None
+    ) -> list[AuditEntry]:
+        return drive(self._inner.audit_log(user_id, after=after, limit=limit))
+
+    def record_audit(
+        self,
+        action: str,
+        *,
+        user_id: str | None = None,
+        actor: str | None = None,
+        details: dict[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        return drive(
+            self._inner.record_audit(action, user_id=user_id, actor=actor, details=details, at=at)
+        )
+
+    def context(
+        self,
+        user_id: str,
+        message: str,
+        *,
+        system_prompt: str | None = None,
+        token_budget: int | None = None,
+        k: int = 8,
+        history_limit: int = 20,
+        session_id: str | None = None,
+    ) -> ChatContext:
+        """The OpenAI-style messages for answering `message`, with the user's memory in a
+        "User Memory: ..." system message (template in docs/rest.md)."""
+        return drive(
+            self._inner.context(
+                user_id,
+                message,
+                system_prompt=system_prompt,
+                token_budget=token_budget,
+                k=k,
+                history_limit=history_limit,
+                session_id=session_id,
+            )
+        )
 
     def get(self, user_id: str, memory_id: str) -> Memory:
         """The live memory `memory_id` of `user_id`; counts as one access."""

@@ -14,7 +14,7 @@ from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memvault.errors import ConfigurationError
-from memvault.limits import MAX_MESSAGES_LIMIT
+from memvault.limits import MAX_MESSAGES_LIMIT, MAX_RATE_PER_MINUTE, MAX_REQUEST_BYTES
 
 
 def default_data_dir() -> Path:
@@ -83,6 +83,16 @@ class Settings(BaseSettings):
     dedup: Literal["facts", "all", "off"] = "facts"
     dedup_threshold: float = Field(0.95, gt=0, le=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    log_format: Literal["json", "text"] = "json"
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8080, ge=1, le=65535)
+    api_workers: int = Field(1, ge=1, le=64)
+    api_graceful_timeout_s: float = Field(30.0, gt=0, le=3600)
+    auth_disabled: bool = False
+    auth_cache_s: float = Field(5.0, ge=0, le=3600)
+    rate_per_minute: int = Field(0, ge=0, le=MAX_RATE_PER_MINUTE)
+    max_request_bytes: int = Field(1_048_576, ge=1024, le=MAX_REQUEST_BYTES)
+    context_token_budget: int = Field(2000, ge=100, le=1_000_000)
 
     @model_validator(mode="after")
     def _default_database_url(self) -> Settings:

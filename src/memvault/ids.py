@@ -12,7 +12,7 @@ import threading
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-PREFIXES = frozenset({"mem", "ses", "msg", "usr", "key", "job"})
+PREFIXES = frozenset({"mem", "ses", "msg", "usr", "key", "job", "req"})
 _ID_RE = re.compile(r"^(?P<prefix>[a-z]{2,5})_[0-9A-HJKMNP-TV-Z]{26}$")
 
 _lock = threading.Lock()

@@ -50,3 +50,9 @@ MAX_SEARCH_K = 100
 
 MAX_EMBEDDING_DIMENSION = 8_192
 """Numbers in a caller-given embedding (`add(..., embedding=[...])`)."""
+
+MAX_RATE_PER_MINUTE = 1_000_000
+"""Upper bound for an API key's rate limit (requests per minute)."""
+
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+"""Upper bound for the `max_request_bytes` setting (an HTTP request body)."""

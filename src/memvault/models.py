@@ -51,7 +51,8 @@ def check_embedding(value: Any) -> Any:
     if isinstance(value, str | bytes | dict | bool):
         raise invalid("invalid_embedding", "embedding must be a list of numbers")
     try:
-        arr = np.asarray(value, dtype=np.float32)
+        with np.errstate(over="ignore"):  # a number past float32's range becomes inf: refused
+            arr = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError):
         raise invalid("invalid_embedding", "embedding must be a list of numbers") from None
     if arr.ndim != 1 or not 1 <= arr.shape[0] <= limits.MAX_EMBEDDING_DIMENSION:
@@ -597,3 +598,46 @@ class ContextEntry(Record):
     value: Any
     updated_at: datetime
     updated_by: str | None = None
+
+
+class ApiKey(Record):
+    """An API key as stored: never its secret. `user_id` None is an admin key."""
+
+    key_id: str
+    prefix: str
+    user_id: str | None = None
+    name: str | None = None
+    rate_per_minute: int | None = None
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def admin(self) -> bool:
+        return self.user_id is None
+
+
+class AuditEntry(Record):
+    """One audited action: who did what to whom, and when."""
+
+    audit_id: int
+    at: datetime
+    actor: str | None = None
+    action: str
+    user_id: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChatMessage(Record):
+    """One message of an OpenAI-style `messages` list."""
+
+    role: str
+    content: str
+
+
+class ChatContext(Record):
+    """What `context()` builds for a chat model: the messages, and what went into them."""
+
+    messages: list[ChatMessage]
+    memory_ids: list[str] = Field(default_factory=list)
+    token_estimate: int = 0
+    token_budget: int = 0

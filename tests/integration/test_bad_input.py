@@ -278,3 +278,12 @@ def test_deleted_id_is_not_found(vault: MemVault) -> None:
     vault.delete("alice", m.memory_id)
     with pytest.raises(NotFoundError):
         vault.update("alice", m.memory_id, content="y")
+
+
+def test_an_embedding_past_float32_range_is_refused_not_a_crash(vault: MemVault) -> None:
+    # Found by schemathesis: under warnings-as-errors the float32 cast's overflow warning
+    # had escaped as an exception (a 500 over REST).
+    with pytest.raises(InvalidArgumentError):
+        vault.add("alice", "x", embedding=[1e39] * 384)
+    big = vault.add("alice", "y", embedding=[1e20] * 384)  # large but finite: normalised
+    assert big.content == "y"

@@ -38,6 +38,7 @@ FORBIDDEN = {
     ),
     "service": ("memvault.client", "memvault.cli", "memvault.memory_management"),
     "cli": ("memvault.storage",),
+    "api": ("memvault.storage", "memvault.cli.", "memvault.memory_management"),
     "client.py": (
         "memvault.storage.registry",
         "memvault.storage.runner",

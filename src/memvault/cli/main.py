@@ -377,7 +377,7 @@ def purge(
         if user is not None:
             if not yes and not typer.confirm(f"Erase every record of user {user!r}?"):
                 fail(ErrorCode.INVALID_ARGUMENT, "not confirmed; nothing was erased")
-            counts = vault.erase_user(user)
+            counts = vault.erase_user(user, actor="cli")
             out.print(
                 f"erased user {user}: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
                 highlight=False,
@@ -452,3 +452,7 @@ def db_sql(
 def main() -> None:
     """Entry point of the `memvault` command."""
     app()
+
+
+# Registers `serve` and `keys` on `app` (that module imports this one's helpers).
+from memvault.cli import serve as _serve  # noqa: E402, F401

@@ -150,7 +150,8 @@ def check_vector(value: object, dimension: int, what: str = "embedding") -> Vect
         arr = value
     else:
         try:
-            arr = np.asarray(value, dtype=np.float32)
+            with np.errstate(over="ignore"):  # past float32's range becomes inf: refused below
+                arr = np.asarray(value, dtype=np.float32)
         except (TypeError, ValueError):
             raise InvalidArgumentError(f"{what} must be a list of {dimension} numbers") from None
     if arr.ndim != 1 or arr.shape[0] != dimension:
@@ -158,12 +159,15 @@ def check_vector(value: object, dimension: int, what: str = "embedding") -> Vect
             f"{what} must have {dimension} numbers, got shape {list(arr.shape)}",
             {"field": what, "dimension": dimension},
         )
-    norm = float(np.sqrt(arr @ arr))
+    if not np.isfinite(arr).all():
+        raise InvalidArgumentError(f"{what} must be finite and not all zero", {"field": what})
+    wide = arr.astype(np.float64)
+    norm = float(np.sqrt(wide @ wide))  # float64: large finite values must not overflow
     if not np.isfinite(norm) or norm == 0.0:
         raise InvalidArgumentError(f"{what} must be finite and not all zero", {"field": what})
     if abs(norm - 1.0) < 1e-4:
         return arr
-    out: Vectors = (arr / norm).astype(np.float32)
+    out: Vectors = (wide / norm).astype(np.float32)
     return out
 
 

@@ -128,15 +128,6 @@ class PeopleOps(MemoryOps):
         """Users in id order; pass the last id as `after` for the next page."""
         return await self.backend.list_users(validate.limit(limit), after)
 
-    async def erase_user(self, user_id: str) -> dict[str, int]:
-        """Hard-delete everything a user owns (memories, history, messages, sessions, summary,
-        metrics). Returns how many rows of each kind went.
-
-        Raises:
-            NotFoundError: no such user.
-        """
-        return await self.backend.erase_user(validate.user_id(user_id))
-
     # ------------------------------------------------------------------ messages
     async def add_message(
         self,

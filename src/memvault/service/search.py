@@ -321,6 +321,8 @@ class SearchOps(MemoryOps):
         uid = validate.user_id(user_id)
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgumentError("query must be a non-empty string")
+        if "\x00" in query:
+            raise InvalidArgumentError("query must not contain NUL characters", {"field": "query"})
         if len(query) > limits.MAX_QUERY_CHARS:
             raise InvalidArgumentError(
                 f"query is {len(query)} characters; at most {limits.MAX_QUERY_CHARS}",

@@ -12,6 +12,7 @@ from typing import Any
 from memvault.errors import NotFoundError
 from memvault.models import ContextEntry, Message, Metrics, Session, Summary, User
 from memvault.storage.access import AccessTracker
+from memvault.storage.keys import write_audit
 from memvault.storage.runner import Runner
 from memvault.storage.sql import codec
 from memvault.storage.sql.connection import SqliteConnections
@@ -178,7 +179,7 @@ class RecordStore:
         result: list[User] = await self._read(run)
         return result
 
-    async def erase_user(self, user_id: str) -> dict[str, int]:
+    async def erase_user(self, user_id: str, now: datetime, actor: str | None) -> dict[str, int]:
         def run(conn: sqlite3.Connection) -> dict[str, int]:
             counts = {
                 table: int(
@@ -193,6 +194,10 @@ class RecordStore:
             gone = conn.execute("DELETE FROM users WHERE user_id = ?", (user_id,)).rowcount
             if not gone:
                 raise NotFoundError(f"no user {user_id!r}", {"user_id": user_id})
+            counts["api_keys"] = conn.execute(
+                "DELETE FROM api_keys WHERE user_id = ?", (user_id,)
+            ).rowcount
+            write_audit(conn, now, actor, "user.erase", user_id, dict(counts))
             return counts
 
         result: dict[str, int] = await self._write(run)

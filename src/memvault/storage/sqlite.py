@@ -30,6 +30,7 @@ from memvault.storage.base import (
     PurgeCounts,
 )
 from memvault.storage.fts_plan import TermStats, any_of
+from memvault.storage.keys import KeyStore
 from memvault.storage.records import RecordStore
 from memvault.storage.runner import InlineRunner, Runner, ThreadRunner
 from memvault.storage.sql import codec
@@ -170,7 +171,7 @@ def _candidate(row: Sequence[Any], lexical: float = 0.0, vector: float | None = 
     )
 
 
-class SqliteBackend(RecordStore):
+class SqliteBackend(RecordStore, KeyStore):
     """SQLite storage. `threaded=False` runs every call inline (for the blocking library)."""
 
     capabilities = Capabilities(lexical=True, vector=True, listen_notify=False)

@@ -222,7 +222,38 @@ global_context = Table(
     Column("updated_by", String(128)),
 )
 
+# API keys: the SHA-256 of the secret, never the secret; `user_id` NULL is an admin key.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(40), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("user_id", String(128)),
+    Column("name", String(256)),
+    Column("rate_per_minute", Integer),
+    Column("created_at", Timestamp, nullable=False),
+    Column("revoked_at", Timestamp),
+)
+Index("ix_api_keys_user", api_keys.c.user_id)
+
+# Actions that leave no other trace: a user erased, a key created or revoked, a purge.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("audit_id", Pk, primary_key=True, autoincrement=True),
+    Column("at", Timestamp, nullable=False),
+    Column("actor", String(256)),
+    Column("action", String(64), nullable=False),
+    Column("user_id", String(128)),
+    Column("details", Json, nullable=False),
+    sqlite_autoincrement=True,
+)
+Index("ix_audit_log_user", audit_log.c.user_id, audit_log.c.audit_id)
+
 __all__ = [
+    "api_keys",
+    "audit_log",
     "global_context",
     "memories",
     "memory_history",

@@ -1,0 +1,111 @@
+"""The REST door: `create_app()` builds the FastAPI application (served by `memvault serve`).
+
+Routes only translate: parse, call the service, answer. Errors leave as the envelope of
+`memvault.api.errors`; the edge middleware adds request ids, the body limit and metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from memvault import __version__
+from memvault.api import errors
+from memvault.api.auth import RateLimiter
+from memvault.api.deps import Vault
+from memvault.api.metrics import Metrics
+from memvault.api.middleware import Edge
+from memvault.api.routes import admin, chat, memories, people
+from memvault.client import AsyncMemVault
+from memvault.config import Settings, load_settings
+
+log = logging.getLogger("memvault.api")
+
+DESCRIPTION = """Long-term memory for AI assistants and agents.
+
+Send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>` (create one with
+`memvault keys create`). A user key acts for its own user; an admin key names the user.
+Errors answer `{"status": "error", "error": {"code", "message", "details"}, "request_id"}`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, vault: AsyncMemVault | None = None) -> FastAPI:
+    """The application. With `vault`, it serves that open vault (and leaves it open);
+    otherwise it opens the store of `settings` at start-up and closes it at shutdown."""
+    s = vault.settings if vault is not None else (settings or load_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if vault is not None:
+            yield
+            return
+        opened = await AsyncMemVault.open(s)
+        _attach(app, opened)
+        try:
+            yield
+        finally:
+            await opened.close()
+
+    app = FastAPI(
+        title="memvault",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        responses=errors.ERROR_RESPONSES,
+        # FastAPI's OpenTelemetry hooks stay off whatever the environment says: memvault
+        # sends nothing anywhere, and they cost time on every request.
+        telemetry={
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "auto_configure": False,
+        },
+    )
+    if s.auth_disabled:
+        log.warning(
+            "AUTHENTICATION IS DISABLED (auth_disabled=true): every request acts as admin; "
+            "never expose this server beyond a trusted host"
+        )
+    app.state.rate_limiter = RateLimiter()
+    app.state.metrics = Metrics()
+    if vault is not None:
+        _attach(app, vault)
+    errors.install(app)
+    app.include_router(memories.router)
+    app.include_router(people.router)
+    app.include_router(chat.router)
+    app.include_router(admin.router)
+    _health(app)
+    app.add_middleware(Edge, max_bytes=s.max_request_bytes, metrics=app.state.metrics)
+    return app
+
+
+def _attach(app: FastAPI, vault: AsyncMemVault) -> None:
+    app.state.vault = vault
+    app.state.metrics.watch(vault)
+
+
+def _health(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(vault: Vault) -> dict[str, str]:
+        """Storage answers (UNAVAILABLE, 503, when it does not)."""
+        await vault.list_users(limit=1)
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def metrics(request: Request) -> Response:
+        """Prometheus text format."""
+        return Response(
+            generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )

@@ -1,0 +1,123 @@
+"""Who is calling: an API key from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+
+A user key acts as its user only: a route that names another user answers
+PERMISSION_DENIED, and an id that belongs to another user answers NOT_FOUND (the service
+scopes every read by the caller's user). An admin key acts for any user and must name one.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from memvault.client import AsyncMemVault
+from memvault.errors import (
+    InvalidArgumentError,
+    PermissionDeniedError,
+    RateLimitedError,
+    UnauthenticatedError,
+)
+from memvault.models import ApiKey
+
+ME = "me"
+"""Stands for the calling key's own user in a path: `/v1/users/me/summary`."""
+
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer mvk_...`")
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key: `X-API-Key: mvk_...`"
+)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The credentials of a request; `key` is None only when auth is disabled."""
+
+    key: ApiKey | None
+
+    @property
+    def admin(self) -> bool:
+        return self.key is None or self.key.user_id is None
+
+    @property
+    def actor(self) -> str:
+        return "anonymous" if self.key is None else self.key.key_id
+
+    def user(self, named: str | None) -> str:
+        """The user a request acts for: the key's own, or (admin) the one it names.
+
+        Raises:
+            PermissionDeniedError: a user key naming another user.
+            InvalidArgumentError: an admin key naming no user.
+        """
+        own = None if self.key is None else self.key.user_id
+        if own is not None:
+            if named is not None and named not in (own, ME):
+                raise PermissionDeniedError(
+                    "this API key may act only for its own user", {"user_id": named}
+                )
+            return own
+        if named is None or named == ME:
+            raise InvalidArgumentError(
+                "an admin key must name the user (user_id)", {"field": "user_id"}
+            )
+        return named
+
+    def require_admin(self) -> None:
+        if not self.admin:
+            raise PermissionDeniedError("this call needs an admin API key")
+
+
+class RateLimiter:
+    """A token bucket per key: `rate` requests per minute, bursts up to `rate`."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key_id: str, rate: int) -> None:
+        """Spend one request of `key_id`'s budget, or raise `RateLimitedError`."""
+        now = time.monotonic()
+        per_s = rate / 60.0
+        with self._lock:
+            tokens, at = self._buckets.get(key_id, (float(rate), now))
+            tokens = min(float(rate), tokens + (now - at) * per_s)
+            if tokens < 1.0:
+                self._buckets[key_id] = (tokens, now)
+                wait = math.ceil((1.0 - tokens) / per_s)
+                raise RateLimitedError(
+                    f"over {rate} requests per minute for this key; retry in {wait} s",
+                    {"retry_after_s": wait, "rate_per_minute": rate},
+                )
+            self._buckets[key_id] = (tokens - 1.0, now)
+
+
+async def caller(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Security(bearer),  # noqa: B008
+    header_key: str | None = Security(api_key_header),
+) -> Caller:
+    """The dependency every `/v1` and seed-003 route takes."""
+    vault: AsyncMemVault = request.app.state.vault
+    if vault.settings.auth_disabled:
+        return Caller(None)
+    if credentials is not None:
+        secret: str | None = credentials.credentials
+    elif "authorization" in request.headers:
+        raise UnauthenticatedError("Authorization must be 'Bearer <API key>'")
+    else:
+        secret = header_key
+    if not secret:
+        raise UnauthenticatedError(
+            "an API key is required: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+        )
+    key = await vault.authenticate(secret)
+    rate = key.rate_per_minute or vault.settings.rate_per_minute
+    if rate:
+        request.app.state.rate_limiter.take(key.key_id, rate)
+    request.scope.setdefault("state", {})["key_id"] = key.key_id
+    return Caller(key)

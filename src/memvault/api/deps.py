@@ -1,0 +1,51 @@
+"""What routes share: the vault, the caller, and fast JSON answers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import pydantic_core
+from fastapi import Depends, Request
+from starlette.responses import Response
+
+from memvault.api.auth import Caller, caller
+from memvault.client import AsyncMemVault
+from memvault.errors import InvalidArgumentError
+
+
+def get_vault(request: Request) -> AsyncMemVault:
+    vault: AsyncMemVault = request.app.state.vault
+    return vault
+
+
+Vault = Annotated[AsyncMemVault, Depends(get_vault)]
+Who = Annotated[Caller, Depends(caller)]
+
+
+def answer(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """JSON of records and plain values, serialised once by pydantic-core (FastAPI's own
+    path validates the result against the response model again, which cost about a third
+    of a point read's time)."""
+    return Response(
+        pydantic_core.to_json(value),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def etag(version: int) -> dict[str, str]:
+    return {"ETag": f'"{version}"'}
+
+
+def if_match(value: str | None) -> int | None:
+    """The version an `If-Match` header asks for: `"3"`, `3` or `W/"3"`; `*` means any."""
+    if value is None or value.strip() == "*":
+        return None
+    text = value.strip().removeprefix("W/").strip('"')
+    if not text.isdigit() or len(text) > 12:
+        raise InvalidArgumentError(
+            f"If-Match must be a version from the ETag header, such as '\"3\"', got {value!r}",
+            {"field": "If-Match"},
+        )
+    return int(text)

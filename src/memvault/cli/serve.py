@@ -1,0 +1,114 @@
+"""`memvault serve` (the REST server) and `memvault keys` (API keys)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from memvault.cli.main import JsonOpt, _print_json, _settings, _vault, app, err, fail, out
+from memvault.errors import ErrorCode
+
+keys_app = typer.Typer(help="API keys for the REST server.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (api_host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (api_port).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (api_workers).")] = None,
+) -> None:
+    """Serve the REST API (OpenAPI at /docs) until Ctrl-C or SIGTERM; in-flight requests
+    finish first (up to api_graceful_timeout_s)."""
+    import uvicorn
+
+    from memvault.api import create_app
+    from memvault.api.logs import configure
+
+    settings = _settings()
+    configure(settings)
+    n = workers or settings.api_workers
+    options = dict(
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.api_graceful_timeout_s),
+        server_header=False,
+    )
+    if n == 1:
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        return
+    # Worker processes build their own app from the environment: pass the CLI's choices on.
+    os.environ["MEMVAULT_DATABASE_URL"] = settings.database_url
+    os.environ["MEMVAULT_DATA_DIR"] = str(settings.data_dir)
+    uvicorn.run(
+        "memvault.api.app:create_app",
+        factory=True,
+        workers=n,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    user: Annotated[str | None, typer.Option("--user", help="Bind the key to this user.")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="An admin key (every user).")] = False,
+    name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    rate: Annotated[
+        int | None, typer.Option(help="Requests per minute for this key (default: none).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a key and print its secret (shown this once)."""
+    if admin == (user is not None):
+        fail(ErrorCode.INVALID_ARGUMENT, "give either --user USER or --admin")
+    with _vault() as vault:
+        key, secret = vault.create_api_key(
+            user, admin=admin, name=name, rate_per_minute=rate, actor="cli"
+        )
+    if as_json:
+        _print_json({"key": key.model_dump(mode="json"), "secret": secret})
+        return
+    who = "admin" if key.user_id is None else f"user {key.user_id}"
+    err.print(f"created {key.key_id} for {who}; the secret is shown only now:")
+    out.print(secret, highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's keys.")] = None,
+    revoked: Annotated[bool, typer.Option("--revoked", help="Include revoked keys.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List keys (never their secrets)."""
+    with _vault() as vault:
+        keys = vault.list_api_keys(user, include_revoked=revoked)
+    if as_json:
+        _print_json([k.model_dump(mode="json") for k in keys])
+        return
+    table = Table(title="API keys")
+    for col in ("key_id", "prefix", "user", "name", "rate/min", "created", "revoked"):
+        table.add_column(col)
+    for k in keys:
+        table.add_row(
+            k.key_id,
+            k.prefix + "...",
+            k.user_id or "(admin)",
+            k.name or "",
+            "" if k.rate_per_minute is None else str(k.rate_per_minute),
+            k.created_at.isoformat(timespec="seconds"),
+            "" if k.revoked_at is None else k.revoked_at.isoformat(timespec="seconds"),
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key_id to revoke.")]) -> None:
+    """Revoke a key: running servers refuse it within auth_cache_s seconds."""
+    with _vault() as vault:
+        key = vault.revoke_api_key(key_id, actor="cli")
+    out.print(f"revoked {key.key_id}")

@@ -1,0 +1,183 @@
+"""Who may call: API keys (stored hashed), the audit log, and erasing a user.
+
+A key's secret is `mvk_` + 43 characters of URL-safe base64 (32 random bytes). Only its
+SHA-256 is stored: the secret has 256 bits of entropy, so a slow salted hash would add
+nothing but latency, and the plain hash lets a request find its key by index. Lookups are
+cached for `auth_cache_s` seconds; a key revoked through this process stops at once, and
+through another process within that time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+
+from memvault import ids, limits
+from memvault.clock import Clock
+from memvault.config import Settings
+from memvault.errors import InvalidArgumentError, NotFoundError, UnauthenticatedError
+from memvault.models import ApiKey, AuditEntry
+from memvault.service import validate
+from memvault.storage.base import Backend
+
+KEY_PREFIX = "mvk_"
+_SECRET_CHARS = len(KEY_PREFIX) + 43
+_CACHE_SIZE = 10_000
+
+
+def hash_secret(secret: str) -> str:
+    """The stored form of a key's secret (hex SHA-256)."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def new_secret() -> str:
+    raw = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii").rstrip("=")
+    return KEY_PREFIX + raw
+
+
+class AccessOps:
+    """API keys and audit calls of the service. Concrete class: `AsyncMemVault`."""
+
+    backend: Backend
+    settings: Settings
+    clock: Clock
+    _key_cache: OrderedDict[str, tuple[float, ApiKey | None]]
+
+    async def create_api_key(
+        self,
+        user_id: str | None = None,
+        *,
+        admin: bool = False,
+        name: str | None = None,
+        rate_per_minute: int | None = None,
+        actor: str | None = None,
+    ) -> tuple[ApiKey, str]:
+        """Create a key bound to `user_id`, or an admin key (`admin=True`, no user).
+
+        Returns the stored key and its secret; the secret is shown this once and never again.
+
+        Raises:
+            InvalidArgumentError: neither or both of `user_id` and `admin`; a bad rate.
+        """
+        if admin == (user_id is not None):
+            raise InvalidArgumentError("give either a user_id or admin=True, not both or neither")
+        uid = None if user_id is None else validate.user_id(user_id)
+        label = None if name is None else validate.identifier(name, "name", 256)
+        if rate_per_minute is not None and (
+            isinstance(rate_per_minute, bool)
+            or not isinstance(rate_per_minute, int)
+            or not 1 <= rate_per_minute <= limits.MAX_RATE_PER_MINUTE
+        ):
+            raise InvalidArgumentError(
+                f"rate_per_minute must be in [1, {limits.MAX_RATE_PER_MINUTE}], "
+                f"got {rate_per_minute!r}",
+                {"field": "rate_per_minute"},
+            )
+        secret = new_secret()
+        key = ApiKey.model_construct(
+            key_id=ids.new_id("key"),
+            prefix=secret[:12],
+            user_id=uid,
+            name=label,
+            rate_per_minute=rate_per_minute,
+            created_at=self.clock.now(),
+            revoked_at=None,
+        )
+        stored = await self.backend.insert_key(key, hash_secret(secret), actor)
+        return stored, secret
+
+    async def list_api_keys(
+        self, user_id: str | None = None, *, include_revoked: bool = False
+    ) -> list[ApiKey]:
+        """Keys of `user_id` (all keys when None), oldest first; secrets are never listed."""
+        uid = None if user_id is None else validate.user_id(user_id)
+        return await self.backend.list_keys(uid, include_revoked=include_revoked)
+
+    async def revoke_api_key(self, key_id: str, *, actor: str | None = None) -> ApiKey:
+        """Revoke a key; it stops working at once in this process.
+
+        Raises:
+            NotFoundError: no such key.
+        """
+        kid = validate.identifier(key_id, "key_id", 40)
+        key = await self.backend.revoke_key(kid, self.clock.now(), actor)
+        if key is None:
+            raise NotFoundError(f"no API key {kid!r}", {"key_id": kid})
+        self._cache().clear()
+        return key
+
+    async def authenticate(self, secret: str) -> ApiKey:
+        """The live key whose secret this is.
+
+        Raises:
+            UnauthenticatedError: unknown, malformed or revoked key.
+        """
+        if (
+            not isinstance(secret, str)
+            or len(secret) != _SECRET_CHARS
+            or not secret.startswith(KEY_PREFIX)
+        ):
+            raise UnauthenticatedError("the API key is malformed")
+        cache = self._cache()
+        now = time.monotonic()
+        hit = cache.get(secret)
+        if hit is not None and hit[0] > now:
+            key = hit[1]
+        else:
+            key = await self.backend.key_by_hash(hash_secret(secret))
+            cache[secret] = (now + self.settings.auth_cache_s, key)
+            cache.move_to_end(secret)
+            if len(cache) > _CACHE_SIZE:
+                cache.popitem(last=False)
+        if key is None or key.revoked_at is not None:
+            raise UnauthenticatedError("the API key is unknown or revoked")
+        return key
+
+    async def audit_log(
+        self, user_id: str | None = None, *, after: int | None = None, limit: int | None = None
+    ) -> list[AuditEntry]:
+        """Audited actions (of `user_id`, or all), oldest first; page with `after`."""
+        uid = None if user_id is None else validate.user_id(user_id)
+        return await self.backend.audit_log(uid, after, validate.limit(limit))
+
+    async def erase_user(self, user_id: str, *, actor: str | None = None) -> dict[str, int]:
+        """Hard-delete everything a user owns (memories, history, messages, sessions, summary,
+        metrics, API keys), leaving an audit row. Returns how many rows of each kind went.
+
+        Raises:
+            NotFoundError: no such user.
+        """
+        uid = validate.user_id(user_id)
+        counts = await self.backend.erase_user(uid, self.clock.now(), actor)
+        self._cache().clear()
+        return counts
+
+    async def record_audit(
+        self,
+        action: str,
+        *,
+        user_id: str | None = None,
+        actor: str | None = None,
+        details: dict[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Add an audit row (for actions a front door performs, such as a purge)."""
+        await self.backend.add_audit(
+            at or self.clock.now(),
+            actor,
+            validate.identifier(action, "action", 64),
+            user_id,
+            dict(details or {}),
+        )
+
+    def _cache(self) -> OrderedDict[str, tuple[float, ApiKey | None]]:
+        try:
+            return self._key_cache
+        except AttributeError:
+            self._key_cache = OrderedDict()
+            return self._key_cache

@@ -1,0 +1,160 @@
+"""The REST door over real sockets: uvicorn on 127.0.0.1, `memvault serve` as a process,
+schemathesis against the served `/openapi.json`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+
+from memvault import FrozenClock, MemVault, Settings
+from tests.integration.rest_helpers import Keys, free_port, live_server
+
+
+@pytest.fixture
+def served(settings: Settings, clock: FrozenClock) -> Iterator[tuple[str, Keys]]:
+    with MemVault(settings, clock=clock) as v:
+        secrets = [v.create_api_key(u)[1] for u in ("alice", "bob")]
+        secrets.append(v.create_api_key(admin=True)[1])
+        v.add("alice", "Prefers green tea")
+    with live_server(settings) as base:
+        yield base, Keys(*secrets)
+
+
+def test_routes_over_a_real_socket(served: tuple[str, Keys]) -> None:
+    base, keys = served
+    with httpx.Client(base_url=base, headers=keys.h("alice")) as c:
+        r = c.post("/api/v1/memory", json={"user_id": "alice", "content": "Alice likes tea"})
+        assert r.content == b'{"status":"ok","message":"Memory saved successfully"}'
+        r = c.get("/api/v1/memory/alice")
+        assert r.json()["memory"]["content"] == "Alice likes tea"
+        hits = c.post("/v1/search", json={"query": "which tea?"}).json()["hits"]
+        assert hits[0]["memory"]["content"] == "Prefers green tea"
+        mid = hits[0]["memory"]["memory_id"]
+        assert c.get(f"/v1/memories/{mid}").json()["memory_id"] == mid
+        r = c.get(f"/v1/memories/{mid}", headers=keys.h("bob"))
+        assert r.status_code == 404
+        assert c.get("/readyz").json() == {"status": "ok"}
+
+
+def test_schemathesis_finds_no_server_error(served: tuple[str, Keys]) -> None:
+    """Every operation of the served OpenAPI document, fed generated input (valid and
+    not), with a user key and with an admin key: never a 5xx."""
+    base, keys = served
+    schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
+    failures: list[str] = []
+    operations = [r.ok() for r in schema.get_all_operations()]
+    assert len(operations) >= 45
+    for op in operations:
+        for who in ("alice", "admin"):
+            _fuzz(op, keys.h(who), failures)
+    assert failures == []
+
+
+def _fuzz(op: object, headers: dict[str, str], failures: list[str]) -> None:
+    @hsettings(
+        max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(case=op.as_strategy())  # type: ignore[attr-defined]
+    def run(case: schemathesis.Case) -> None:
+        if case.path == "/v1/users/{user_id}" and case.method == "DELETE":
+            return  # erasing the key's own user would end the walk early
+        response = case.call(headers=headers, timeout=30)
+        if response.status_code >= 500:
+            failures.append(f"{case.method} {case.formatted_path}: {response.text[:200]}")
+
+    run()
+
+
+def _serve(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "MEMVAULT_DATA_DIR": str(tmp_path),
+        "MEMVAULT_DATABASE_URL": f"sqlite:///{tmp_path / 'mv.db'}",
+        "MEMVAULT_LOG_LEVEL": "INFO",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "memvault", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _cli(tmp_path: Path, *args: str) -> str:
+    env = {**os.environ, "MEMVAULT_DATABASE_URL": f"sqlite:///{tmp_path / 'mv.db'}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "memvault", *args], env=env, capture_output=True, check=True
+    )
+    return done.stdout.decode()
+
+
+def _wait_up(base: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError("memvault serve did not come up")
+
+
+@pytest.mark.slow
+def test_memvault_serve_finishes_in_flight_requests_on_sigterm(tmp_path: Path) -> None:
+    created = json.loads(_cli(tmp_path, "keys", "create", "--user", "alice", "--json"))
+    secret = created["secret"]
+    listed = _cli(tmp_path, "keys", "list", "--json")
+    assert created["key"]["key_id"] in listed
+    assert secret not in listed
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _serve(tmp_path, port)
+    try:
+        _wait_up(base, proc)
+        h = {"X-API-Key": secret}
+        items = [{"content": f"note {i} about the garden and the sea"} for i in range(600)]
+        result: dict[str, httpx.Response] = {}
+
+        def slow() -> None:
+            result["r"] = httpx.post(
+                f"{base}/v1/memories/batch", json={"items": items}, headers=h, timeout=120
+            )
+
+        worker = threading.Thread(target=slow)
+        worker.start()
+        time.sleep(0.3)  # the batch is being embedded now
+        proc.send_signal(signal.SIGTERM)
+        worker.join(timeout=120)
+        assert result["r"].status_code == 201
+        assert len(result["r"].json()["items"]) == 600
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.stderr is not None
+    assert proc.stdout is not None
+    logs = proc.stderr.read().decode()
+    proc.stderr.close()
+    proc.stdout.close()
+    lines = [json.loads(x) for x in logs.splitlines() if x.startswith("{")]
+    access = [x for x in lines if x.get("logger") == "memvault.api.access"]
+    assert any(x["path"] == "/v1/memories/batch" and x["status"] == 201 for x in access)
+    assert all(x["request_id"] for x in access)
+    _cli(tmp_path, "keys", "revoke", created["key"]["key_id"])
+    with MemVault(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'mv.db'}")) as v:
+        assert v.count("alice") == 600
+        assert v.list_api_keys("alice") == []
