@@ -13,7 +13,7 @@ from memvault.client import AsyncMemVault
 from memvault.errors import InvalidArgumentError
 
 
-def get_vault(request: Request) -> AsyncMemVault:
+async def get_vault(request: Request) -> AsyncMemVault:
     vault: AsyncMemVault = request.app.state.vault
     return vault
 

@@ -26,6 +26,20 @@ class AccessTracker:
         self._pending: dict[int, Pending] = {}
         self._lock = threading.Lock()
         self._last_flush = time.monotonic()
+        self._flushing = False
+
+    def claim_flush(self) -> bool:
+        """True for the one caller that should schedule a flush now (False while one is
+        already queued)."""
+        with self._lock:
+            if self._flushing:
+                return False
+            self._flushing = True
+            return True
+
+    def flush_done(self) -> None:
+        with self._lock:
+            self._flushing = False
 
     def note(self, pk: int, at: str) -> Pending:
         """Count one access of row `pk` at `at`; return the row's pending totals."""

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("memvault.storage")
 
 
 class Runner(Protocol):
     async def read(self, fn: Callable[..., T], *args: Any) -> T: ...
     async def point_read(self, fn: Callable[..., T], *args: Any) -> T: ...
     async def write(self, fn: Callable[..., T], *args: Any) -> T: ...
+    def background(self, fn: Callable[[], Any]) -> None: ...
     def close(self) -> None: ...
 
 
@@ -36,6 +39,9 @@ class InlineRunner:
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
+
+    def background(self, fn: Callable[[], Any]) -> None:
+        fn()
 
     def close(self) -> None:
         return None
@@ -68,9 +74,24 @@ class ThreadRunner:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, functools.partial(fn, *args))
 
+    def background(self, fn: Callable[[], Any]) -> None:
+        """Queue `fn` on the writer thread without waiting for it (housekeeping such as
+        flushing access counts, which no caller needs the result of). Errors are logged."""
+        try:
+            self._writer.submit(_logged, fn)
+        except RuntimeError:  # shut down: closing the store writes what is pending
+            return
+
     def close(self) -> None:
         self._readers.shutdown(wait=True)
         self._writer.shutdown(wait=True)
+
+
+def _logged(fn: Callable[[], Any]) -> None:
+    try:
+        fn()
+    except Exception:  # noqa: BLE001  (housekeeping: the next flush tries again)
+        log.warning("background storage work failed", exc_info=True)
 
 
 def drive(coro: Coroutine[Any, Any, T]) -> T:

@@ -7,19 +7,20 @@ from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
 from memvault.api import schemas
-from memvault.api.deps import Vault, Who, answer
+from memvault.api.deps import Who, answer
+from memvault.api.errors import ERROR_RESPONSES
 from memvault.models import ChatContext
 from memvault.service import validate
 
-router = APIRouter(tags=["chat"])
+router = APIRouter(responses=ERROR_RESPONSES, tags=["chat"])
 
 
 @router.post("/v1/context", response_model=ChatContext)
-async def context(body: schemas.ContextRequest, vault: Vault, who: Who) -> Response:
+async def context(body: schemas.ContextRequest, who: Who) -> Response:
     """The OpenAI-style `messages` for answering `message`: system prompt, a "User Memory:"
     system message (summary and the most relevant memories), recent history, the message;
     within `token_budget`."""
-    ctx = await vault.context(
+    ctx = await who.vault.context(
         who.user(body.user_id),
         body.message,
         system_prompt=body.system_prompt,
@@ -48,17 +49,17 @@ class Seed003Got(BaseModel):
 
 
 @router.post("/api/v1/memory", response_model=Seed003Saved, tags=["seed 003"])
-async def save_memory(body: schemas.Seed003Save, vault: Vault, who: Who) -> Response:
+async def save_memory(body: schemas.Seed003Save, who: Who) -> Response:
     """Seed 003: save or replace the user's one memory summary."""
     uid = who.user(validate.user_id(body.user_id))
-    await vault.save_summary(uid, body.content)
+    await who.vault.save_summary(uid, body.content)
     return JSONResponse({"status": "ok", "message": "Memory saved successfully"})
 
 
 @router.get("/api/v1/memory/{user_id}", response_model=Seed003Got, tags=["seed 003"])
-async def get_memory(user_id: str, vault: Vault, who: Who) -> Response:
+async def get_memory(user_id: str, who: Who) -> Response:
     """Seed 003: the user's memory summary, or `"memory": null`."""
-    summary = await vault.get_summary(who.user(validate.user_id(user_id)))
+    summary = await who.vault.get_summary(who.user(validate.user_id(user_id)))
     if summary is None:
         return JSONResponse({"status": "ok", "memory": None})
     return JSONResponse(

@@ -14,44 +14,44 @@ from starlette.responses import Response
 
 from memvault import limits
 from memvault.api import schemas
-from memvault.api.deps import Vault, Who, answer, etag, if_match
+from memvault.api.deps import Who, answer, etag, if_match
+from memvault.api.errors import ERROR_RESPONSES
 from memvault.errors import InvalidArgumentError
 from memvault.models import HistoryEntry, Memory, Page
 
-router = APIRouter(prefix="/v1", tags=["memories"])
+router = APIRouter(responses=ERROR_RESPONSES, prefix="/v1", tags=["memories"])
 
 UserQuery = Annotated[str | None, Query(description="Required with an admin key")]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="An ETag: '\"3\"'")]
 
 
 @router.post("/memories", status_code=201, response_model=Memory)
-async def create_memory(body: schemas.MemoryCreate, vault: Vault, who: Who) -> Response:
+async def create_memory(body: schemas.MemoryCreate, who: Who) -> Response:
     """Store one memory; the user is created on first use."""
     uid = who.user(body.user_id)
     fields = body.fields("user_id")
     content = fields.pop("content")
-    m = await vault.add(uid, content, actor=who.actor, **fields)
+    m = await who.vault.add(uid, content, actor=who.actor, **fields)
     return answer(m, 201, etag(m.version))
 
 
 @router.post("/memories/batch", status_code=201, response_model=schemas.Items)
-async def create_memories(body: schemas.MemoryBatchCreate, vault: Vault, who: Who) -> Response:
+async def create_memories(body: schemas.MemoryBatchCreate, who: Who) -> Response:
     """Store up to 1,000 memories in one transaction: all or none."""
     uid = who.user(body.user_id)
-    created = await vault.add_many(uid, [i.fields() for i in body.items], actor=who.actor)
+    created = await who.vault.add_many(uid, [i.fields() for i in body.items], actor=who.actor)
     return answer({"items": created}, 201)
 
 
 @router.post("/memories/batch-get", response_model=schemas.Items)
-async def get_memories(body: schemas.MemoryBatchGet, vault: Vault, who: Who) -> Response:
+async def get_memories(body: schemas.MemoryBatchGet, who: Who) -> Response:
     """The live memories among `memory_ids` (unknown ids are left out), in the given order."""
     uid = who.user(body.user_id)
-    return answer({"items": await vault.get_many(uid, body.memory_ids)})
+    return answer({"items": await who.vault.get_many(uid, body.memory_ids)})
 
 
 @router.get("/memories", response_model=Page)
 async def list_memories(
-    vault: Vault,
     who: Who,
     user_id: UserQuery = None,
     namespace: Annotated[list[str] | None, Query()] = None,
@@ -91,14 +91,16 @@ async def list_memories(
         "include_deleted": include_deleted or None,
     }
     filters = {k: v for k, v in given.items() if v is not None}
-    page = await vault.list_memories(uid, filters=filters, order=order, limit=limit, cursor=cursor)
+    page = await who.vault.list_memories(
+        uid, filters=filters, order=order, limit=limit, cursor=cursor
+    )
     return answer(page)
 
 
 @router.get("/memories/{memory_id}", response_model=Memory)
-async def get_memory(memory_id: str, vault: Vault, who: Who, user_id: UserQuery = None) -> Response:
+async def get_memory(memory_id: str, who: Who, user_id: UserQuery = None) -> Response:
     """One live memory (counts as an access); its version is the `ETag`."""
-    m = await vault.get(who.user(user_id), memory_id)
+    m = await who.vault.get(who.user(user_id), memory_id)
     return answer(m, headers=etag(m.version))
 
 
@@ -106,7 +108,6 @@ async def get_memory(memory_id: str, vault: Vault, who: Who, user_id: UserQuery 
 async def update_memory(
     memory_id: str,
     body: schemas.MemoryUpdate,
-    vault: Vault,
     who: Who,
     user_id: UserQuery = None,
     if_match_header: IfMatch = None,
@@ -116,7 +117,7 @@ async def update_memory(
     fields = body.fields()
     if not fields:
         raise InvalidArgumentError("an update must change at least one field")
-    m = await vault.update(
+    m = await who.vault.update(
         who.user(user_id),
         memory_id,
         fields,
@@ -127,63 +128,56 @@ async def update_memory(
 
 
 @router.put("/memories/by-key/{namespace}/{key}", response_model=Memory)
-async def upsert_memory(
-    namespace: str, key: str, body: schemas.MemoryUpsert, vault: Vault, who: Who
-) -> Response:
+async def upsert_memory(namespace: str, key: str, body: schemas.MemoryUpsert, who: Who) -> Response:
     """Create or replace the memory at (namespace, key)."""
     uid = who.user(body.user_id)
     fields = body.fields("user_id")
     content = fields.pop("content")
-    m = await vault.upsert(uid, namespace, key, content, actor=who.actor, **fields)
+    m = await who.vault.upsert(uid, namespace, key, content, actor=who.actor, **fields)
     return answer(m, headers=etag(m.version))
 
 
 @router.delete("/memories/{memory_id}", response_model=Memory)
 async def delete_memory(
     memory_id: str,
-    vault: Vault,
     who: Who,
     user_id: UserQuery = None,
     if_match_header: IfMatch = None,
 ) -> Response:
     """Soft-delete (restorable until purged)."""
-    m = await vault.delete(
+    m = await who.vault.delete(
         who.user(user_id), memory_id, expected_version=if_match(if_match_header), actor=who.actor
     )
     return answer(m, headers=etag(m.version))
 
 
 @router.post("/memories/{memory_id}/restore", response_model=Memory)
-async def restore_memory(
-    memory_id: str, vault: Vault, who: Who, user_id: UserQuery = None
-) -> Response:
-    m = await vault.restore(who.user(user_id), memory_id, actor=who.actor)
+async def restore_memory(memory_id: str, who: Who, user_id: UserQuery = None) -> Response:
+    m = await who.vault.restore(who.user(user_id), memory_id, actor=who.actor)
     return answer(m, headers=etag(m.version))
 
 
 @router.post("/memories/{memory_id}/revert", response_model=Memory)
 async def revert_memory(
-    memory_id: str, body: schemas.Revert, vault: Vault, who: Who, user_id: UserQuery = None
+    memory_id: str, body: schemas.Revert, who: Who, user_id: UserQuery = None
 ) -> Response:
     """Make an earlier version current again (as a new version)."""
-    m = await vault.revert(who.user(user_id), memory_id, body.version, actor=who.actor)
+    m = await who.vault.revert(who.user(user_id), memory_id, body.version, actor=who.actor)
     return answer(m, headers=etag(m.version))
 
 
 @router.get("/memories/{memory_id}/history", response_model=list[HistoryEntry])
-async def memory_history(
-    memory_id: str, vault: Vault, who: Who, user_id: UserQuery = None
-) -> Response:
+async def memory_history(memory_id: str, who: Who, user_id: UserQuery = None) -> Response:
     """Every version of the memory, oldest first."""
-    return answer(await vault.history(who.user(user_id), memory_id))
+    return answer(await who.vault.history(who.user(user_id), memory_id))
 
 
 @router.post("/search", response_model=schemas.SearchResults, tags=["search"])
-async def search(body: schemas.SearchRequest, vault: Vault, who: Who, request: Request) -> Response:
+async def search(body: schemas.SearchRequest, who: Who, request: Request) -> Response:
     """The k memories that best answer `query` (hybrid: words and meaning), best first."""
     uid = who.user(body.user_id)
     started = time.perf_counter()
-    hits = await vault.search(
+    hits = await who.vault.search(
         uid,
         body.query,
         k=body.k,

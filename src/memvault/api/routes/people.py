@@ -14,39 +14,38 @@ from starlette.responses import Response, StreamingResponse
 
 from memvault import limits
 from memvault.api import schemas
-from memvault.api.deps import Vault, Who, answer
+from memvault.api.deps import Who, answer
+from memvault.api.errors import ERROR_RESPONSES
 from memvault.errors import InvalidArgumentError, NotFoundError
 from memvault.models import Memory, Message, Metrics, Session, Summary, User
 from memvault.service.export import document
 
-router = APIRouter(prefix="/v1/users", tags=["users"])
+router = APIRouter(responses=ERROR_RESPONSES, prefix="/v1/users", tags=["users"])
 
 Limit = Annotated[int | None, Query(ge=1, le=limits.MAX_PAGE_LIMIT)]
 
 
 @router.get("", response_model=list[User])
-async def list_users(
-    vault: Vault, who: Who, limit: Limit = None, after: str | None = None
-) -> Response:
+async def list_users(who: Who, limit: Limit = None, after: str | None = None) -> Response:
     """Users in id order (admin); pass the last id as `after` for the next page."""
     who.require_admin()
-    return answer(await vault.list_users(limit=limit, after=after))
+    return answer(await who.vault.list_users(limit=limit, after=after))
 
 
 @router.get("/{user_id}", response_model=User)
-async def get_user(user_id: str, vault: Vault, who: Who) -> Response:
-    return answer(await vault.get_user(who.user(user_id)))
+async def get_user(user_id: str, who: Who) -> Response:
+    return answer(await who.vault.get_user(who.user(user_id)))
 
 
 @router.put("/{user_id}", response_model=User)
-async def put_user(user_id: str, body: schemas.UserUpdate, vault: Vault, who: Who) -> Response:
+async def put_user(user_id: str, body: schemas.UserUpdate, who: Who) -> Response:
     """Create the user when new, and set its name, time zone or profile fields (merged into
     the stored profile unless `replace_profile`)."""
     uid = who.user(user_id)
-    await vault.get_or_create_user(uid)
+    await who.vault.get_or_create_user(uid)
     if body.username is None and body.profile is None and body.timezone is None:
-        return answer(await vault.get_user(uid))
-    user = await vault.update_user(
+        return answer(await who.vault.get_user(uid))
+    user = await who.vault.update_user(
         uid,
         username=body.username,
         profile=body.profile,
@@ -57,23 +56,22 @@ async def put_user(user_id: str, body: schemas.UserUpdate, vault: Vault, who: Wh
 
 
 @router.delete("/{user_id}", response_model=dict[str, int])
-async def erase_user(user_id: str, vault: Vault, who: Who) -> Response:
+async def erase_user(user_id: str, who: Who) -> Response:
     """Hard-delete everything the user owns, its API keys too (audited). Returns the rows
     removed by kind."""
-    return answer(await vault.erase_user(who.user(user_id), actor=who.actor))
+    return answer(await who.vault.erase_user(who.user(user_id), actor=who.actor))
 
 
 @router.get("/{user_id}/export", responses={200: {"description": "JSON or JSONL"}})
 async def export_user(
     user_id: str,
-    vault: Vault,
     who: Who,
     format: Literal["json", "jsonl"] = "json",
 ) -> Response:
     """Everything the user owns: one JSON document, or a JSONL stream of
     `{"kind": ..., "record": {...}}` lines (header first)."""
     uid = who.user(user_id)
-    records = vault.export_user(uid)
+    records = who.vault.export_user(uid)
     first = await anext(records)  # raises NOT_FOUND before anything is sent
     if format == "json":
 
@@ -98,13 +96,11 @@ def _line(kind: str, record: dict[str, object]) -> bytes:
 
 # ---------------------------------------------------------------------- messages
 @router.post("/{user_id}/messages", status_code=201, response_model=Message, tags=["messages"])
-async def add_message(
-    user_id: str, body: schemas.MessageCreate, vault: Vault, who: Who
-) -> Response:
+async def add_message(user_id: str, body: schemas.MessageCreate, who: Who) -> Response:
     """Append to the conversation history (capped at `max_messages`, oldest dropped)."""
     uid = who.user(user_id)
-    await vault.get_or_create_user(uid)
-    msg = await vault.add_message(
+    await who.vault.get_or_create_user(uid)
+    msg = await who.vault.add_message(
         uid, body.role, body.content, session_id=body.session_id, metadata=body.metadata
     )
     return answer(msg, 201)
@@ -113,26 +109,25 @@ async def add_message(
 @router.get("/{user_id}/messages", response_model=list[Message], tags=["messages"])
 async def get_messages(
     user_id: str,
-    vault: Vault,
     who: Who,
     limit: Annotated[int | None, Query(ge=1, le=limits.MAX_MESSAGES_LIMIT)] = None,
     session_id: str | None = None,
 ) -> Response:
     """The newest `limit` messages, oldest first."""
     uid = who.user(user_id)
-    return answer(await vault.get_message_history(uid, limit=limit, session_id=session_id))
+    return answer(await who.vault.get_message_history(uid, limit=limit, session_id=session_id))
 
 
 @router.delete("/{user_id}/messages", response_model=dict[str, int], tags=["messages"])
-async def clear_messages(user_id: str, vault: Vault, who: Who) -> Response:
-    return answer({"deleted": await vault.clear_message_history(who.user(user_id))})
+async def clear_messages(user_id: str, who: Who) -> Response:
+    return answer({"deleted": await who.vault.clear_message_history(who.user(user_id))})
 
 
 # ---------------------------------------------------------------------- facts, permanent
 @router.post("/{user_id}/facts", status_code=201, response_model=Memory, tags=["facts"])
-async def add_fact(user_id: str, body: schemas.FactCreate, vault: Vault, who: Who) -> Response:
+async def add_fact(user_id: str, body: schemas.FactCreate, who: Who) -> Response:
     """A fact about the user, by category (near-duplicates update the existing fact)."""
-    m = await vault.add_user_fact(
+    m = await who.vault.add_user_fact(
         who.user(user_id),
         body.content,
         body.category,
@@ -144,31 +139,27 @@ async def add_fact(user_id: str, body: schemas.FactCreate, vault: Vault, who: Wh
 
 
 @router.get("/{user_id}/facts", response_model=list[Memory], tags=["facts"])
-async def get_facts(user_id: str, vault: Vault, who: Who, category: str | None = None) -> Response:
-    return answer(await vault.get_user_facts(who.user(user_id), category))
+async def get_facts(user_id: str, who: Who, category: str | None = None) -> Response:
+    return answer(await who.vault.get_user_facts(who.user(user_id), category))
 
 
 @router.post("/{user_id}/permanent", status_code=201, response_model=Memory, tags=["facts"])
-async def add_permanent(
-    user_id: str, body: schemas.PermanentCreate, vault: Vault, who: Who
-) -> Response:
+async def add_permanent(user_id: str, body: schemas.PermanentCreate, who: Who) -> Response:
     """A memory that never expires."""
     fields = body.fields("content")
-    m = await vault.add_permanent_memory(who.user(user_id), body.content, **fields)
+    m = await who.vault.add_permanent_memory(who.user(user_id), body.content, **fields)
     return answer(m, 201)
 
 
 @router.get("/{user_id}/permanent", response_model=list[Memory], tags=["facts"])
-async def get_permanent(user_id: str, vault: Vault, who: Who) -> Response:
-    return answer(await vault.get_permanent_memories(who.user(user_id)))
+async def get_permanent(user_id: str, who: Who) -> Response:
+    return answer(await who.vault.get_permanent_memories(who.user(user_id)))
 
 
 # ---------------------------------------------------------------------- sessions
 @router.post("/{user_id}/sessions", status_code=201, response_model=Session, tags=["sessions"])
-async def create_session(
-    user_id: str, body: schemas.SessionCreate, vault: Vault, who: Who
-) -> Response:
-    s = await vault.create_session(
+async def create_session(user_id: str, body: schemas.SessionCreate, who: Who) -> Response:
+    s = await who.vault.create_session(
         who.user(user_id), metadata=body.metadata, agent_id=body.agent_id
     )
     return answer(s, 201)
@@ -177,66 +168,61 @@ async def create_session(
 @router.get("/{user_id}/sessions", response_model=list[Session], tags=["sessions"])
 async def list_sessions(
     user_id: str,
-    vault: Vault,
     who: Who,
     status: Literal["active", "ended"] | None = None,
     limit: Limit = None,
 ) -> Response:
-    return answer(await vault.list_sessions(who.user(user_id), status=status, limit=limit))
+    return answer(await who.vault.list_sessions(who.user(user_id), status=status, limit=limit))
 
 
 @router.get("/{user_id}/sessions/{session_id}", response_model=Session, tags=["sessions"])
-async def get_session(user_id: str, session_id: str, vault: Vault, who: Who) -> Response:
-    return answer(await vault.get_session(who.user(user_id), session_id))
+async def get_session(user_id: str, session_id: str, who: Who) -> Response:
+    return answer(await who.vault.get_session(who.user(user_id), session_id))
 
 
 @router.patch("/{user_id}/sessions/{session_id}", response_model=Session, tags=["sessions"])
 async def update_session(
-    user_id: str, session_id: str, body: schemas.SessionUpdate, vault: Vault, who: Who
+    user_id: str, session_id: str, body: schemas.SessionUpdate, who: Who
 ) -> Response:
     """Merge `metadata` into an active session's metadata."""
-    s = await vault.update_session(who.user(user_id), session_id, metadata=body.metadata)
+    s = await who.vault.update_session(who.user(user_id), session_id, metadata=body.metadata)
     return answer(s)
 
 
 @router.post("/{user_id}/sessions/{session_id}/end", response_model=Session, tags=["sessions"])
-async def end_session(user_id: str, session_id: str, vault: Vault, who: Who) -> Response:
-    return answer(await vault.end_session(who.user(user_id), session_id))
+async def end_session(user_id: str, session_id: str, who: Who) -> Response:
+    return answer(await who.vault.end_session(who.user(user_id), session_id))
 
 
 # ---------------------------------------------------------------------- summary, metrics
 @router.put("/{user_id}/summary", response_model=Summary, tags=["summary"])
-async def put_summary(user_id: str, body: schemas.SummaryPut, vault: Vault, who: Who) -> Response:
+async def put_summary(user_id: str, body: schemas.SummaryPut, who: Who) -> Response:
     """Replace the user's one summary (created_at kept, updated_at moves)."""
-    return answer(await vault.save_summary(who.user(user_id), body.content))
+    return answer(await who.vault.save_summary(who.user(user_id), body.content))
 
 
 @router.get("/{user_id}/summary", response_model=Summary, tags=["summary"])
-async def get_summary(user_id: str, vault: Vault, who: Who) -> Response:
+async def get_summary(user_id: str, who: Who) -> Response:
     uid = who.user(user_id)
-    summary = await vault.get_summary(uid)
+    summary = await who.vault.get_summary(uid)
     if summary is None:
         raise NotFoundError(f"user {uid!r} has no summary", {"user_id": uid})
     return answer(summary)
 
 
 @router.get("/{user_id}/metrics", response_model=Metrics, tags=["metrics"])
-async def get_metrics(user_id: str, vault: Vault, who: Who) -> Response:
+async def get_metrics(user_id: str, who: Who) -> Response:
     """Message counts, counters, first and last interaction, daily streaks."""
-    return answer(await vault.get_metrics(who.user(user_id)))
+    return answer(await who.vault.get_metrics(who.user(user_id)))
 
 
 @router.post("/{user_id}/metrics/{name}/increment", response_model=Metrics, tags=["metrics"])
-async def increment_metric(
-    user_id: str, name: str, body: schemas.Increment, vault: Vault, who: Who
-) -> Response:
-    return answer(await vault.increment_metric(who.user(user_id), name, body.by))
+async def increment_metric(user_id: str, name: str, body: schemas.Increment, who: Who) -> Response:
+    return answer(await who.vault.increment_metric(who.user(user_id), name, body.by))
 
 
 @router.post("/{user_id}/streak", response_model=Metrics, tags=["metrics"])
-async def update_streak(
-    user_id: str, body: schemas.StreakUpdate, vault: Vault, who: Who
-) -> Response:
+async def update_streak(user_id: str, body: schemas.StreakUpdate, who: Who) -> Response:
     """Count today (or `today`) as an active day for the daily streak."""
     day = None
     if body.today is not None:
@@ -247,4 +233,4 @@ async def update_streak(
                 f"today must be a date such as 2026-03-01, got {body.today!r}",
                 {"field": "today"},
             ) from None
-    return answer(await vault.update_streak(who.user(user_id), today=day))
+    return answer(await who.vault.update_streak(who.user(user_id), today=day))
