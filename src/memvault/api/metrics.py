@@ -7,6 +7,7 @@ With several uvicorn workers each process counts its own requests; a scrape reac
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -68,6 +69,22 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, elapsed_s: float) -> None:
+        """Count and time one request (label children cached: `labels()` cost about 2 us
+        a call, two calls a request)."""
+        key = (method, route, status)
+        pair = self._children.get(key)
+        if pair is None:
+            pair = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._children[key] = pair
+        pair[0].inc()
+        pair[1].observe(elapsed_s)
 
     def watch(self, vault: AsyncMemVault) -> None:
         """Report the vault's caches too (once it is open)."""

@@ -66,8 +66,7 @@ class Edge:
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         method = scope["method"]
-        self.metrics.requests.labels(method, template, str(status)).inc()
-        self.metrics.latency.labels(method, template).observe(elapsed)
+        self.metrics.observe(method, template, status, elapsed)
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "%s %s %d",

@@ -90,7 +90,7 @@ class ThreadRunner:
 def _logged(fn: Callable[[], Any]) -> None:
     try:
         fn()
-    except Exception:  # noqa: BLE001  (housekeeping: the next flush tries again)
+    except Exception:  # housekeeping: the next flush tries again
         log.warning("background storage work failed", exc_info=True)
 
 

@@ -21,8 +21,36 @@ from memvault.models import HistoryEntry, Memory, Page
 
 router = APIRouter(responses=ERROR_RESPONSES, prefix="/v1", tags=["memories"])
 
+MEMORY_ID_PARAM = {
+    "name": "memory_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
+USER_ID_PARAM = {
+    "name": "user_id",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "Required with an admin key",
+}
 UserQuery = Annotated[str | None, Query(description="Required with an admin key")]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="An ETag: '\"3\"'")]
+
+
+# The most frequent call comes first: routes are matched in order.
+@router.get(
+    "/memories/{memory_id}",
+    response_model=Memory,
+    openapi_extra={"parameters": [MEMORY_ID_PARAM, USER_ID_PARAM]},
+)
+async def get_memory(request: Request, who: Who) -> Response:
+    """One live memory (counts as an access); its version is the `ETag`."""
+    # The hottest call reads its two parameters itself: declared as function parameters they
+    # cost FastAPI about 17 us a request, a sixth of the whole call.
+    memory_id = request.path_params["memory_id"]
+    m = await who.vault.get(who.user(request.query_params.get("user_id")), memory_id)
+    return answer(m, headers=etag(m.version))
 
 
 @router.post("/memories", status_code=201, response_model=Memory)
@@ -95,13 +123,6 @@ async def list_memories(
         uid, filters=filters, order=order, limit=limit, cursor=cursor
     )
     return answer(page)
-
-
-@router.get("/memories/{memory_id}", response_model=Memory)
-async def get_memory(memory_id: str, who: Who, user_id: UserQuery = None) -> Response:
-    """One live memory (counts as an access); its version is the `ETag`."""
-    m = await who.vault.get(who.user(user_id), memory_id)
-    return answer(m, headers=etag(m.version))
 
 
 @router.patch("/memories/{memory_id}", response_model=Memory)
