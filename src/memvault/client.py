@@ -9,7 +9,10 @@ loop and no thread hop sit on its path; it is safe to use from several threads a
 from __future__ import annotations
 
 import asyncio
+import functools
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -44,16 +47,30 @@ from memvault.service.search import Mode, Offload, ReindexReport
 from memvault.storage.base import Backend, PurgeCounts
 
 T = TypeVar("T")
+QUERY_THREADS = 32
 
 
 class _ThreadOffload(Offload):
-    """Embedding off the event loop, on a worker thread."""
+    """Embedding off the event loop, on worker threads.
+
+    Query embeddings (`start`) get threads of their own, enough for every search in flight
+    to wait at once: concurrent queries are embedded together in one batch (`QueryCache`),
+    and asyncio's default pool (six threads on 2 cores) capped those batches at six."""
+
+    _queries: ThreadPoolExecutor | None = None
+    _lock = threading.Lock()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
 
     def start(self, fn: Callable[..., T], *args: Any) -> Any:
-        return asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        with _ThreadOffload._lock:
+            if _ThreadOffload._queries is None:
+                _ThreadOffload._queries = ThreadPoolExecutor(
+                    QUERY_THREADS, thread_name_prefix="memvault-query"
+                )
+            pool = _ThreadOffload._queries
+        return asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args))
 
     async def finish(self, started: Any) -> Any:
         return await started

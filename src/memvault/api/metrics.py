@@ -32,10 +32,16 @@ class _VaultCollector(Collector):
         misses = CounterMetricFamily(
             "memvault_query_cache_misses", "Query embeddings computed by the model"
         )
+        batches = CounterMetricFamily(
+            "memvault_query_embed_batches",
+            "Model calls for query embeddings (concurrent misses share one)",
+        )
         hits.add_metric([], 0 if cache is None else cache.hits)
         misses.add_metric([], 0 if cache is None else cache.misses)
+        batches.add_metric([], 0 if cache is None else cache.batches)
         yield hits
         yield misses
+        yield batches
 
 
 class Metrics:

@@ -56,17 +56,42 @@ def normalise(vectors: npt.NDArray[np.floating]) -> Vectors:
     return np.ascontiguousarray(out / norms, dtype=np.float32)
 
 
+class _Wait:
+    """One query text waiting for its vector."""
+
+    __slots__ = ("done", "error", "lead", "text", "vector")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.done = threading.Event()
+        self.vector: Vectors | None = None
+        self.error: BaseException | None = None
+        self.lead = False
+
+
 class QueryCache:
-    """A small LRU of query text -> vector: a query embedding costs milliseconds, a repeated
-    query (a chat turn re-asked, a UI refresh) costs a dict look-up."""
+    """Query text -> vector, for search.
+
+    A small LRU: a query embedding costs milliseconds, a repeated query (a chat turn
+    re-asked, a UI refresh) costs a dict look-up. Concurrent misses are embedded together:
+    the first caller embeds at once; callers arriving meanwhile queue, and when it is done
+    one of them embeds everything queued in one batch (a batch of 16 short queries costs
+    far less than 16 single calls). A lone caller never waits for others.
+    """
+
+    MAX_BATCH = 64
 
     def __init__(self, embedder: Embedder, size: int = 1024) -> None:
         self.embedder = embedder
         self.size = size
         self._items: OrderedDict[str, Vectors] = OrderedDict()
         self._lock = threading.Lock()
+        self._queue: list[_Wait] = []
+        self._pending: dict[str, _Wait] = {}
+        self._busy = False
         self.hits = 0
         self.misses = 0
+        self.batches = 0
 
     def vector(self, text: str) -> Vectors:
         with self._lock:
@@ -76,13 +101,73 @@ class QueryCache:
                 self.hits += 1
                 return got
             self.misses += 1
-        vec: Vectors = self.embedder.embed([text])[0]
-        vec.setflags(write=False)
+            wait = self._pending.get(text)
+            if wait is None:
+                wait = self._pending[text] = _Wait(text)
+                self._queue.append(wait)
+            lead = not self._busy
+            self._busy = True
+        if lead:
+            self._embed_queued()
+        while True:
+            wait.done.wait()
+            with self._lock:  # handed the lead: embed the next batch (one thread claims it)
+                claimed = wait.lead
+                if claimed:
+                    wait.lead = False
+                    wait.done.clear()
+            if not claimed:
+                break
+            self._embed_queued()
+        if wait.error is not None:
+            raise wait.error
+        assert wait.vector is not None
+        return wait.vector
+
+    def _embed_queued(self) -> None:
         with self._lock:
-            self._items[text] = vec
-            if len(self._items) > self.size:
+            batch, self._queue = self._queue[: self.MAX_BATCH], self._queue[self.MAX_BATCH :]
+            if not batch:
+                self._busy = False
+                return
+        vectors: Vectors | None = None
+        error: BaseException | None = None
+        try:
+            vectors = self.embedder.embed([w.text for w in batch])
+        except Exception as exc:  # noqa: BLE001  (each caller of this batch gets it raised)
+            error = exc
+        finally:
+            if vectors is None and error is None:  # interrupted: release the waiters anyway
+                error = RuntimeError("query embedding was interrupted")
+            self._deliver(batch, vectors, error)
+
+    def _deliver(
+        self, batch: list[_Wait], vectors: Vectors | None, error: BaseException | None
+    ) -> None:
+        """Hand each waiter its vector (or the error), then the lead to the next in line."""
+        with self._lock:
+            self.batches += 1
+            for i, w in enumerate(batch):
+                self._pending.pop(w.text, None)
+                if vectors is None:
+                    w.error = error
+                    continue
+                vec = vectors[i]
+                vec.setflags(write=False)
+                w.vector = vec
+                self._items[w.text] = vec
+                self._items.move_to_end(w.text)
+            while len(self._items) > self.size:
                 self._items.popitem(last=False)
-        return vec
+            successor = self._queue[0] if self._queue else None
+            if successor is None:
+                self._busy = False
+            else:
+                successor.lead = True
+        for w in batch:
+            w.done.set()
+        if successor is not None:
+            successor.done.set()
 
 
 _SHARED: dict[tuple[object, ...], Embedder | None] = {}
