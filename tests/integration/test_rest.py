@@ -478,3 +478,47 @@ async def test_metrics_count_routes_by_template(client: httpx.AsyncClient, keys:
     )
     assert "memvault_http_request_duration_seconds_bucket" in text
     assert 'memvault_errors_total{code="NOT_FOUND"} 2.0' in text
+
+
+MEMORY_STRINGS = {
+    "content": "text",
+    "namespace": "notes",
+    "key": "k1",
+    "memory_type": "fact",
+    "category": "food",
+    "session_id": "s1",
+    "agent_id": "bot",
+}
+
+
+@pytest.mark.parametrize("field", sorted(MEMORY_STRINGS))
+async def test_nul_in_any_memory_string_field_is_refused_and_nothing_is_stored(
+    client: httpx.AsyncClient, keys: Keys, field: str
+) -> None:
+    h = keys.h("alice")
+    await client.post("/v1/memories", json={"content": "kept"}, headers=h)
+    body = {**MEMORY_STRINGS, field: MEMORY_STRINGS[field] + "\x00x"}
+    r = await client.post("/v1/memories", json=body, headers=h)
+    assert r.status_code == 400, r.text
+    assert error(r) == "INVALID_ARGUMENT"
+    r = await client.post("/v1/memories", json={"content": "t", "tags": ["a\x00"]}, headers=h)
+    assert error(r) == "INVALID_ARGUMENT"
+    items = (await client.get("/v1/memories", headers=h)).json()["items"]
+    assert [m["content"] for m in items] == ["kept"]
+
+
+async def test_metadata_and_profile_strings_round_trip_exactly(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
+    h = keys.h("alice")
+    odd = {"nul": "a\x00b", "emoji": "🙂", "rtl": "مرحبا", "quote": '"; DROP TABLE x; --'}
+    r = await client.post("/v1/memories", json={"content": "m", "metadata": odd}, headers=h)
+    got = (await client.get(f"/v1/memories/{r.json()['memory_id']}", headers=h)).json()
+    assert got["metadata"] == odd
+    r = await client.put("/v1/users/me", json={"profile": odd, "username": "Zoë"}, headers=h)
+    assert r.json()["profile"] == odd
+    assert r.json()["username"] == "Zoë"
+    r = await client.put("/v1/users/me", json={"username": "a\x00"}, headers=h)
+    assert error(r) == "INVALID_ARGUMENT"
+    r = await client.put("/v1/global-context/k%00", json={"value": 1}, headers=keys.h("admin"))
+    assert error(r) == "INVALID_ARGUMENT"

@@ -78,7 +78,7 @@ def _fuzz(op: object, headers: dict[str, str], failures: list[str]) -> None:
     run()
 
 
-def _serve(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+def _serve(tmp_path: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "MEMVAULT_DATA_DIR": str(tmp_path),
@@ -86,7 +86,7 @@ def _serve(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
         "MEMVAULT_LOG_LEVEL": "INFO",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "memvault", "serve", "--port", str(port)],
+        [sys.executable, "-m", "memvault", "serve", "--port", str(port), *extra],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -158,3 +158,30 @@ def test_memvault_serve_finishes_in_flight_requests_on_sigterm(tmp_path: Path) -
     with MemVault(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'mv.db'}")) as v:
         assert v.count("alice") == 600
         assert v.list_api_keys("alice") == []
+
+
+@pytest.mark.slow
+def test_memvault_serve_with_two_workers(tmp_path: Path) -> None:
+    secret = json.loads(_cli(tmp_path, "keys", "create", "--user", "alice", "--json"))["secret"]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _serve(tmp_path, port, "--workers", "2")
+    try:
+        _wait_up(base, proc)
+        h = {"X-API-Key": secret}
+        with httpx.Client(base_url=base, headers=h, timeout=60) as c:
+            created = [
+                c.post("/v1/memories", json={"content": f"note {i}"}).json()["memory_id"]
+                for i in range(20)
+            ]
+            for mid in created:  # each worker reads what the other wrote
+                assert c.get(f"/v1/memories/{mid}").status_code == 200
+            assert len(c.get("/v1/memories").json()["items"]) == 20
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
