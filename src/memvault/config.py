@@ -14,7 +14,12 @@ from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memvault.errors import ConfigurationError
-from memvault.limits import MAX_MESSAGES_LIMIT, MAX_RATE_PER_MINUTE, MAX_REQUEST_BYTES
+from memvault.limits import (
+    MAX_MESSAGES_LIMIT,
+    MAX_RATE_PER_MINUTE,
+    MAX_REQUEST_BYTES,
+    MAX_ZMQ_MESSAGE_BYTES,
+)
 
 
 def default_data_dir() -> Path:
@@ -92,6 +97,16 @@ class Settings(BaseSettings):
     auth_cache_s: float = Field(5.0, ge=0, le=3600)
     rate_per_minute: int = Field(0, ge=0, le=MAX_RATE_PER_MINUTE)
     max_request_bytes: int = Field(1_048_576, ge=1024, le=MAX_REQUEST_BYTES)
+    zmq_address: str = "tcp://127.0.0.1:5570"
+    zmq_max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=MAX_ZMQ_MESSAGE_BYTES)
+    zmq_compress_bytes: int = Field(16_384, ge=0, le=MAX_ZMQ_MESSAGE_BYTES)
+    zmq_max_inflight: int = Field(256, ge=1, le=100_000)
+    zmq_curve_dir: str = ""
+    zmq_default_user: str = "default"
+    zmq_cache_entries: int = Field(10_000, ge=0, le=10_000_000)
+    zmq_cache_mb: float = Field(64.0, ge=0, le=1_000_000)
+    zmq_cache_ttl_s: float = Field(300.0, ge=0, le=86_400)
+    zmq_metrics_port: int = Field(0, ge=0, le=65535)
     context_token_budget: int = Field(2000, ge=100, le=1_000_000)
 
     @model_validator(mode="after")

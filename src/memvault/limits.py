@@ -56,3 +56,6 @@ MAX_RATE_PER_MINUTE = 1_000_000
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 """Upper bound for the `max_request_bytes` setting (an HTTP request body)."""
+
+MAX_ZMQ_MESSAGE_BYTES = 64 * 1024 * 1024
+"""Upper bound for the `zmq_max_message_bytes` setting (one orchestrator message)."""

@@ -38,7 +38,8 @@ FORBIDDEN = {
     ),
     "service": ("memvault.client", "memvault.cli", "memvault.memory_management"),
     "cli": ("memvault.storage",),
-    "api": ("memvault.storage", "memvault.cli.", "memvault.memory_management"),
+    "api": ("memvault.storage", "memvault.cli.", "memvault.memory_management", "memvault.zmq"),
+    "zmq": ("memvault.storage", "memvault.cli.", "memvault.memory_management", "memvault.api"),
     "client.py": (
         "memvault.storage.registry",
         "memvault.storage.runner",

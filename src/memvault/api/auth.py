@@ -15,16 +15,8 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from memvault.client import AsyncMemVault
-from memvault.errors import (
-    InvalidArgumentError,
-    PermissionDeniedError,
-    RateLimitedError,
-    UnauthenticatedError,
-)
-from memvault.models import ApiKey
-
-ME = "me"
-"""Stands for the calling key's own user in a path: `/v1/users/me/summary`."""
+from memvault.errors import RateLimitedError, UnauthenticatedError
+from memvault.service.access import Principal
 
 SECURITY_SCHEMES = {
     "bearer": {
@@ -44,43 +36,11 @@ FastAPI's security dependencies cost two more dependency resolutions a request."
 
 
 @dataclass(frozen=True)
-class Caller:
-    """The credentials of a request; `key` is None only when auth is disabled."""
+class Caller(Principal):
+    """The credentials of a request and the vault it reaches; `key` is None only when auth
+    is disabled."""
 
-    key: ApiKey | None
     vault: AsyncMemVault
-
-    @property
-    def admin(self) -> bool:
-        return self.key is None or self.key.user_id is None
-
-    @property
-    def actor(self) -> str:
-        return "anonymous" if self.key is None else self.key.key_id
-
-    def user(self, named: str | None) -> str:
-        """The user a request acts for: the key's own, or (admin) the one it names.
-
-        Raises:
-            PermissionDeniedError: a user key naming another user.
-            InvalidArgumentError: an admin key naming no user.
-        """
-        own = None if self.key is None else self.key.user_id
-        if own is not None:
-            if named is not None and named not in (own, ME):
-                raise PermissionDeniedError(
-                    "this API key may act only for its own user", {"user_id": named}
-                )
-            return own
-        if named is None or named == ME:
-            raise InvalidArgumentError(
-                "an admin key must name the user (user_id)", {"field": "user_id"}
-            )
-        return named
-
-    def require_admin(self) -> None:
-        if not self.admin:
-            raise PermissionDeniedError("this call needs an admin API key")
 
 
 class RateLimiter:

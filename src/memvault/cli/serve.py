@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Annotated
 
@@ -9,6 +10,7 @@ import typer
 from rich.table import Table
 
 from memvault.cli.main import JsonOpt, _print_json, _settings, _vault, app, err, fail, out
+from memvault.config import Settings
 from memvault.errors import ErrorCode
 
 keys_app = typer.Typer(help="API keys for the REST server.", no_args_is_help=True)
@@ -20,6 +22,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (api_host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (api_port).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (api_workers).")] = None,
+    zmq: Annotated[
+        bool, typer.Option("--zmq", help="Serve the ZeroMQ orchestrator too (zmq_address).")
+    ] = False,
 ) -> None:
     """Serve the REST API (OpenAPI at /docs) until Ctrl-C or SIGTERM; in-flight requests
     finish first (up to api_graceful_timeout_s)."""
@@ -39,6 +44,11 @@ def serve(
         timeout_graceful_shutdown=int(settings.api_graceful_timeout_s),
         server_header=False,
     )
+    if zmq:
+        if n > 1:
+            fail(ErrorCode.INVALID_ARGUMENT, "--zmq runs in one process: drop --workers")
+        asyncio.run(_both(settings, options))
+        return
     if n == 1:
         uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
         return
@@ -51,6 +61,32 @@ def serve(
         workers=n,
         **options,  # type: ignore[arg-type]
     )
+
+
+async def _both(settings: Settings, options: dict[str, object]) -> None:
+    """REST and the orchestrator in one process, on one open store."""
+    import uvicorn
+
+    from memvault.api import create_app
+    from memvault.client import AsyncMemVault
+    from memvault.zmq.metrics import OrchestratorCollector
+    from memvault.zmq.server import Orchestrator
+
+    vault = await AsyncMemVault.open(settings)
+    try:
+        app_ = create_app(vault=vault)
+        orch = Orchestrator(vault, settings)
+        app_.state.metrics.registry.register(OrchestratorCollector(orch))
+        server = uvicorn.Server(uvicorn.Config(app_, **options))  # type: ignore[arg-type]
+        stop = asyncio.Event()
+        zmq_task = asyncio.ensure_future(orch.run(stop))
+        try:
+            await server.serve()
+        finally:
+            stop.set()
+            await zmq_task
+    finally:
+        await vault.close()
 
 
 @keys_app.command("create")

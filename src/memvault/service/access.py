@@ -14,13 +14,19 @@ import hashlib
 import secrets
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from memvault import ids, limits
 from memvault.clock import Clock
 from memvault.config import Settings
-from memvault.errors import InvalidArgumentError, NotFoundError, UnauthenticatedError
+from memvault.errors import (
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
 from memvault.models import ApiKey, AuditEntry
 from memvault.service import validate
 from memvault.storage.base import Backend
@@ -38,6 +44,53 @@ def hash_secret(secret: str) -> str:
 def new_secret() -> str:
     raw = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii").rstrip("=")
     return KEY_PREFIX + raw
+
+
+ME = "me"
+"""Stands for the calling key's own user wherever a user is named."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as, the same on every door: a user key acts for its user only, an
+    admin key (or none, when auth is disabled) for any user it names."""
+
+    key: ApiKey | None
+
+    @property
+    def admin(self) -> bool:
+        return self.key is None or self.key.user_id is None
+
+    @property
+    def actor(self) -> str:
+        return "anonymous" if self.key is None else self.key.key_id
+
+    def user(self, named: str | None, *, default: str | None = None) -> str:
+        """The user a request acts for: the key's own, or (admin) the one it names, else
+        `default`.
+
+        Raises:
+            PermissionDeniedError: a user key naming another user.
+            InvalidArgumentError: an admin key naming no user, with no default.
+        """
+        own = None if self.key is None else self.key.user_id
+        if own is not None:
+            if named is not None and named not in (own, ME):
+                raise PermissionDeniedError(
+                    "this API key may act only for its own user", {"user_id": named}
+                )
+            return own
+        if named is None or named == ME:
+            if default is not None:
+                return default
+            raise InvalidArgumentError(
+                "an admin key must name the user (user_id)", {"field": "user_id"}
+            )
+        return named
+
+    def require_admin(self) -> None:
+        if not self.admin:
+            raise PermissionDeniedError("this call needs an admin API key")
 
 
 class AccessOps:

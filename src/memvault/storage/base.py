@@ -78,6 +78,19 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class ChangeFeed:
+    """Memories changed and users erased past a point (`history_id`, `audit_id`); a cache
+    drops what they name. `truncated`: more changes wait past this page."""
+
+    history_id: int
+    audit_id: int
+    memory_pk: int
+    memories: list[tuple[str, str]]  # (user_id, memory_id)
+    users: list[str]
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
 class PurgeCounts:
     expired: int = 0
     deleted: int = 0
@@ -210,6 +223,11 @@ class Backend(Protocol):
     async def audit_log(
         self, user_id: str | None, after: int | None, limit: int
     ) -> list[AuditEntry]: ...
+
+    # change feed (for coherent caches)
+    async def data_changed(self) -> bool: ...
+    async def changes_since(self, history_id: int, audit_id: int, memory_pk: int) -> ChangeFeed: ...
+    async def change_position(self) -> ChangeFeed: ...
 
     async def flush(self) -> None: ...
     async def close(self) -> None: ...

@@ -29,6 +29,7 @@ from memvault.storage.base import (
     Merge,
     PurgeCounts,
 )
+from memvault.storage.changes import ChangeStore
 from memvault.storage.fts_plan import TermStats, any_of
 from memvault.storage.keys import KeyStore
 from memvault.storage.records import RecordStore
@@ -171,7 +172,7 @@ def _candidate(row: Sequence[Any], lexical: float = 0.0, vector: float | None = 
     )
 
 
-class SqliteBackend(RecordStore, KeyStore):
+class SqliteBackend(RecordStore, KeyStore, ChangeStore):
     """SQLite storage. `threaded=False` runs every call inline (for the blocking library)."""
 
     capabilities = Capabilities(lexical=True, vector=True, listen_notify=False)
