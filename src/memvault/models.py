@@ -205,7 +205,12 @@ def check_ttl(value: Any) -> int:
 
 
 def to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it
+        raise invalid(
+            "invalid_datetime", f"{value.isoformat()} is out of range once converted to UTC"
+        ) from None
 
 
 def content_text(content: Content) -> str:

@@ -179,3 +179,10 @@ def test_context_rejects_bad_input(vault: MemVault, kwargs: dict[str, object], f
     with pytest.raises(InvalidArgumentError) as info:
         vault.context("alice", **kwargs)  # type: ignore[arg-type]
     assert info.value.details["field"] == field
+
+
+def test_an_out_of_range_audit_position_is_invalid_not_a_crash(vault: MemVault) -> None:
+    # Found by schemathesis: GET /v1/audit?after=<2**64> overflowed SQLite's integer.
+    for bad in (2**64, -1):
+        with pytest.raises(InvalidArgumentError):
+            vault.audit_log(after=bad)

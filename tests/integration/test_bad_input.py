@@ -287,3 +287,12 @@ def test_an_embedding_past_float32_range_is_refused_not_a_crash(vault: MemVault)
         vault.add("alice", "x", embedding=[1e39] * 384)
     big = vault.add("alice", "y", embedding=[1e20] * 384)  # large but finite: normalised
     assert big.content == "y"
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_a_time_out_of_range_in_utc_is_refused_not_a_crash(vault: MemVault, when: str) -> None:
+    # Found by schemathesis: converting these to UTC overflowed (a 500 over REST).
+    with pytest.raises(InvalidArgumentError):
+        vault.add("alice", "x", expires_at=datetime.fromisoformat(when))
+    with pytest.raises(InvalidArgumentError):
+        vault.list_memories("alice", filters={"created_after": when})

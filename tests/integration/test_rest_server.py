@@ -73,7 +73,10 @@ def _fuzz(op: object, headers: dict[str, str], failures: list[str]) -> None:
             return  # erasing the key's own user would end the walk early
         response = case.call(headers=headers, timeout=30)
         if response.status_code >= 500:
-            failures.append(f"{case.method} {case.formatted_path}: {response.text[:200]}")
+            failures.append(
+                f"{case.method} {case.formatted_path} {case.query} "
+                f"{json.dumps(case.body, default=str)[:1500]}: {response.text[:200]}"
+            )
 
     run()
 

@@ -196,6 +196,13 @@ class AccessOps:
     ) -> list[AuditEntry]:
         """Audited actions (of `user_id`, or all), oldest first; page with `after`."""
         uid = None if user_id is None else validate.user_id(user_id)
+        if after is not None and (
+            isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 2**63
+        ):
+            raise InvalidArgumentError(
+                f"after must be an audit_id (a non-negative integer), got {after!r}",
+                {"field": "after"},
+            )
         return await self.backend.audit_log(uid, after, validate.limit(limit))
 
     async def erase_user(self, user_id: str, *, actor: str | None = None) -> dict[str, int]:
