@@ -110,6 +110,19 @@ class AsyncMemVault(ContextOps, AccessOps, ExportOps):
             offload=_ThreadOffload(),
         )
 
+    @classmethod
+    def open_inline(
+        cls, settings: Settings | None = None, *, clock: Clock | None = None
+    ) -> AsyncMemVault:
+        """The service with storage on the calling thread: its coroutines never suspend, so
+        threads drive them with `memvault.service.admin.drive` (what `MemVault` does, and
+        the orchestrator's worker threads)."""
+        s = settings or load_settings()
+        backend = open_backend(s.database_url, s, threaded=False)
+        return cls(
+            backend, s, clock or SystemClock(), embedder=shared_embedder(s), offload=Offload()
+        )
+
     async def flush(self) -> None:
         """Write pending access counts now."""
         await self.backend.flush()
@@ -134,12 +147,8 @@ class MemVault:
     """The memvault service as a blocking library: `MemVault()` opens the default store."""
 
     def __init__(self, settings: Settings | None = None, *, clock: Clock | None = None) -> None:
-        s = settings or load_settings()
-        backend = open_backend(s.database_url, s, threaded=False)
-        self._inner = AsyncMemVault(
-            backend, s, clock or SystemClock(), embedder=shared_embedder(s), offload=Offload()
-        )
-        self.settings = s
+        self._inner = AsyncMemVault.open_inline(settings, clock=clock)
+        self.settings = self._inner.settings
 
     def __enter__(self) -> MemVault:
         return self

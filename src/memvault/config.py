@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     zmq_address: str = "tcp://127.0.0.1:5570"
     zmq_max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=MAX_ZMQ_MESSAGE_BYTES)
     zmq_compress_bytes: int = Field(16_384, ge=0, le=MAX_ZMQ_MESSAGE_BYTES)
-    zmq_max_inflight: int = Field(256, ge=1, le=100_000)
+    zmq_workers: int = Field(16, ge=1, le=256)
     zmq_curve_dir: str = ""
     zmq_default_user: str = "default"
     zmq_cache_entries: int = Field(10_000, ge=0, le=10_000_000)

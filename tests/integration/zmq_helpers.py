@@ -1,14 +1,13 @@
-"""An orchestrator on an ephemeral loopback port, in a thread with its own event loop."""
+"""An orchestrator on an ephemeral loopback port, served from a thread."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from memvault import AsyncMemVault, Settings
+from memvault import Settings
 from memvault.zmq.server import Orchestrator
 
 
@@ -20,45 +19,27 @@ class Running:
 
 @contextmanager
 def orchestrator(settings: Settings) -> Iterator[Running]:
-    s = settings.model_copy(update={"zmq_address": settings.zmq_address})
-    started = threading.Event()
-    box: dict[str, object] = {}
+    orch = Orchestrator(settings)
+    stop, up = threading.Event(), threading.Event()
+    failure: list[BaseException] = []
 
-    def run() -> None:
-        async def main() -> None:
-            vault = await AsyncMemVault.open(s)
-            orch = Orchestrator(vault, s)
-            stop = asyncio.Event()
-            ready = asyncio.Event()
-            box.update(orch=orch, stop=stop, loop=asyncio.get_running_loop())
-            task = asyncio.ensure_future(orch.run(stop, ready=ready))
-            await asyncio.wait(
-                {task, asyncio.ensure_future(ready.wait())}, return_when=asyncio.FIRST_COMPLETED
-            )
-            started.set()
-            try:
-                await task
-            finally:
-                await vault.close()
-
+    def serve() -> None:
         try:
-            asyncio.run(main())
+            orch.serve_forever(stop, up.set)
         except BaseException as exc:  # noqa: BLE001  (surfaced to the test below)
-            box["error"] = exc
-            started.set()
+            failure.append(exc)
+            up.set()
 
-    thread = threading.Thread(target=run, daemon=True)
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    started.wait(60)
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    orch = box["orch"]
-    assert isinstance(orch, Orchestrator)
+    up.wait(60)
+    if failure:
+        orch.close()
+        raise failure[0]
     assert orch.address is not None
     try:
         yield Running(orch.address, orch)
     finally:
-        loop = box["loop"]
-        stop = box["stop"]
-        loop.call_soon_threadsafe(stop.set)  # type: ignore[attr-defined]
+        stop.set()
         thread.join(30)
+        orch.close()

@@ -4,6 +4,7 @@ keygen` (CurveZMQ key files)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import signal
 from pathlib import Path
@@ -14,6 +15,8 @@ import typer
 from memvault.cli.main import CONFIG_EXIT, _settings, app, err, out
 from memvault.config import Settings
 from memvault.errors import ConfigurationError
+
+log = logging.getLogger("memvault.zmq")
 
 orchestrator_app = typer.Typer(
     help="The ZeroMQ Memory Orchestrator (seed 004).", invoke_without_command=True
@@ -47,7 +50,6 @@ def orchestrator(
 async def run_orchestrator(settings: Settings) -> None:
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from memvault.client import AsyncMemVault
     from memvault.zmq.metrics import OrchestratorCollector
     from memvault.zmq.server import Orchestrator
 
@@ -55,16 +57,19 @@ async def run_orchestrator(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    vault = await AsyncMemVault.open(settings)
+    orch = Orchestrator(settings)
     try:
-        orch = Orchestrator(vault, settings)
+        if settings.auth_disabled:
+            log.warning(
+                "AUTHENTICATION IS DISABLED (auth_disabled=true): every request acts as admin"
+            )
         if settings.zmq_metrics_port:
             registry = CollectorRegistry()
             registry.register(OrchestratorCollector(orch))
             start_http_server(settings.zmq_metrics_port, addr="127.0.0.1", registry=registry)
         await orch.run(stop)
     finally:
-        await vault.close()
+        orch.close()
 
 
 @orchestrator_app.command("keygen")

@@ -73,9 +73,9 @@ async def _both(settings: Settings, options: dict[str, object]) -> None:
     from memvault.zmq.server import Orchestrator
 
     vault = await AsyncMemVault.open(settings)
+    orch = Orchestrator(settings)  # its own connections, on worker threads
     try:
         app_ = create_app(vault=vault)
-        orch = Orchestrator(vault, settings)
         app_.state.metrics.registry.register(OrchestratorCollector(orch))
         server = uvicorn.Server(uvicorn.Config(app_, **options))  # type: ignore[arg-type]
         stop = asyncio.Event()
@@ -86,6 +86,7 @@ async def _both(settings: Settings, options: dict[str, object]) -> None:
             stop.set()
             await zmq_task
     finally:
+        orch.close()
         await vault.close()
 
 

@@ -13,6 +13,7 @@ answered from the cache is not counted as an access.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
@@ -54,6 +55,9 @@ class ReadCache:
     stats: CacheStats = field(default_factory=CacheStats)
 
     def __post_init__(self) -> None:
+        # The orchestrator's worker threads share one cache; storage runs inline on each
+        # (its coroutines never suspend), so a plain lock may be held across the awaits.
+        self._lock = threading.RLock()
         self._items: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._by_memory: dict[str, set[Hashable]] = {}
         self._by_user: dict[str, set[Hashable]] = {}
@@ -73,6 +77,10 @@ class ReadCache:
 
     async def sync(self) -> None:
         """Drop whatever storage says changed since the last call."""
+        with self._lock:
+            await self._sync()
+
+    async def _sync(self) -> None:
         if not await self.backend.data_changed() and self._primed:
             return
         if not self._primed:  # the first look only learns where the feed is
@@ -111,29 +119,31 @@ class ReadCache:
     ) -> Any:
         """The cached value of `key`, or `load()`'s (value, memory ids it holds, size in
         bytes), stored unless a change arrived while it was loading."""
-        await self.sync()
-        entry = self._items.get(key)
-        now = time.monotonic()
-        if entry is not None:
-            if entry.expires > now:
-                self._items.move_to_end(key)
-                self.stats.hits += 1
-                return entry.value
-            self._remove(key)
-            self.stats.expirations += 1
-        self.stats.misses += 1
-        epoch = self._epoch
+        with self._lock:
+            await self._sync()
+            entry = self._items.get(key)
+            now = time.monotonic()
+            if entry is not None:
+                if entry.expires > now:
+                    self._items.move_to_end(key)
+                    self.stats.hits += 1
+                    return entry.value
+                self._remove(key)
+                self.stats.expirations += 1
+            self.stats.misses += 1
+            epoch = self._epoch
         value, memory_ids, size = await load()
-        await self.sync()
-        if epoch == self._epoch and size <= self.max_bytes:
-            self._put(key, _Entry(value, size, now + self.ttl_s, user_id, memory_ids))
+        with self._lock:
+            await self._sync()
+            if epoch == self._epoch and size <= self.max_bytes:
+                self._put(key, _Entry(value, size, now + self.ttl_s, user_id, memory_ids))
         return value
 
     def invalidate_user(self, user_id: str) -> None:
-        """Drop every entry of a user (a write through this door: no need to wait for the
-        feed)."""
-        self._drop_user(user_id)
-        self._epoch += 1
+        """Drop every entry of a user."""
+        with self._lock:
+            self._drop_user(user_id)
+            self._epoch += 1
 
     def _put(self, key: Hashable, entry: _Entry) -> None:
         if key in self._items:

@@ -379,7 +379,8 @@ class MemoryClient(_Base):
         self._reset()
 
     def __del__(self) -> None:  # seed 004's example never closes its client
-        self._reset()
+        if getattr(self, "_sock", None) is not None:
+            self._reset()
 
     def __enter__(self) -> MemoryClient:
         return self
@@ -436,7 +437,8 @@ class AsyncMemoryClient(_Base):
         self._reset()
 
     def __del__(self) -> None:
-        self._reset()
+        if getattr(self, "_sock", None) is not None:
+            self._reset()
 
     async def __aenter__(self) -> AsyncMemoryClient:
         return self
