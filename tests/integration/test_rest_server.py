@@ -81,9 +81,12 @@ def _fuzz(op: object, headers: dict[str, str], failures: list[str]) -> None:
     run()
 
 
-def _serve(tmp_path: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+def _serve(
+    tmp_path: Path, port: int, *extra: str, env_extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        **(env_extra or {}),
         "MEMVAULT_DATA_DIR": str(tmp_path),
         "MEMVAULT_DATABASE_URL": f"sqlite:///{tmp_path / 'mv.db'}",
         "MEMVAULT_LOG_LEVEL": "INFO",
@@ -180,6 +183,38 @@ def test_memvault_serve_with_two_workers(tmp_path: Path) -> None:
             for mid in created:  # each worker reads what the other wrote
                 assert c.get(f"/v1/memories/{mid}").status_code == 200
             assert len(c.get("/v1/memories").json()["items"]) == 20
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.mark.slow
+def test_serve_with_zmq_runs_both_doors_on_one_store(tmp_path: Path) -> None:
+    from memvault.zmq import MemoryClient
+
+    secret = json.loads(_cli(tmp_path, "keys", "create", "--user", "alice", "--json"))["secret"]
+    port, zport = free_port(), free_port()
+    proc = _serve(
+        tmp_path, port, "--zmq", env_extra={"MEMVAULT_ZMQ_ADDRESS": f"tcp://127.0.0.1:{zport}"}
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_up(base, proc)
+        h = {"X-API-Key": secret}
+        mid = httpx.post(f"{base}/v1/memories", json={"content": "via REST"}, headers=h).json()[
+            "memory_id"
+        ]
+        z = MemoryClient(f"tcp://127.0.0.1:{zport}", api_key=secret, timeout_ms=30_000)
+        assert z.get_memory(mid)["data"]["content"] == "via REST"
+        z.update_memory(mid, content="via ZeroMQ")
+        assert httpx.get(f"{base}/v1/memories/{mid}", headers=h).json()["content"] == "via ZeroMQ"
+        assert "memvault_zmq_requests_total" in httpx.get(f"{base}/metrics").text
+        z.close()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
     finally:
