@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     zmq_cache_mb: float = Field(64.0, ge=0, le=1_000_000)
     zmq_cache_ttl_s: float = Field(300.0, ge=0, le=86_400)
     zmq_metrics_port: int = Field(0, ge=0, le=65535)
+    search_concurrency: int = Field(8, ge=1, le=256)
     context_token_budget: int = Field(2000, ge=100, le=1_000_000)
 
     @model_validator(mode="after")

@@ -522,3 +522,23 @@ async def test_metadata_and_profile_strings_round_trip_exactly(
     assert error(r) == "INVALID_ARGUMENT"
     r = await client.put("/v1/global-context/k%00", json={"value": 1}, headers=keys.h("admin"))
     assert error(r) == "INVALID_ARGUMENT"
+
+
+async def test_searches_beyond_the_concurrency_limit_wait_their_turn(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    import asyncio
+
+    one = settings.model_copy(update={"search_concurrency": 1})
+    async with await AsyncMemVault.open(one, clock=clock) as v:
+        _, secret = await v.create_api_key("alice")
+        await v.add("alice", "Drinks oolong tea at night")
+        app = create_app(vault=v)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            h = {"X-API-Key": secret}
+            replies = await asyncio.gather(
+                *(c.post("/v1/search", json={"query": f"tea {i}"}, headers=h) for i in range(6))
+            )
+    assert [r.status_code for r in replies] == [200] * 6
+    assert all(r.json()["hits"] for r in replies)

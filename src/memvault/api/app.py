@@ -6,6 +6,7 @@ Routes only translate: parse, call the service, answer. Errors leave as the enve
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, vault: AsyncMemVault | None 
             "never expose this server beyond a trusted host"
         )
     app.state.rate_limiter = RateLimiter()
+    app.state.search_slots = asyncio.Semaphore(s.search_concurrency)
     app.state.metrics = Metrics()
     if vault is not None:
         _attach(app, vault)

@@ -7,6 +7,7 @@ Reads of memories go through the coherent read cache (`memvault.service.cache`).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ class Context:
     vault: AsyncMemVault
     cache: ReadCache
     default_user: str
+    search_slots: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(8)
+    )
     started: float = field(default_factory=time.monotonic)
 
 
@@ -249,7 +253,8 @@ async def search(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
     }
 
     async def load() -> tuple[Any, frozenset[str], int]:
-        hits = await ctx.vault.search(uid, query, **args)  # type: ignore[arg-type]
+        with ctx.search_slots:  # `search_concurrency`: more at once is slower on few cores
+            hits = await ctx.vault.search(uid, query, **args)  # type: ignore[arg-type]
         data = {"results": [_hit(h) for h in hits], "count": len(hits)}
         return data, frozenset(h.memory.memory_id for h in hits), _size(data)
 

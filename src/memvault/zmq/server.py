@@ -69,6 +69,7 @@ class Orchestrator:
                 ttl_s=s.zmq_cache_ttl_s,
             ),
             default_user=s.zmq_default_user,
+            search_slots=threading.BoundedSemaphore(s.search_concurrency),
         )
         self.requests: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()

@@ -198,16 +198,17 @@ async def search(body: schemas.SearchRequest, who: Who, request: Request) -> Res
     """The k memories that best answer `query` (hybrid: words and meaning), best first."""
     uid = who.user(body.user_id)
     started = time.perf_counter()
-    hits = await who.vault.search(
-        uid,
-        body.query,
-        k=body.k,
-        filters=body.filters,
-        memory_types=body.memory_types,
-        tags=body.tags,
-        mode=body.mode,
-        explain=body.explain,
-    )
+    async with request.app.state.search_slots:  # `search_concurrency`: more at once is slower
+        hits = await who.vault.search(
+            uid,
+            body.query,
+            k=body.k,
+            filters=body.filters,
+            memory_types=body.memory_types,
+            tags=body.tags,
+            mode=body.mode,
+            explain=body.explain,
+        )
     elapsed = time.perf_counter() - started
     request.app.state.metrics.search.labels(body.mode).observe(elapsed)
     return answer({"hits": hits})
