@@ -136,3 +136,21 @@ def test_search_and_reindex(tmp_path: Path) -> None:
     assert hits[0]["explain"]["lexical"] == 1.0
     assert run(tmp_path, "search", "alice", "x", "--mode", "fuzzy").returncode == 2
     assert run(tmp_path, "search", "alice", "   ").returncode == 2
+
+
+def test_export_a_user_as_json_and_jsonl(tmp_path: Path) -> None:
+    run(tmp_path, "add", "alice", "likes tea")
+    run(tmp_path, "add", "bob", "likes coffee")
+    doc = json.loads(run(tmp_path, "export", "alice").stdout)
+    assert doc["format"] == "memvault-export"
+    assert [m["content"] for m in doc["memories"]] == ["likes tea"]
+    out = tmp_path / "alice.jsonl"
+    r = run(tmp_path, "export", "alice", "--format", "jsonl", "--output", str(out))
+    assert r.returncode == 0
+    kinds = [json.loads(line)["kind"] for line in out.read_text().splitlines()]
+    assert kinds[:3] == ["header", "user", "memory"]
+    missing = tmp_path / "nobody.json"
+    r = run(tmp_path, "export", "nobody", "--output", str(missing))
+    assert r.returncode == 3  # NOT_FOUND
+    assert not missing.exists()
+    assert run(tmp_path, "export", "alice", "--format", "xml").returncode == 2

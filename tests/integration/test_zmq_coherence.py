@@ -116,9 +116,12 @@ def test_erasing_a_user_empties_its_cache(server: Running, key: str, zsettings: 
     c2.close()
 
 
-def _orchestrator_process(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+def _orchestrator_process(
+    settings: Settings, port: int, metrics_port: int = 0
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        "MEMVAULT_ZMQ_METRICS_PORT": str(metrics_port),
         "MEMVAULT_DATABASE_URL": settings.database_url,
         "MEMVAULT_DATA_DIR": str(settings.data_dir),
         "MEMVAULT_ZMQ_ADDRESS": f"tcp://127.0.0.1:{port}",
@@ -143,11 +146,14 @@ def _wait(c: MemoryClient) -> None:
 def test_a_second_orchestrator_process_and_a_restart(
     server: Running, key: str, zsettings: Settings
 ) -> None:
-    port = free_port()
-    proc = _orchestrator_process(zsettings, port)
+    port, metrics_port = free_port(), free_port()
+    proc = _orchestrator_process(zsettings, port, metrics_port)
     try:
         other = MemoryClient(f"tcp://127.0.0.1:{port}", api_key=key, timeout_ms=2000)
         _wait(other)
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        assert 'memvault_zmq_requests_total{action="health"}' in scraped
+        assert "memvault_zmq_cache_hits_total" in scraped
         here = MemoryClient(server.address, api_key=key)
         mid = here.create_memory("note", "from the first")["data"]["memory_id"]
         assert _cached(here, mid) == "from the first"

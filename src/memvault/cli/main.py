@@ -384,6 +384,9 @@ def purge(
             )
             return
         done = vault.purge()
+        vault.record_audit(
+            "purge", actor="cli", details={"expired": done.expired, "deleted": done.deleted}
+        )
     out.print(f"purged {done.expired} expired and {done.deleted} deleted memories", highlight=False)
 
 
@@ -455,5 +458,6 @@ def main() -> None:
 
 
 # Registers `serve` and `keys` on `app` (that module imports this one's helpers).
+from memvault.cli import export as _export  # noqa: E402, F401
 from memvault.cli import orchestrator as _orchestrator  # noqa: E402, F401
 from memvault.cli import serve as _serve  # noqa: E402, F401

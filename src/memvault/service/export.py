@@ -3,7 +3,7 @@ a JSONL stream (`memvault.service.export.document` builds the former)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from memvault.clock import Clock
@@ -78,18 +78,17 @@ class ExportOps:
             yield "metrics", metrics.model_dump(mode="json")
 
 
-async def document(records: AsyncIterator[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """Gather an export into one JSON document: the header's fields, then a list per kind."""
-    doc: dict[str, Any] = {}
+def assemble(records: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """One JSON document of an export (pure): the header's fields, then a list per kind
+    (`memories`, `history`, `messages`, `sessions`), then `summary` and `metrics`."""
     lists = {
         "memory": "memories",
         "history": "history",
         "message": "messages",
         "session": "sessions",
     }
-    for kind in lists.values():
-        doc[kind] = []
-    async for kind, record in records:
+    doc: dict[str, Any] = {name: [] for name in lists.values()}
+    for kind, record in records:
         if kind == "header":
             doc = {**record, **doc}
         elif kind in lists:
@@ -99,3 +98,8 @@ async def document(records: AsyncIterator[tuple[str, dict[str, Any]]]) -> dict[s
     doc.setdefault("summary", None)
     doc.setdefault("metrics", None)
     return doc
+
+
+async def document(records: AsyncIterator[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Gather an export into one JSON document (`assemble`)."""
+    return assemble([r async for r in records])
