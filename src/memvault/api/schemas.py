@@ -25,10 +25,9 @@ class Body(BaseModel):
         return {k: getattr(self, k) for k in self.model_fields_set if k not in drop}
 
 
-class MemoryFields(Body):
-    content: Content = Field(description="Text, or an object with a `text` field")
-    namespace: str | None = None
-    key: str | None = None
+class _Changeable(Body):
+    """The fields a memory's owner may set and change."""
+
     memory_type: str | None = None
     metadata: dict[str, Any] | None = None
     tags: list[str] | None = None
@@ -38,6 +37,12 @@ class MemoryFields(Body):
     expires_at: datetime | None = Field(None, description="ISO 8601 with an offset")
     session_id: str | None = None
     agent_id: str | None = None
+
+
+class MemoryFields(_Changeable):
+    content: Content = Field(description="Text, or an object with a `text` field")
+    namespace: str | None = None
+    key: str | None = None
     embedding: list[float] | None = Field(None, description="Your own vector (optional)")
 
 
@@ -55,31 +60,13 @@ class MemoryBatchGet(Body):
     memory_ids: list[str]
 
 
-class MemoryUpsert(Body):
+class MemoryUpsert(_Changeable):
     user_id: str | None = None
     content: Content
-    memory_type: str | None = None
-    metadata: dict[str, Any] | None = None
-    tags: list[str] | None = None
-    category: str | None = None
-    importance: float | None = None
-    ttl_seconds: int | None = None
-    expires_at: datetime | None = None
-    session_id: str | None = None
-    agent_id: str | None = None
 
 
-class MemoryUpdate(Body):
+class MemoryUpdate(_Changeable):
     content: Content | None = None
-    memory_type: str | None = None
-    metadata: dict[str, Any] | None = None
-    tags: list[str] | None = None
-    category: str | None = None
-    importance: float | None = None
-    ttl_seconds: int | None = None
-    expires_at: datetime | None = None
-    session_id: str | None = None
-    agent_id: str | None = None
 
 
 class Revert(Body):
