@@ -319,3 +319,12 @@ def test_curve_encryption_and_a_wrong_key_is_refused(
         assert wrong.health()["error"]["code"] == "UNAVAILABLE"
         for c in (ok, plain, wrong):
             c.close()
+
+
+def test_seed_004_module_names(server: Running, keys: dict[str, str]) -> None:
+    from memvault.memory_client import MemoryClient as SeedClient
+
+    assert SeedClient is MemoryClient
+    c = SeedClient(server.address, api_key=keys["alice"])
+    assert c.health()["status"] == "success"
+    c.close()

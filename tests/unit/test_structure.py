@@ -46,6 +46,8 @@ FORBIDDEN = {
         "memvault.storage.sqlite",
     ),
     "memory_management.py": ("memvault.storage",),
+    "memory_client.py": ("memvault.storage",),
+    "memory_orchestrator.py": ("memvault.storage",),
     "models.py": ("memvault.storage", "memvault.service"),
 }
 
