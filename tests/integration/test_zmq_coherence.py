@@ -211,7 +211,12 @@ actions = st.sampled_from(
 )
 
 
-@hsettings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@hsettings(
+    max_examples=60,
+    deadline=None,
+    derandomize=os.environ.get("MEMVAULT_FUZZ_EXPLORE") != "1",
+    suppress_health_check=list(HealthCheck),
+)
 @given(
     frames=st.lists(frame, min_size=1, max_size=3)
     | st.builds(
