@@ -328,3 +328,18 @@ def test_seed_004_module_names(server: Running, keys: dict[str, str]) -> None:
     c = SeedClient(server.address, api_key=keys["alice"])
     assert c.health()["status"] == "success"
     c.close()
+
+
+def test_a_call_with_its_own_timeout(server: Running, keys: dict[str, str]) -> None:
+    from tests.integration.rest_helpers import free_port
+
+    c = client(server, "alice", keys)
+    assert c.call("health", timeout_ms=5000)["status"] == "success"
+    nobody = MemoryClient(f"tcp://127.0.0.1:{free_port()}", timeout_ms=60_000, retries=0)
+    started = time.monotonic()
+    r = nobody.call("get_memory", {"memory_id": "mem_" + "0" * 26}, timeout_ms=200)
+    assert r["error"]["code"] == "UNAVAILABLE"
+    assert r["error"]["details"]["timeout_ms"] == 200
+    assert time.monotonic() - started < 5
+    c.close()
+    nobody.close()

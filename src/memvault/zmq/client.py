@@ -62,9 +62,23 @@ class _Calls(abc.ABC):
         *,
         idempotency_key: str | None = None,
         after: Callable[[Reply], None] | None = None,
+        timeout_ms: int | None = None,
     ) -> Any:
         """Send one request; the blocking client returns the reply, the async one a
         coroutine of it."""
+
+    def call(
+        self,
+        action: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        timeout_ms: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Any action by name, with this call's own timeout (default: the client's)."""
+        return self._call(
+            action, dict(payload or {}), idempotency_key=idempotency_key, timeout_ms=timeout_ms
+        )
 
     def _p(self, **fields: Any) -> dict[str, Any]:
         out = {k: v for k, v in fields.items() if v is not None}
@@ -298,11 +312,11 @@ class _Base(_Calls):
     def _attempts(self, action: str, idem: str | None) -> int:
         return 1 + self.retries if action in READS or idem is not None else 1
 
-    def _timed_out(self, action: str) -> Reply:
+    def _timed_out(self, action: str, wait_ms: int) -> Reply:
         self.counters["errors"] += 1
         err = UnavailableError(
-            f"no reply from {self.address} within {self.timeout_ms} ms ({action})",
-            {"address": self.address, "timeout_ms": self.timeout_ms},
+            f"no reply from {self.address} within {wait_ms} ms ({action})",
+            {"address": self.address, "timeout_ms": wait_ms},
         )
         return {"status": "error", "error": err.to_dict(), "request_id": None}
 
@@ -357,8 +371,10 @@ class MemoryClient(_Base):
         *,
         idempotency_key: str | None = None,
         after: Callable[[Reply], None] | None = None,
+        timeout_ms: int | None = None,
     ) -> Any:
         started = time.perf_counter()
+        wait_ms = self.timeout_ms if timeout_ms is None else timeout_ms
         frames = self._frames(action, payload, idempotency_key)
         attempts = self._attempts(action, idempotency_key)
         for attempt in range(attempts):
@@ -367,13 +383,13 @@ class MemoryClient(_Base):
                 self.counters["retries"] += 1
             sock = self._socket()
             sock.send_multipart(frames)
-            if sock.poll(self.timeout_ms, zmq.POLLIN):
+            if sock.poll(wait_ms, zmq.POLLIN):
                 reply = protocol.decode_reply(sock.recv_multipart(), _MAX_REPLY)
                 return self._finish(reply, started, after)
             self.counters["timeouts"] += 1
             log.warning("no reply to %s from %s (attempt %d)", action, self.address, attempt + 1)
             self._reset()  # a REQ socket without its reply cannot send again
-        return self._finish(self._timed_out(action), started, after)
+        return self._finish(self._timed_out(action, wait_ms), started, after)
 
     def close(self) -> None:
         self._reset()
@@ -415,8 +431,10 @@ class AsyncMemoryClient(_Base):
         *,
         idempotency_key: str | None = None,
         after: Callable[[Reply], None] | None = None,
+        timeout_ms: int | None = None,
     ) -> Any:
         started = time.perf_counter()
+        wait_ms = self.timeout_ms if timeout_ms is None else timeout_ms
         frames = self._frames(action, payload, idempotency_key)
         attempts = self._attempts(action, idempotency_key)
         for attempt in range(attempts):
@@ -425,13 +443,13 @@ class AsyncMemoryClient(_Base):
                 self.counters["retries"] += 1
             sock = self._socket()
             await sock.send_multipart(frames)
-            if await sock.poll(self.timeout_ms):
+            if await sock.poll(wait_ms):
                 reply = protocol.decode_reply(await sock.recv_multipart(), _MAX_REPLY)
                 return self._finish(reply, started, after)
             self.counters["timeouts"] += 1
             log.warning("no reply to %s from %s (attempt %d)", action, self.address, attempt + 1)
             self._reset()
-        return self._finish(self._timed_out(action), started, after)
+        return self._finish(self._timed_out(action, wait_ms), started, after)
 
     async def close(self) -> None:
         self._reset()
