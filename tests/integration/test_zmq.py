@@ -343,3 +343,16 @@ def test_a_call_with_its_own_timeout(server: Running, keys: dict[str, str]) -> N
     assert time.monotonic() - started < 5
     c.close()
     nobody.close()
+
+
+def test_a_keys_rate_limit_applies_on_zeromq_too(
+    server: Running, zsettings: Settings, clock: FrozenClock
+) -> None:
+    with MemVault(zsettings, clock=clock) as v:
+        _, limited = v.create_api_key("carol", rate_per_minute=3)
+    c = MemoryClient(server.address, api_key=limited)
+    codes = [c.health().get("error", {}).get("code") for _ in range(4)]
+    assert codes[:3] == [None, None, None]
+    assert codes[3] == "RATE_LIMITED"
+    assert c.health()["error"]["details"]["retry_after_s"] >= 1
+    c.close()

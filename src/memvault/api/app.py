@@ -18,13 +18,14 @@ from starlette.responses import Response
 
 from memvault import __version__
 from memvault.api import errors
-from memvault.api.auth import SECURITY_SCHEMES, RateLimiter
+from memvault.api.auth import SECURITY_SCHEMES
 from memvault.api.deps import Vault
 from memvault.api.metrics import Metrics
 from memvault.api.middleware import Edge
 from memvault.api.routes import admin, chat, memories, people
 from memvault.client import AsyncMemVault
 from memvault.config import Settings, load_settings
+from memvault.service.access import RateLimiter
 
 log = logging.getLogger("memvault.api")
 

@@ -7,15 +7,12 @@ scopes every read by the caller's user). An admin key acts for any user and must
 
 from __future__ import annotations
 
-import math
-import threading
-import time
 from dataclasses import dataclass
 
 from fastapi import Request
 
 from memvault.client import AsyncMemVault
-from memvault.errors import RateLimitedError, UnauthenticatedError
+from memvault.errors import UnauthenticatedError
 from memvault.service.access import Principal
 
 SECURITY_SCHEMES = {
@@ -41,30 +38,6 @@ class Caller(Principal):
     is disabled."""
 
     vault: AsyncMemVault
-
-
-class RateLimiter:
-    """A token bucket per key: `rate` requests per minute, bursts up to `rate`."""
-
-    def __init__(self) -> None:
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, key_id: str, rate: int) -> None:
-        """Spend one request of `key_id`'s budget, or raise `RateLimitedError`."""
-        now = time.monotonic()
-        per_s = rate / 60.0
-        with self._lock:
-            tokens, at = self._buckets.get(key_id, (float(rate), now))
-            tokens = min(float(rate), tokens + (now - at) * per_s)
-            if tokens < 1.0:
-                self._buckets[key_id] = (tokens, now)
-                wait = math.ceil((1.0 - tokens) / per_s)
-                raise RateLimitedError(
-                    f"over {rate} requests per minute for this key; retry in {wait} s",
-                    {"retry_after_s": wait, "rate_per_minute": rate},
-                )
-            self._buckets[key_id] = (tokens - 1.0, now)
 
 
 async def caller(request: Request) -> Caller:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from memvault.errors import (
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
     UnauthenticatedError,
 )
 from memvault.models import ApiKey, AuditEntry
@@ -91,6 +94,30 @@ class Principal:
     def require_admin(self) -> None:
         if not self.admin:
             raise PermissionDeniedError("this call needs an admin API key")
+
+
+class RateLimiter:
+    """A token bucket per key: `rate` requests per minute, bursts up to `rate`."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key_id: str, rate: int) -> None:
+        """Spend one request of `key_id`'s budget, or raise `RateLimitedError`."""
+        now = time.monotonic()
+        per_s = rate / 60.0
+        with self._lock:
+            tokens, at = self._buckets.get(key_id, (float(rate), now))
+            tokens = min(float(rate), tokens + (now - at) * per_s)
+            if tokens < 1.0:
+                self._buckets[key_id] = (tokens, now)
+                wait = math.ceil((1.0 - tokens) / per_s)
+                raise RateLimitedError(
+                    f"over {rate} requests per minute for this key; retry in {wait} s",
+                    {"retry_after_s": wait, "rate_per_minute": rate},
+                )
+            self._buckets[key_id] = (tokens - 1.0, now)
 
 
 class AccessOps:

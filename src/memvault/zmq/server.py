@@ -31,7 +31,7 @@ from memvault.errors import (
     MemvaultError,
     UnauthenticatedError,
 )
-from memvault.service.access import Principal
+from memvault.service.access import Principal, RateLimiter
 from memvault.service.admin import drive
 from memvault.service.cache import ReadCache
 from memvault.zmq import protocol
@@ -74,6 +74,7 @@ class Orchestrator:
         self.requests: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.in_flight = 0
+        self.rate_limiter = RateLimiter()
         self._lock = threading.Lock()
         self._done: OrderedDict[tuple[str, str], tuple[float, list[bytes]]] = OrderedDict()
         self.address: str | None = None
@@ -260,7 +261,11 @@ class Orchestrator:
             return Principal(None)
         if not api_key:
             raise UnauthenticatedError("an API key is required ('api_key' in the request)")
-        return Principal(await self.vault.authenticate(api_key))
+        key = await self.vault.authenticate(api_key)
+        rate = key.rate_per_minute or self.settings.rate_per_minute
+        if rate:
+            self.rate_limiter.take(key.key_id, rate)
+        return Principal(key)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
