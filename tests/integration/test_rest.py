@@ -542,3 +542,17 @@ async def test_searches_beyond_the_concurrency_limit_wait_their_turn(
             )
     assert [r.status_code for r in replies] == [200] * 6
     assert all(r.json()["hits"] for r in replies)
+
+
+@pytest.mark.parametrize(
+    ("header", "status"), [('W/"1"', 200), ("1", 200), ("*", 200), ('"x"', 400), ('"9"', 409)]
+)
+async def test_if_match_forms(
+    client: httpx.AsyncClient, keys: Keys, header: str, status: int
+) -> None:
+    h = keys.h("alice")
+    mid = (await client.post("/v1/memories", json={"content": "v1"}, headers=h)).json()["memory_id"]
+    r = await client.patch(
+        f"/v1/memories/{mid}", json={"content": "v2"}, headers={**h, "If-Match": header}
+    )
+    assert r.status_code == status, r.text
