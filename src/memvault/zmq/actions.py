@@ -287,15 +287,17 @@ async def get_history(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
 
 @action("get_context")
 async def get_context(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
-    c = await ctx.vault.context(
-        _user(ctx, who, p),
-        p.get("message"),  # type: ignore[arg-type]
-        system_prompt=_opt_str(p, "system_prompt"),
-        token_budget=_opt_int(p, "token_budget"),
-        k=p.get("k", 8),
-        history_limit=p.get("history_limit", 20),
-        session_id=_opt_str(p, "session_id"),
-    )
+    uid = _user(ctx, who, p)
+    with ctx.search_slots:  # it searches: `search_concurrency` applies
+        c = await ctx.vault.context(
+            uid,
+            p.get("message"),  # type: ignore[arg-type]
+            system_prompt=_opt_str(p, "system_prompt"),
+            token_budget=_opt_int(p, "token_budget"),
+            k=p.get("k", 8),
+            history_limit=p.get("history_limit", 20),
+            session_id=_opt_str(p, "session_id"),
+        )
     return c.model_dump(mode="json")
 
 

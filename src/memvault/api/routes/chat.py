@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
@@ -16,19 +16,20 @@ router = APIRouter(responses=ERROR_RESPONSES, tags=["chat"])
 
 
 @router.post("/v1/context", response_model=ChatContext)
-async def context(body: schemas.ContextRequest, who: Who) -> Response:
+async def context(body: schemas.ContextRequest, who: Who, request: Request) -> Response:
     """The OpenAI-style `messages` for answering `message`: system prompt, a "User Memory:"
     system message (summary and the most relevant memories), recent history, the message;
     within `token_budget`."""
-    ctx = await who.vault.context(
-        who.user(body.user_id),
-        body.message,
-        system_prompt=body.system_prompt,
-        token_budget=body.token_budget,
-        k=body.k,
-        history_limit=body.history_limit,
-        session_id=body.session_id,
-    )
+    async with request.app.state.search_slots:  # it searches: `search_concurrency` applies
+        ctx = await who.vault.context(
+            who.user(body.user_id),
+            body.message,
+            system_prompt=body.system_prompt,
+            token_budget=body.token_budget,
+            k=body.k,
+            history_limit=body.history_limit,
+            session_id=body.session_id,
+        )
     return answer(ctx)
 
 
