@@ -250,6 +250,12 @@ def test_a_missing_field_names_it(server: Running, keys: dict[str, str]) -> None
     assert r["error"]["details"]["field"] == "memory_id"
     r = c._call("create_memory", {"content": "x", "bogus": 1})
     assert r["error"]["code"] == "INVALID_ARGUMENT"
+    r = c._call("create_memory", {"memory_type": "note"})
+    assert r["error"]["code"] == "INVALID_ARGUMENT"
+    mid = c.create_memory("note", "kept")["data"]["memory_id"]
+    r = c.update_memory(mid, bogus=1)  # an unknown field is refused, not silently dropped
+    assert r["error"]["code"] == "INVALID_ARGUMENT"
+    assert c.get_memory(mid)["data"]["content"] == "kept"
 
 
 def test_an_idempotent_write_retried_is_written_once(server: Running, keys: dict[str, str]) -> None:

@@ -20,22 +20,8 @@ from memvault.models import Memory, SearchHit
 from memvault.service.access import Principal
 from memvault.service.cache import ReadCache
 
-MEMORY_FIELDS = (
-    "content",
-    "namespace",
-    "key",
-    "memory_type",
-    "metadata",
-    "tags",
-    "category",
-    "importance",
-    "ttl_seconds",
-    "expires_at",
-    "session_id",
-    "agent_id",
-    "embedding",
-)
-PATCH_FIELDS = tuple(f for f in MEMORY_FIELDS if f not in ("namespace", "key", "embedding"))
+# Payload keys that address a request rather than describe a memory.
+_ADDRESSING = ("user_id", "memory_id", "expected_version")
 WRITES = frozenset(
     {
         "create_session",
@@ -118,10 +104,8 @@ def _size(value: Any) -> int:
 # ---------------------------------------------------------------------------- sessions
 @action("create_session")
 async def create_session(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
-    uid = _user(ctx, who, p)
-    await ctx.vault.get_or_create_user(uid)
     s = await ctx.vault.create_session(
-        uid,
+        _user(ctx, who, p),
         metadata=_dict(p, "session_metadata", "metadata"),
         agent_id=_opt_str(p, "agent_id"),
     )
@@ -153,18 +137,10 @@ async def end_session(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
 @action("create_memory")
 async def create_memory(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
     uid = _user(ctx, who, p)
-    if "content" not in p:
-        raise InvalidArgumentError("payload.content is required", {"field": "content"})
-    fields = {k: p[k] for k in MEMORY_FIELDS if k in p and p[k] is not None}
-    unknown = set(p) - set(MEMORY_FIELDS) - {"user_id"}
-    if unknown:
-        raise InvalidArgumentError(
-            f"unknown payload fields {sorted(unknown)}; allowed: {sorted(MEMORY_FIELDS)}",
-            {"fields": sorted(unknown)},
-        )
-    content = fields.pop("content")
-    m = await ctx.vault.add(uid, content, actor=who.actor, **fields)
-    return _memory(m)
+    fields = {k: v for k, v in p.items() if k not in _ADDRESSING and v is not None}
+    # The service validates every field (unknown ones included), as for every other door.
+    created = await ctx.vault.add_many(uid, [fields], actor=who.actor)
+    return _memory(created[0])
 
 
 @action("get_memory")
@@ -202,7 +178,7 @@ async def batch_read(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
 @action("update_memory")
 async def update_memory(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
     uid, mid = _user(ctx, who, p), _str(p, "memory_id")
-    patch = {k: p[k] for k in PATCH_FIELDS if k in p}
+    patch = {k: v for k, v in p.items() if k not in _ADDRESSING}
     m = await ctx.vault.update(
         uid, mid, patch, expected_version=_opt_int(p, "expected_version"), actor=who.actor
     )
@@ -265,10 +241,8 @@ async def search(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
 # ---------------------------------------------------------------------------- conversation
 @action("add_message")
 async def add_message(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
-    uid = _user(ctx, who, p)
-    await ctx.vault.get_or_create_user(uid)
     msg = await ctx.vault.add_message(
-        uid,
+        _user(ctx, who, p),
         p.get("role"),  # type: ignore[arg-type]
         p.get("content"),  # type: ignore[arg-type]
         session_id=_opt_str(p, "session_id"),

@@ -18,6 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,14 @@ class _Calls(abc.ABC):
         return self._call("stats", {})
 
 
+@dataclass(frozen=True)
+class _Plan:
+    frames: list[bytes]
+    attempts: int
+    wait_ms: int
+    started: float
+
+
 class _Base(_Calls):
     def __init__(
         self,
@@ -309,8 +318,31 @@ class _Base(_Calls):
             compress_bytes=self.compress_bytes,
         )
 
-    def _attempts(self, action: str, idem: str | None) -> int:
-        return 1 + self.retries if action in READS or idem is not None else 1
+    def _plan(
+        self, action: str, payload: dict[str, Any], idem: str | None, timeout_ms: int | None
+    ) -> _Plan:
+        """What one call sends and how often: reads, and writes with an idempotency key, are
+        retried after a timeout; other writes are tried once."""
+        return _Plan(
+            frames=self._frames(action, payload, idem),
+            attempts=1 + self.retries if action in READS or idem is not None else 1,
+            wait_ms=self.timeout_ms if timeout_ms is None else timeout_ms,
+            started=time.perf_counter(),
+        )
+
+    def _sending(self, attempt: int) -> None:
+        self.counters["requests"] += 1
+        if attempt:
+            self.counters["retries"] += 1
+
+    def _missed(self, action: str, attempt: int) -> None:
+        self.counters["timeouts"] += 1
+        log.warning("no reply to %s from %s (attempt %d)", action, self.address, attempt + 1)
+        self._reset()  # a REQ socket without its reply cannot send again
+
+    @abc.abstractmethod
+    def _reset(self) -> None:
+        """Close the socket; the next call opens a new one."""
 
     def _timed_out(self, action: str, wait_ms: int) -> Reply:
         self.counters["errors"] += 1
@@ -373,23 +405,16 @@ class MemoryClient(_Base):
         after: Callable[[Reply], None] | None = None,
         timeout_ms: int | None = None,
     ) -> Any:
-        started = time.perf_counter()
-        wait_ms = self.timeout_ms if timeout_ms is None else timeout_ms
-        frames = self._frames(action, payload, idempotency_key)
-        attempts = self._attempts(action, idempotency_key)
-        for attempt in range(attempts):
-            self.counters["requests"] += 1
-            if attempt:
-                self.counters["retries"] += 1
+        plan = self._plan(action, payload, idempotency_key, timeout_ms)
+        for attempt in range(plan.attempts):
+            self._sending(attempt)
             sock = self._socket()
-            sock.send_multipart(frames)
-            if sock.poll(wait_ms, zmq.POLLIN):
+            sock.send_multipart(plan.frames)
+            if sock.poll(plan.wait_ms, zmq.POLLIN):
                 reply = protocol.decode_reply(sock.recv_multipart(), _MAX_REPLY)
-                return self._finish(reply, started, after)
-            self.counters["timeouts"] += 1
-            log.warning("no reply to %s from %s (attempt %d)", action, self.address, attempt + 1)
-            self._reset()  # a REQ socket without its reply cannot send again
-        return self._finish(self._timed_out(action, wait_ms), started, after)
+                return self._finish(reply, plan.started, after)
+            self._missed(action, attempt)
+        return self._finish(self._timed_out(action, plan.wait_ms), plan.started, after)
 
     def close(self) -> None:
         self._reset()
@@ -433,23 +458,16 @@ class AsyncMemoryClient(_Base):
         after: Callable[[Reply], None] | None = None,
         timeout_ms: int | None = None,
     ) -> Any:
-        started = time.perf_counter()
-        wait_ms = self.timeout_ms if timeout_ms is None else timeout_ms
-        frames = self._frames(action, payload, idempotency_key)
-        attempts = self._attempts(action, idempotency_key)
-        for attempt in range(attempts):
-            self.counters["requests"] += 1
-            if attempt:
-                self.counters["retries"] += 1
+        plan = self._plan(action, payload, idempotency_key, timeout_ms)
+        for attempt in range(plan.attempts):
+            self._sending(attempt)
             sock = self._socket()
-            await sock.send_multipart(frames)
-            if await sock.poll(wait_ms):
+            await sock.send_multipart(plan.frames)
+            if await sock.poll(plan.wait_ms):
                 reply = protocol.decode_reply(await sock.recv_multipart(), _MAX_REPLY)
-                return self._finish(reply, started, after)
-            self.counters["timeouts"] += 1
-            log.warning("no reply to %s from %s (attempt %d)", action, self.address, attempt + 1)
-            self._reset()
-        return self._finish(self._timed_out(action, wait_ms), started, after)
+                return self._finish(reply, plan.started, after)
+            self._missed(action, attempt)
+        return self._finish(self._timed_out(action, plan.wait_ms), plan.started, after)
 
     async def close(self) -> None:
         self._reset()

@@ -98,10 +98,12 @@ def _line(kind: str, record: dict[str, object]) -> bytes:
 @router.post("/{user_id}/messages", status_code=201, response_model=Message, tags=["messages"])
 async def add_message(user_id: str, body: schemas.MessageCreate, who: Who) -> Response:
     """Append to the conversation history (capped at `max_messages`, oldest dropped)."""
-    uid = who.user(user_id)
-    await who.vault.get_or_create_user(uid)
     msg = await who.vault.add_message(
-        uid, body.role, body.content, session_id=body.session_id, metadata=body.metadata
+        who.user(user_id),
+        body.role,
+        body.content,
+        session_id=body.session_id,
+        metadata=body.metadata,
     )
     return answer(msg, 201)
 
