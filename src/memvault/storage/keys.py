@@ -3,13 +3,13 @@ also speaks)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from memvault.models import ApiKey, AuditEntry
 from memvault.storage.sql import codec
+from memvault.storage.sql.dbapi import Conn
 
 _KEY_COLS = "key_id, prefix, user_id, name, rate_per_minute, created_at, revoked_at"
 _AUDIT_COLS = "audit_id, at, actor, action, user_id, details"
@@ -39,7 +39,7 @@ def _audit(row: tuple[Any, ...]) -> AuditEntry:
 
 
 def write_audit(
-    conn: sqlite3.Connection,
+    conn: Conn,
     at: datetime,
     actor: str | None,
     action: str,
@@ -61,7 +61,7 @@ class KeyStore:
     _point_read: Callable[..., Any]
 
     async def insert_key(self, key: ApiKey, key_hash: str, actor: str | None) -> ApiKey:
-        def run(conn: sqlite3.Connection) -> ApiKey:
+        def run(conn: Conn) -> ApiKey:
             conn.execute(
                 f"INSERT INTO api_keys (key_hash, {_KEY_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -89,7 +89,7 @@ class KeyStore:
         return result
 
     async def key_by_hash(self, key_hash: str) -> ApiKey | None:
-        def run(conn: sqlite3.Connection) -> ApiKey | None:
+        def run(conn: Conn) -> ApiKey | None:
             row = conn.execute(
                 f"SELECT {_KEY_COLS} FROM api_keys WHERE key_hash = ?", (key_hash,)
             ).fetchone()
@@ -99,7 +99,7 @@ class KeyStore:
         return result
 
     async def list_keys(self, user_id: str | None, *, include_revoked: bool) -> list[ApiKey]:
-        def run(conn: sqlite3.Connection) -> list[ApiKey]:
+        def run(conn: Conn) -> list[ApiKey]:
             where: list[str] = ["1 = 1"]
             args: list[Any] = []
             if user_id is not None:
@@ -118,7 +118,7 @@ class KeyStore:
         return result
 
     async def revoke_key(self, key_id: str, now: datetime, actor: str | None) -> ApiKey | None:
-        def run(conn: sqlite3.Connection) -> ApiKey | None:
+        def run(conn: Conn) -> ApiKey | None:
             conn.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
                 (codec.ts(now), key_id),
@@ -148,7 +148,7 @@ class KeyStore:
     async def audit_log(
         self, user_id: str | None, after: int | None, limit: int
     ) -> list[AuditEntry]:
-        def run(conn: sqlite3.Connection) -> list[AuditEntry]:
+        def run(conn: Conn) -> list[AuditEntry]:
             where: list[str] = ["audit_id > ?"]
             args: list[Any] = [after or 0]
             if user_id is not None:

@@ -4,7 +4,6 @@ the global context. A mixin of the SQLite backend (plain SQL that PostgreSQL als
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -15,7 +14,7 @@ from memvault.storage.access import AccessTracker
 from memvault.storage.keys import write_audit
 from memvault.storage.runner import Runner
 from memvault.storage.sql import codec
-from memvault.storage.sql.connection import SqliteConnections
+from memvault.storage.sql.dbapi import Conn, Connections
 from memvault.storage.sql.queries import Statements
 
 _USER_COLS = "user_id, username, profile, timezone, created_at, updated_at"
@@ -79,12 +78,12 @@ def _metrics(row: tuple[Any, ...]) -> Metrics:
 class RecordStore:
     """Connections, the runner, access-count flushing, and every record but memories."""
 
-    db: SqliteConnections
+    db: Connections
     runner: Runner
     access: AccessTracker
     sql: Statements
 
-    def _flush_access(self, conn: sqlite3.Connection) -> None:
+    def _flush_access(self, conn: Conn) -> None:
         taken = self.access.take()
         if not taken:
             return
@@ -97,10 +96,10 @@ class RecordStore:
             self.access.give_back(taken)
             raise
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def _write(self, fn: Callable[[Any], Any]) -> Any:
         """Run `fn` in one write transaction (and flush access counts when due)."""
 
-        def run(conn: sqlite3.Connection) -> Any:
+        def run(conn: Conn) -> Any:
             result = fn(conn)
             if self.access.due():
                 self._flush_access(conn)
@@ -108,17 +107,15 @@ class RecordStore:
 
         return await self.runner.write(self.db.write, run)
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def _read(self, fn: Callable[[Any], Any]) -> Any:
         return await self.runner.read(self.db.read, fn)
 
-    async def _point_read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def _point_read(self, fn: Callable[[Any], Any]) -> Any:
         """A read of a few rows by key (see `ThreadRunner.point_read`)."""
         return await self.runner.point_read(self.db.read, fn)
 
     # ------------------------------------------------------------------ users
-    def _ensure_user(
-        self, conn: sqlite3.Connection, user_id: str, username: str | None, at: str | None
-    ) -> None:
+    def _ensure_user(self, conn: Conn, user_id: str, username: str | None, at: str | None) -> None:
         conn.execute(
             "INSERT INTO users (user_id, username, profile, timezone, created_at, updated_at) "
             "VALUES (?, ?, '{}', NULL, ?, ?) ON CONFLICT (user_id) DO NOTHING",
@@ -126,7 +123,7 @@ class RecordStore:
         )
 
     async def ensure_user(self, user_id: str, username: str | None, now: datetime) -> User:
-        def run(conn: sqlite3.Connection) -> User:
+        def run(conn: Conn) -> User:
             self._ensure_user(conn, user_id, username, codec.ts(now))
             row = conn.execute(f"SELECT {_USER_COLS} FROM users WHERE user_id = ?", (user_id,))
             return _user(row.fetchone())
@@ -135,7 +132,7 @@ class RecordStore:
         return result
 
     async def get_user(self, user_id: str) -> User | None:
-        def run(conn: sqlite3.Connection) -> User | None:
+        def run(conn: Conn) -> User | None:
             row = conn.execute(
                 f"SELECT {_USER_COLS} FROM users WHERE user_id = ?", (user_id,)
             ).fetchone()
@@ -145,7 +142,7 @@ class RecordStore:
         return result
 
     async def update_user(self, user_id: str, change: Callable[[User], User]) -> User:
-        def run(conn: sqlite3.Connection) -> User:
+        def run(conn: Conn) -> User:
             row = conn.execute(
                 f"SELECT {_USER_COLS} FROM users WHERE user_id = ?", (user_id,)
             ).fetchone()
@@ -169,7 +166,7 @@ class RecordStore:
         return result
 
     async def list_users(self, limit: int, after: str | None) -> list[User]:
-        def run(conn: sqlite3.Connection) -> list[User]:
+        def run(conn: Conn) -> list[User]:
             rows = conn.execute(
                 f"SELECT {_USER_COLS} FROM users WHERE user_id > ? ORDER BY user_id LIMIT ?",
                 (after or "", limit),
@@ -180,7 +177,7 @@ class RecordStore:
         return result
 
     async def erase_user(self, user_id: str, now: datetime, actor: str | None) -> dict[str, int]:
-        def run(conn: sqlite3.Connection) -> dict[str, int]:
+        def run(conn: Conn) -> dict[str, int]:
             counts = {
                 table: int(
                     conn.execute(
@@ -207,7 +204,7 @@ class RecordStore:
     async def add_message(
         self, message: Message, cap: int, metrics: Callable[[Metrics], Metrics]
     ) -> Message:
-        def run(conn: sqlite3.Connection) -> Message:
+        def run(conn: Conn) -> Message:
             at = codec.ts(message.created_at)
             self._ensure_user(conn, message.user_id, None, at)
             conn.execute(
@@ -236,7 +233,7 @@ class RecordStore:
         return result
 
     async def messages(self, user_id: str, limit: int, session_id: str | None) -> list[Message]:
-        def run(conn: sqlite3.Connection) -> list[Message]:
+        def run(conn: Conn) -> list[Message]:
             cols = "message_id, user_id, session_id, role, content, metadata, created_at"
             if session_id is None:
                 rows = conn.execute(
@@ -256,7 +253,7 @@ class RecordStore:
         return result
 
     async def clear_messages(self, user_id: str) -> int:
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: Conn) -> int:
             return int(conn.execute("DELETE FROM messages WHERE user_id = ?", (user_id,)).rowcount)
 
         result: int = await self._write(run)
@@ -264,7 +261,7 @@ class RecordStore:
 
     # ------------------------------------------------------------------ sessions
     async def insert_session(self, session: Session) -> Session:
-        def run(conn: sqlite3.Connection) -> Session:
+        def run(conn: Conn) -> Session:
             self._ensure_user(conn, session.user_id, None, codec.ts(session.created_at))
             self._put_session(conn, session, insert=True)
             return session
@@ -272,7 +269,7 @@ class RecordStore:
         result: Session = await self._write(run)
         return result
 
-    def _put_session(self, conn: sqlite3.Connection, s: Session, *, insert: bool) -> None:
+    def _put_session(self, conn: Conn, s: Session, *, insert: bool) -> None:
         values = (
             s.user_id,
             s.agent_id,
@@ -296,9 +293,7 @@ class RecordStore:
                 values,
             )
 
-    def _get_session(
-        self, conn: sqlite3.Connection, user_id: str, session_id: str
-    ) -> Session | None:
+    def _get_session(self, conn: Conn, user_id: str, session_id: str) -> Session | None:
         row = conn.execute(
             f"SELECT {_SESSION_COLS} FROM sessions WHERE user_id = ? AND session_id = ?",
             (user_id, session_id),
@@ -314,7 +309,7 @@ class RecordStore:
     async def update_session(
         self, user_id: str, session_id: str, change: Callable[[Session], Session]
     ) -> Session:
-        def run(conn: sqlite3.Connection) -> Session:
+        def run(conn: Conn) -> Session:
             current = self._get_session(conn, user_id, session_id)
             if current is None:
                 raise NotFoundError(
@@ -328,7 +323,7 @@ class RecordStore:
         return result
 
     async def list_sessions(self, user_id: str, limit: int, status: str | None) -> list[Session]:
-        def run(conn: sqlite3.Connection) -> list[Session]:
+        def run(conn: Conn) -> list[Session]:
             sql = f"SELECT {_SESSION_COLS} FROM sessions WHERE user_id = ?"
             args: list[Any] = [user_id]
             if status is not None:
@@ -342,7 +337,7 @@ class RecordStore:
 
     # ------------------------------------------------------------------ summary
     async def put_summary(self, user_id: str, content: str, now: datetime) -> Summary:
-        def run(conn: sqlite3.Connection) -> Summary:
+        def run(conn: Conn) -> Summary:
             at = codec.ts(now)
             self._ensure_user(conn, user_id, None, at)
             conn.execute(
@@ -366,7 +361,7 @@ class RecordStore:
         return result
 
     async def get_summary(self, user_id: str) -> Summary | None:
-        def run(conn: sqlite3.Connection) -> Summary | None:
+        def run(conn: Conn) -> Summary | None:
             row = conn.execute(
                 "SELECT content, created_at, updated_at FROM summaries WHERE user_id = ?",
                 (user_id,),
@@ -384,14 +379,14 @@ class RecordStore:
         return result
 
     # ------------------------------------------------------------------ metrics
-    def _get_metrics(self, conn: sqlite3.Connection, user_id: str) -> Metrics | None:
+    def _get_metrics(self, conn: Conn, user_id: str) -> Metrics | None:
         row = conn.execute(
             f"SELECT {_METRIC_COLS} FROM user_metrics WHERE user_id = ?", (user_id,)
         ).fetchone()
         return None if row is None else _metrics(row)
 
     def _update_metrics(
-        self, conn: sqlite3.Connection, user_id: str, change: Callable[[Metrics], Metrics]
+        self, conn: Conn, user_id: str, change: Callable[[Metrics], Metrics]
     ) -> Metrics:
         new = change(self._get_metrics(conn, user_id) or Metrics(user_id=user_id))
         conn.execute(
@@ -430,7 +425,7 @@ class RecordStore:
     async def put_context(
         self, key: str, value: Any, now: datetime, by: str | None
     ) -> ContextEntry:
-        def run(conn: sqlite3.Connection) -> ContextEntry:
+        def run(conn: Conn) -> ContextEntry:
             conn.execute(
                 "INSERT INTO global_context (key, value, updated_at, updated_by) VALUES "
                 "(?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
@@ -443,7 +438,7 @@ class RecordStore:
         return result
 
     async def get_context(self, key: str) -> ContextEntry | None:
-        def run(conn: sqlite3.Connection) -> ContextEntry | None:
+        def run(conn: Conn) -> ContextEntry | None:
             row = conn.execute(
                 "SELECT key, value, updated_at, updated_by FROM global_context WHERE key = ?",
                 (key,),
@@ -454,7 +449,7 @@ class RecordStore:
         return result
 
     async def list_context(self) -> list[ContextEntry]:
-        def run(conn: sqlite3.Connection) -> list[ContextEntry]:
+        def run(conn: Conn) -> list[ContextEntry]:
             rows = conn.execute(
                 "SELECT key, value, updated_at, updated_by FROM global_context ORDER BY key"
             ).fetchall()
@@ -464,7 +459,7 @@ class RecordStore:
         return result
 
     async def delete_context(self, key: str) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
+        def run(conn: Conn) -> bool:
             return bool(conn.execute("DELETE FROM global_context WHERE key = ?", (key,)).rowcount)
 
         result: bool = await self._write(run)

@@ -1,0 +1,702 @@
+"""The SQL backends' shared body: memories, history, vectors as rows, neighbours, purge.
+
+`SqliteBackend` and `PostgresBackend` run the same statements (SQLAlchemy Core compiled per
+dialect, and hand-written SQL both engines speak) through one connection interface
+(`storage/sql/dbapi.py`); each adds only what differs: its full-text index, its vector
+search, its change feed and its connections. Hooks a backend overrides are the methods whose
+names start with `_hook_`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from memvault.errors import ConflictError, NotFoundError, UnavailableError
+from memvault.models import Filters, HistoryEntry, Memory, content_text
+from memvault.storage.access import AccessTracker
+from memvault.storage.base import Candidate, Change, MemoryChange, Merge, PurgeCounts
+from memvault.storage.keys import KeyStore
+from memvault.storage.records import RecordStore
+from memvault.storage.runner import Runner
+from memvault.storage.search_text import CONTEXT_WINDOW, search_context
+from memvault.storage.sql import codec
+from memvault.storage.sql.dbapi import Conn, Connections
+from memvault.storage.sql.queries import Statements, decode_cursor, encode_cursor
+
+_ANY = Filters()
+_DELETED_AT = codec.MEMORY_COLUMNS.index("deleted_at")
+_EXPIRES_AT = codec.MEMORY_COLUMNS.index("expires_at")
+
+
+def _candidate(row: Sequence[Any], lexical: float = 0.0, vector: float | None = None) -> Candidate:
+    """A candidate from the scoring columns (queries._LIGHT_COLS)."""
+    role = row[6] if isinstance(row[6], str) else None
+    speaker = row[7] if isinstance(row[7], str) else None
+    return Candidate(
+        row[0], row[1], row[2], row[3], lexical, vector, bool(row[4]), row[5], role, speaker
+    )
+
+
+class SqlBackend(RecordStore, KeyStore):
+    """Everything SQLite and PostgreSQL do alike. Subclasses set `db`, `sql`, `runner`,
+    `access` and implement the search and change-feed methods of `Backend`."""
+
+    db: Connections
+    sql: Statements
+    runner: Runner
+    access: AccessTracker
+    _closed: bool
+
+    # ------------------------------------------------------------------ hooks
+    def _hook_index_new_rows(self, conn: Conn, after_pk: int) -> None:
+        """Index the memory rows past `after_pk` (just inserted) for full-text search."""
+
+    def _hook_vector_value(self, vec: bytes) -> Any:
+        """A float32 vector as the driver must bind it."""
+        return vec
+
+    def _hook_pks_value(self, pks: Sequence[int]) -> Any:
+        """A list of primary keys as `sql.session_around` binds `:pks`."""
+        return list(pks)
+
+    def _hook_vectors_dropped(self) -> None:
+        """Every stored vector was deleted (another embedder)."""
+
+    # ------------------------------------------------------------------ helpers
+    def _memories(self, rows: Sequence[tuple[Any, ...]]) -> list[Memory]:
+        pending = self.access.peek_many([row[0] for row in rows])
+        if not pending:
+            return [codec.memory_from_row(row) for row in rows]
+        return [codec.memory_from_row(row, pending.get(row[0])) for row in rows]
+
+    def _light_rows(
+        self,
+        conn: Conn,
+        user_id: str,
+        pks: Sequence[int],
+        filters: Filters,
+        at: str | None,
+    ) -> dict[int, tuple[Any, ...]]:
+        """The scoring columns of the visible rows among `pks`, by pk."""
+        found: dict[int, tuple[Any, ...]] = {}
+        for start in range(0, len(pks), 256):
+            chunk = pks[start : start + 256]
+            sql, params = self.sql.by_pks(filters, len(chunk), light=True)
+            params.update({f"pk_{i}": pk for i, pk in enumerate(chunk)})
+            params.update(user_id=user_id, now=at)
+            for row in conn.execute(sql, params).fetchall():
+                found[row[0]] = row
+        return found
+
+    async def _maybe_flush(self) -> None:
+        """Write pending access counts when due, on the writer thread; the read that noticed
+        does not wait (under load every reader waited behind a 10k-row flush: GET p95 went
+        from 3 to 43 ms in bench/bench_rest.py)."""
+        if self.access.due() and self.access.claim_flush():
+
+            def flush() -> None:
+                try:
+                    self.db.try_write(self._flush_access)
+                finally:
+                    self.access.flush_done()
+
+            self.runner.background(flush)
+
+    def _history_rows(self, mems: Sequence[Memory], change: Change, now: datetime) -> list[Any]:
+        """History rows for `mems` at their new versions. The snapshot stays empty while a
+        version is the live one (the row itself holds it); `_record_change` fills it in when
+        the next version replaces it."""
+        at = codec.ts(now)
+        return [
+            {
+                "memory_id": m.memory_id,
+                "user_id": m.user_id,
+                "version": m.version,
+                "operation": change.operation,
+                "changed_at": at,
+                "actor": change.actor,
+                "reason": change.reason,
+                "snapshot": None,
+            }
+            for m in mems
+        ]
+
+    def _record_change(
+        self, conn: Conn, old: Memory, new: Memory, change: Change, now: datetime
+    ) -> None:
+        """Write `new` over `old`: the row, the frozen snapshot of `old`, the new history row.
+
+        A creation with no actor and no reason writes no history row (the memory row says it
+        all); its row is written here, with its snapshot, when the first change comes. New
+        content drops the memory's vector (the service embeds it again)."""
+        self._write_row(conn, new)
+        if new.content != old.content:
+            conn.execute(
+                "DELETE FROM memory_vectors WHERE memory_pk = "
+                "(SELECT pk FROM memories WHERE memory_id = ?)",
+                (new.memory_id,),
+            )
+            self._recontext(conn, new)
+        snap = codec.snapshot(old)
+        frozen = conn.execute(
+            self.sql.freeze_history,
+            {"memory_id": old.memory_id, "version": old.version, "snapshot": snap},
+        ).rowcount
+        if frozen == 0:
+            conn.execute(self.sql.insert_history, codec.creation_history(old, snap))
+        conn.executemany(self.sql.insert_history, self._history_rows([new], change, now))
+
+    def _live_key(self, conn: Conn, m: Memory) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = conn.execute(
+            self.sql.select_live_key,
+            {"user_id": m.user_id, "namespace": m.namespace, "key": m.key},
+        ).fetchone()
+        return row
+
+    def _retire_expired(self, conn: Conn, row: tuple[Any, ...], now: datetime) -> None:
+        """Soft-delete an expired row whose key a new memory takes over."""
+        old = codec.memory_from_row(row)
+        gone = old.model_copy(update={"deleted_at": now, "version": old.version + 1})
+        self._record_change(conn, old, gone, Change("delete", reason="expired; key reused"), now)
+
+    def _insert_rows(
+        self,
+        conn: Conn,
+        mems: Sequence[Memory],
+        change: Change,
+        now: datetime,
+        vectors: Sequence[bytes | None] | None = None,
+    ) -> None:
+        """Insert new memory rows, their full-text entries (one statement for the whole batch,
+        see migration 0002), their vectors and, when an actor or a reason is given, their
+        history rows."""
+        top = conn.execute(self.sql.max_pk).fetchone()[0]
+        values = [codec.memory_values(m) for m in mems]
+        contexts = self._contexts(conn, mems)
+        for v, m in zip(values, mems, strict=True):
+            v["search_context"] = contexts.get(m.memory_id)
+        conn.executemany(self.sql.insert_memory, values)
+        self._hook_index_new_rows(conn, top)
+        if vectors is not None and any(v is not None for v in vectors):
+            pks = dict(conn.execute(self.sql.pks_after, {"pk": top}).fetchall())
+            conn.executemany(
+                self.sql.insert_vector,
+                [
+                    {
+                        "memory_pk": pks[m.memory_id],
+                        "user_id": m.user_id,
+                        "vector": self._hook_vector_value(vec),
+                    }
+                    for m, vec in zip(mems, vectors, strict=True)
+                    if vec is not None
+                ],
+            )
+        if change.actor is not None or change.reason is not None:
+            conn.executemany(self.sql.insert_history, self._history_rows(mems, change, now))
+
+    def _contexts(self, conn: Conn, mems: Sequence[Memory]) -> dict[str, str | None]:
+        """Search context of new memories said in a conversation (`session_id` set), and
+        the refreshed context of the earlier memories of that conversation they follow."""
+        out: dict[str, str | None] = {}
+        groups: dict[tuple[str, str], list[Memory]] = {}
+        for m in mems:
+            if m.session_id is not None:
+                groups.setdefault((m.user_id, m.session_id), []).append(m)
+            else:
+                out[m.memory_id] = search_context([content_text(m.content)], 0, False)
+        for (user_id, session_id), group in groups.items():
+            before = conn.execute(
+                self.sql.session_tail,
+                {"user_id": user_id, "session_id": session_id, "n": 2 * CONTEXT_WINDOW},
+            ).fetchall()[::-1]
+            texts = [r[1] for r in before] + [content_text(m.content) for m in group]
+            for i, (pk, _text, old) in enumerate(before):
+                if i >= len(before) - CONTEXT_WINDOW:
+                    ctx = search_context(texts, i, True)
+                    if ctx != old:
+                        conn.execute(self.sql.set_context, {"pk": pk, "ctx": ctx})
+            for j, m in enumerate(group):
+                out[m.memory_id] = search_context(texts, len(before) + j, True)
+        return out
+
+    def _recontext(self, conn: Conn, m: Memory) -> None:
+        """The search context of `m` after its content changed (its neighbours keep theirs
+        until `memvault reindex --lexical`)."""
+        pk = conn.execute("SELECT pk FROM memories WHERE memory_id = ?", (m.memory_id,)).fetchone()
+        if pk is None:
+            return
+        text = content_text(m.content)
+        if m.session_id is None:
+            ctx = search_context([text], 0, False)
+        else:
+            around = conn.execute(
+                "SELECT pk, content FROM memories WHERE user_id = ? AND session_id = ? "
+                "AND deleted_at IS NULL AND pk BETWEEN ? AND ? ORDER BY pk",
+                (m.user_id, m.session_id, pk[0] - 64, pk[0] + 64),
+            ).fetchall()
+            at = next((i for i, r in enumerate(around) if r[0] == pk[0]), None)
+            if at is None:
+                return
+            lo = max(0, at - CONTEXT_WINDOW)
+            texts = [r[1] for r in around[lo : at + CONTEXT_WINDOW + 1]]
+            texts[at - lo] = text
+            ctx = search_context(texts, at - lo, True)
+        conn.execute(self.sql.set_context, {"pk": pk[0], "ctx": ctx})
+
+    def _refresh_contexts(self, conn: Conn) -> int:
+        """Recompute every live memory's search context (after edits); returns how many
+        changed."""
+        changed = 0
+        rows = conn.execute(
+            "SELECT pk, user_id, session_id, content, search_context FROM memories "
+            "WHERE deleted_at IS NULL ORDER BY user_id, session_id, pk"
+        ).fetchall()
+        start = 0
+        while start < len(rows):
+            end = start + 1
+            key = rows[start][1:3]
+            while end < len(rows) and rows[end][1:3] == key:
+                end += 1
+            group = rows[start:end]
+            texts = [r[3] for r in group]
+            for i, r in enumerate(group):
+                ctx = search_context(texts, i, r[2] is not None)
+                if ctx != r[4]:
+                    conn.execute(self.sql.set_context, {"pk": r[0], "ctx": ctx})
+                    changed += 1
+            start = end
+        return changed
+
+    def _write_row(self, conn: Conn, m: Memory) -> None:
+        values = codec.memory_values(m)
+        values["b_memory_id"] = m.memory_id
+        conn.execute(self.sql.update_memory, values)
+
+    # ------------------------------------------------------------------ memories
+    async def insert_memories(
+        self,
+        memories: Sequence[Memory],
+        change: Change,
+        now: datetime,
+        vectors: Sequence[bytes | None] | None = None,
+        merges: Sequence[Merge] = (),
+    ) -> list[Memory]:
+        def run(conn: Conn) -> list[Memory]:
+            at = codec.ts(now)
+            merged = [self._merge(conn, mg, now) for mg in merges]
+            if not memories:
+                return merged
+            for user_id in {m.user_id for m in memories}:
+                self._ensure_user(conn, user_id, None, at)
+            for m in memories:
+                if m.key == m.memory_id:
+                    continue  # generated key: unique by construction
+                row = self._live_key(conn, m)
+                if row is None:
+                    continue
+                if codec.memory_from_row(row).is_expired(now):
+                    self._retire_expired(conn, row, now)
+                else:
+                    raise ConflictError(
+                        f"key {m.key!r} already exists in namespace {m.namespace!r}",
+                        {"namespace": m.namespace, "key": m.key, "memory_id": row[1]},
+                    )
+            self._insert_rows(conn, memories, change, now, vectors)
+            return [*memories, *merged]
+
+        result: list[Memory] = await self._write(run)
+        return result
+
+    def _merge(self, conn: Conn, mg: Merge, now: datetime) -> Memory:
+        row = conn.execute(
+            self.sql.select_by_id, {"user_id": mg.user_id, "memory_id": mg.memory_id}
+        ).fetchone()
+        if row is None or row[_DELETED_AT] is not None:
+            raise ConflictError(
+                f"memory {mg.memory_id!r} changed while a duplicate was merged into it; retry",
+                {"memory_id": mg.memory_id},
+            )
+        current = self._memories([row])[0]
+        new = mg.fn(current)
+        self._record_change(conn, current, new, mg.change, now)
+        if mg.vector is not None:
+            conn.execute("DELETE FROM memory_vectors WHERE memory_pk = ?", (row[0],))
+            conn.execute(
+                self.sql.insert_vector,
+                {
+                    "memory_pk": row[0],
+                    "user_id": mg.user_id,
+                    "vector": self._hook_vector_value(mg.vector),
+                },
+            )
+        return new
+
+    async def fetch(self, user_id: str, memory_ids: Sequence[str], now: datetime) -> list[Memory]:
+        at = codec.ts(now)
+        assert at is not None
+
+        def run(conn: Conn) -> list[Memory]:
+            if len(memory_ids) == 1:
+                rows = conn.execute(
+                    self.sql.select_by_id, {"user_id": user_id, "memory_id": memory_ids[0]}
+                ).fetchall()
+            else:
+                params: dict[str, Any] = {f"id_{i}": v for i, v in enumerate(memory_ids)}
+                params["user_id"] = user_id
+                rows = conn.execute(self.sql.select_by_ids(len(memory_ids)), params).fetchall()
+            out = []
+            for row in rows:
+                if row[_DELETED_AT] is not None or (
+                    row[_EXPIRES_AT] is not None and row[_EXPIRES_AT] <= at
+                ):
+                    continue
+                pending = self.access.note(row[0], at)
+                out.append(codec.memory_from_row(row, (pending.count, pending.last_at)))
+            return out
+
+        found: list[Memory] = await self._point_read(run)
+        await self._maybe_flush()
+        return found
+
+    async def fetch_any(self, user_id: str, memory_id: str) -> Memory | None:
+        """The row whatever its state (deleted, expired); no access is counted."""
+
+        def run(conn: Conn) -> Memory | None:
+            row = conn.execute(
+                self.sql.select_by_id, {"user_id": user_id, "memory_id": memory_id}
+            ).fetchone()
+            return None if row is None else self._memories([row])[0]
+
+        result: Memory | None = await self._read(run)
+        return result
+
+    async def mutate(
+        self, user_id: str, memory_id: str, fn: MemoryChange, change: Change, now: datetime
+    ) -> Memory:
+        def run(conn: Conn) -> Memory:
+            row = conn.execute(
+                self.sql.select_by_id, {"user_id": user_id, "memory_id": memory_id}
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(
+                    f"no memory {memory_id!r} for user {user_id!r}", {"memory_id": memory_id}
+                )
+            current = self._memories([row])[0]
+            new = fn(current)
+            if new.deleted_at is None and current.deleted_at is not None:
+                holder = self._live_key(conn, new)
+                if holder is not None and holder[1] != memory_id:
+                    if codec.memory_from_row(holder).is_expired(now):
+                        self._retire_expired(conn, holder, now)
+                    else:
+                        raise ConflictError(
+                            f"cannot restore: key {new.key!r} in namespace {new.namespace!r} "
+                            "is now used by another memory",
+                            {"memory_id": holder[1], "key": new.key},
+                        )
+            self._record_change(conn, current, new, change, now)
+            return new
+
+        result: Memory = await self._write(run)
+        return result
+
+    async def upsert(
+        self, new: Memory, fn: MemoryChange, change: Change, now: datetime
+    ) -> tuple[Memory, bool]:
+        def run(conn: Conn) -> tuple[Memory, bool]:
+            self._ensure_user(conn, new.user_id, None, codec.ts(now))
+            row = self._live_key(conn, new)
+            if row is not None:
+                current = self._memories([row])[0]
+                if not current.is_expired(now):
+                    updated = fn(current)
+                    if updated == current:
+                        return current, False
+                    self._record_change(conn, current, updated, change, now)
+                    return updated, False
+                self._retire_expired(conn, row, now)
+            self._insert_rows(conn, [new], Change("create", change.actor, change.reason), now)
+            return new, True
+
+        result: tuple[Memory, bool] = await self._write(run)
+        return result
+
+    async def query(
+        self,
+        user_id: str,
+        filters: Filters,
+        order: str,
+        cursor: str | None,
+        limit: int,
+        now: datetime,
+    ) -> tuple[list[Memory], str | None]:
+        after = None if cursor is None else decode_cursor(cursor, order)
+        sql, params = self.sql.listing(filters, order, after, limit + 1)
+        params["user_id"] = user_id
+        params["now"] = codec.ts(now)
+
+        def run(conn: Conn) -> tuple[list[Memory], str | None]:
+            rows = conn.execute(sql, params).fetchall()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            next_cursor = None
+            if more and rows:
+                last = rows[-1]
+                sort_value = {
+                    "created_desc": last[19],
+                    "created_asc": last[19],
+                    "importance_desc": last[11],
+                    "updated_desc": last[20],
+                }[order]
+                next_cursor = encode_cursor(order, sort_value, last[0])
+            return self._memories(rows), next_cursor
+
+        result: tuple[list[Memory], str | None] = await self._read(run)
+        return result
+
+    async def find_by_hash(
+        self, user_id: str, namespace: str, content_hash: str, now: datetime
+    ) -> Memory | None:
+        at = codec.ts(now)
+
+        def run(conn: Conn) -> Memory | None:
+            row = conn.execute(
+                f"SELECT {codec.MEMORY_SELECT} FROM memories AS m WHERE m.user_id = ? "
+                "AND m.content_hash = ? AND m.namespace = ? AND m.deleted_at IS NULL "
+                "AND (m.expires_at IS NULL OR m.expires_at > ?) ORDER BY m.pk LIMIT 1",
+                (user_id, content_hash, namespace, at),
+            ).fetchone()
+            return None if row is None else self._memories([row])[0]
+
+        result: Memory | None = await self._read(run)
+        return result
+
+    async def hits(
+        self, user_id: str, pks: Sequence[int], now: datetime, *, count_access: bool = True
+    ) -> dict[int, Memory]:
+        at = codec.ts(now)
+        assert at is not None
+        if not pks:
+            return {}
+
+        def run(conn: Conn) -> dict[int, Memory]:
+            sql, params = self.sql.by_pks(_ANY, len(pks))
+            params.update({f"pk_{i}": pk for i, pk in enumerate(pks)})
+            params.update(user_id=user_id, now=at)
+            out = {}
+            rows = conn.execute(sql, params).fetchall()
+            if not count_access:
+                return {r[0]: m for r, m in zip(rows, self._memories(rows), strict=True)}
+            for row in rows:
+                pending = self.access.note(row[0], at)  # a search hit is an access
+                out[row[0]] = codec.memory_from_row(row, (pending.count, pending.last_at))
+            return out
+
+        result: dict[int, Memory] = await self._read(run)
+        await self._maybe_flush()
+        return result
+
+    async def history(self, user_id: str, memory_id: str) -> list[HistoryEntry]:
+        def run(conn: Conn) -> list[HistoryEntry]:
+            rows = conn.execute(
+                self.sql.select_history, {"user_id": user_id, "memory_id": memory_id}
+            ).fetchall()
+            if rows and rows[-1][-1] is not None:  # every version frozen (rows before 0002)
+                return [codec.history_from_row(r, None) for r in rows]
+            row = conn.execute(
+                self.sql.select_by_id, {"user_id": user_id, "memory_id": memory_id}
+            ).fetchone()
+            if row is None:
+                return []
+            mem = codec.memory_from_row(row)
+            live = codec.snapshot_dict(mem)
+            if not rows:  # never changed, created without actor or reason
+                return [codec.creation_entry(mem, live)]
+            return [codec.history_from_row(r, live) for r in rows]
+
+        result: list[HistoryEntry] = await self._read(run)
+        return result
+
+    async def purge(self, now: datetime, deleted_before: datetime) -> PurgeCounts:
+        at, cutoff = codec.ts(now), codec.ts(deleted_before)
+
+        def batch(conn: Conn) -> tuple[int, int]:
+            rows = conn.execute(
+                "SELECT pk, memory_id, deleted_at IS NULL FROM memories WHERE "
+                "(expires_at IS NOT NULL AND expires_at <= ?) OR "
+                "(deleted_at IS NOT NULL AND deleted_at <= ?) LIMIT 1000",
+                (at, cutoff),
+            ).fetchall()
+            conn.executemany(
+                "DELETE FROM memory_history WHERE memory_id = ?", [(r[1],) for r in rows]
+            )
+            conn.executemany("DELETE FROM memories WHERE pk = ?", [(r[0],) for r in rows])
+            expired = sum(1 for r in rows if r[2])
+            return expired, len(rows) - expired
+
+        expired = deleted = 0
+        while True:
+            e, d = await self._write(batch)
+            expired, deleted = expired + e, deleted + d
+            if e + d < 1000:
+                return PurgeCounts(expired, deleted)
+
+    async def count_memories(self, user_id: str | None, now: datetime) -> int:
+        at = codec.ts(now)
+
+        def run(conn: Conn) -> int:
+            where = "deleted_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
+            if user_id is None:
+                row = conn.execute(f"SELECT count(*) FROM memories WHERE {where}", (at,))
+            else:
+                row = conn.execute(
+                    f"SELECT count(*) FROM memories WHERE user_id = ? AND {where}", (user_id, at)
+                )
+            return int(row.fetchone()[0])
+
+        result: int = await self._read(run)
+        return result
+
+    # ------------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------------ vectors
+    async def vector_model(self) -> tuple[str, int] | None:
+        def run(conn: Conn) -> tuple[str, int] | None:
+            row = conn.execute("SELECT model, dimension FROM vector_index WHERE id = 1").fetchone()
+            return None if row is None else (str(row[0]), int(row[1]))
+
+        result: tuple[str, int] | None = await self._read(run)
+        return result
+
+    async def set_vector_model(self, model: str, dimension: int, now: datetime) -> bool:
+        """Record the embedder of the index. When another one was recorded, every stored
+        vector is dropped (they cannot be compared) and True is returned."""
+
+        def run(conn: Conn) -> bool:
+            row = conn.execute("SELECT model, dimension FROM vector_index WHERE id = 1").fetchone()
+            if row is not None and (row[0], row[1]) == (model, dimension):
+                return False
+            conn.execute("DELETE FROM memory_vectors")
+            conn.execute(
+                "INSERT INTO vector_index (id, model, dimension, created_at) "
+                "VALUES (1, :m, :d, :at) ON CONFLICT (id) DO UPDATE SET model = excluded.model, "
+                "dimension = excluded.dimension, created_at = excluded.created_at",
+                {"m": model, "d": dimension, "at": codec.ts(now)},
+            )
+            return row is not None
+
+        changed: bool = await self._write(run)
+        self._hook_vectors_dropped()
+        return changed
+
+    async def put_vectors(self, user_id: str, items: Sequence[tuple[str, bytes]]) -> int:
+        """Set the vectors of these memories of `user_id` (by memory id); returns how many
+        memories still existed."""
+
+        def run(conn: Conn) -> int:
+            done = 0
+            for memory_id, vec in items:
+                row = conn.execute(
+                    "SELECT pk FROM memories WHERE user_id = ? AND memory_id = ?",
+                    (user_id, memory_id),
+                ).fetchone()
+                if row is None:
+                    continue
+                conn.execute("DELETE FROM memory_vectors WHERE memory_pk = ?", (row[0],))
+                conn.execute(
+                    self.sql.insert_vector,
+                    {
+                        "memory_pk": row[0],
+                        "user_id": user_id,
+                        "vector": self._hook_vector_value(vec),
+                    },
+                )
+                done += 1
+            return done
+
+        result: int = await self._write(run)
+        return result
+
+    async def missing_vectors(
+        self, after_pk: int, limit: int, user_id: str | None
+    ) -> list[tuple[int, str, str, str]]:
+        """(pk, user_id, memory_id, text) of live memories with no vector, by pk."""
+
+        def run(conn: Conn) -> list[tuple[int, str, str, str]]:
+            where = "AND m.user_id = :u " if user_id is not None else ""
+            rows = conn.execute(
+                "SELECT m.pk, m.user_id, m.memory_id, m.content FROM memories m "
+                "WHERE m.pk > :after AND m.deleted_at IS NULL " + where + "AND NOT EXISTS "
+                "(SELECT 1 FROM memory_vectors v WHERE v.memory_pk = m.pk) "
+                "ORDER BY m.pk LIMIT :n",
+                {"after": after_pk, "n": limit, "u": user_id},
+            ).fetchall()
+            return [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+        result: list[tuple[int, str, str, str]] = await self._read(run)
+        return result
+
+    async def count_missing_vectors(self, user_id: str | None) -> int:
+        def run(conn: Conn) -> int:
+            where = "AND m.user_id = :u " if user_id is not None else ""
+            row = conn.execute(
+                "SELECT count(*) FROM memories m WHERE m.deleted_at IS NULL " + where + "AND "
+                "NOT EXISTS (SELECT 1 FROM memory_vectors v WHERE v.memory_pk = m.pk)",
+                {"u": user_id},
+            ).fetchone()
+            return int(row[0])
+
+        result: int = await self._read(run)
+        return result
+
+    async def neighbours(
+        self, user_id: str, pks: Sequence[int], filters: Filters, now: datetime
+    ) -> dict[int, list[Candidate]]:
+        at = codec.ts(now)
+        if not pks:
+            return {}
+
+        def run(conn: Conn) -> dict[int, list[Candidate]]:
+            around: dict[int, list[int]] = {pk: [] for pk in pks}
+            params = {"user_id": user_id, "pks": self._hook_pks_value([int(p) for p in pks])}
+            for pk, before, after in conn.execute(self.sql.session_around, params):
+                around[pk] = [int(n) for n in (before, after) if n is not None]
+            wanted = sorted({n for ns in around.values() for n in ns})
+            light = {
+                pk: _candidate(r)
+                for pk, r in self._light_rows(conn, user_id, wanted, filters, at).items()
+            }
+            return {pk: [light[n] for n in ns if n in light] for pk, ns in around.items()}
+
+        result: dict[int, list[Candidate]] = await self._read(run)
+        return result
+
+    async def flush(self) -> None:
+        await self.runner.write(self.db.write, self._flush_access)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            await self.flush()
+        except UnavailableError:
+            pass  # counts are best effort; the data itself is already committed
+        finally:
+            self._closed = True
+            self.runner.close()
+            self.db.close()
+
+    def close_now(self) -> None:
+        """Close from outside any event loop (used by finalizers)."""
+        if self._closed:
+            return
+        with contextlib.suppress(UnavailableError):
+            self.db.write(self._flush_access)
+        self._closed = True
+        self.runner.close()
+        self.db.close()
+
+
+__all__ = ["SqlBackend"]
