@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     soft_delete_retention_days: float = Field(30.0, ge=0, le=3650)
     sqlite_busy_timeout_s: float = Field(30.0, gt=0, le=3600)
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    # PostgreSQL connection pool (seed 001: size 10, max overflow 20, pre-ping).
+    pg_pool_size: int = Field(10, ge=1, le=1000)
+    pg_max_overflow: int = Field(20, ge=0, le=1000)
+    pg_pool_timeout_s: float = Field(30.0, gt=0, le=3600)
+    pg_pre_ping: bool = True
+    pg_hnsw_from: int = Field(20_000, ge=0, le=1_000_000_000)
     access_flush_interval_s: float = Field(5.0, ge=0, le=3600)
     access_flush_max_pending: int = Field(10_000, ge=1, le=1_000_000)
     read_threads: int = Field(4, ge=1, le=64)

@@ -17,12 +17,30 @@ from memvault.service.access import hash_secret
 from memvault.service.export import KINDS
 
 
+def stored_bytes(settings: Settings) -> bytes:
+    """Everything the store holds: the SQLite files (with the WAL), or every PostgreSQL
+    row as text."""
+    if settings.database_url.startswith("sqlite"):
+        return b"".join(p.read_bytes() for p in settings.data_dir.glob("mv.db*"))
+    import psycopg
+
+    with psycopg.connect(settings.database_url) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
+        return b"".join(
+            "".join(str(r) for r in conn.execute(f'SELECT t::text FROM "{t}" AS t')).encode()
+            for t in tables
+        )
+
+
 def test_a_key_is_stored_hashed_and_authenticates(vault: MemVault, settings: Settings) -> None:
     key, secret = vault.create_api_key("alice", name="laptop")
     assert secret.startswith("mvk_")
     assert key.prefix == secret[:12]
     assert vault.authenticate(secret).key_id == key.key_id
-    raw = b"".join(p.read_bytes() for p in settings.data_dir.glob("mv.db*"))  # with the WAL
+    raw = stored_bytes(settings)
     assert secret.encode() not in raw
     assert hash_secret(secret).encode() in raw
 

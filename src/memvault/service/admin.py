@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from memvault.config import Settings
-from memvault.errors import UnavailableError
+from memvault.errors import InvalidArgumentError, UnavailableError
 from memvault.storage import migrate
 from memvault.storage.registry import open_backend
 from memvault.storage.runner import drive
+from memvault.storage.sql.backend import SqlBackend
 from memvault.storage.sqlite import prepare_database, sqlite_path
+from memvault.storage.transfer import Progress, TransferReport, transfer
 
-__all__ = ["current_revision", "drive", "open_backend", "schema_sql", "upgrade_database"]
+__all__ = [
+    "current_revision",
+    "drive",
+    "open_backend",
+    "schema_sql",
+    "transfer_store",
+    "upgrade_database",
+]
 
 
 def upgrade_database(settings: Settings, revision: str = "head") -> str | None:
@@ -36,3 +45,30 @@ def current_revision(settings: Settings) -> str | None:
 def schema_sql(dialect: str) -> str:
     """The DDL of every revision for `dialect` (sqlite or postgresql)."""
     return migrate.offline_sql(dialect)
+
+
+def transfer_store(
+    settings: Settings,
+    source_url: str,
+    target_url: str,
+    *,
+    resume: bool = False,
+    batch: int = 1000,
+    progress: Progress | None = None,
+) -> TransferReport:
+    """Copy everything from the store at `source_url` into the one at `target_url` (any
+    two SQL backends), then verify counts and checksums (storage/transfer.py)."""
+    if source_url == target_url:
+        raise InvalidArgumentError("--from and --to name the same store")
+    source = open_backend(source_url, settings, threaded=False)
+    try:
+        target = open_backend(target_url, settings, threaded=False)
+        try:
+            if not isinstance(source, SqlBackend) or not isinstance(target, SqlBackend):
+                raise InvalidArgumentError("migrate copies between SQL backends only")
+            drive(source.flush())
+            return transfer(source, target, resume=resume, batch=batch, progress=progress)
+        finally:
+            drive(target.close())
+    finally:
+        drive(source.close())

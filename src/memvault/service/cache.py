@@ -101,7 +101,11 @@ class ReadCache:
                 self._drop_user_searches(user_id)
             for user_id in feed.users:
                 self._drop_user(user_id)
-            if feed.memories or feed.users:
+            if feed.reset:
+                for key in list(self._items):
+                    self._remove(key)
+                    self.stats.invalidations += 1
+            if feed.memories or feed.users or feed.reset:
                 self._epoch += 1
             self._history_id, self._audit_id, self._memory_pk = (
                 feed.history_id,

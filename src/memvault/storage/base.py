@@ -80,7 +80,8 @@ class Candidate:
 @dataclass(frozen=True)
 class ChangeFeed:
     """Memories changed and users erased past a point (`history_id`, `audit_id`); a cache
-    drops what they name. `truncated`: more changes wait past this page."""
+    drops what they name. `truncated`: more changes wait past this page. `reset`: the
+    backend cannot tell what changed (its notice channel was interrupted)."""
 
     history_id: int
     audit_id: int
@@ -88,6 +89,7 @@ class ChangeFeed:
     memories: list[tuple[str, str]]  # (user_id, memory_id)
     users: list[str]
     truncated: bool = False
+    reset: bool = False  # changes may have been missed: drop everything
 
 
 @dataclass(frozen=True)

@@ -11,16 +11,25 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 """The newest revision; a test checks it against the revision files."""
 
 _HERE = Path(__file__).parent / "migrations"
 
 
+def engine_url(url: str) -> str:
+    """The URL SQLAlchemy opens: PostgreSQL URLs (`postgresql://`, `postgres://`,
+    `postgresql+asyncpg://`) go through the psycopg 3 driver memvault ships with."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.split("+", 1)[0].lower() in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
 def alembic_config(url: str, output: io.StringIO | None = None) -> Config:
     cfg = Config(output_buffer=output) if output is not None else Config()
     cfg.set_main_option("script_location", str(_HERE))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.set_main_option("sqlalchemy.url", engine_url(url).replace("%", "%%"))
     return cfg
 
 
@@ -39,7 +48,7 @@ def downgrade(url: str, revision: str) -> None:
 
 
 def current_revision(url: str) -> str | None:
-    engine = create_engine(url, poolclass=pool.NullPool)
+    engine = create_engine(engine_url(url), poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:
             rev = MigrationContext.configure(conn).get_current_revision()

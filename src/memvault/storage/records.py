@@ -238,13 +238,13 @@ class RecordStore:
             if session_id is None:
                 rows = conn.execute(
                     f"SELECT {cols} FROM (SELECT pk, {cols} FROM messages WHERE user_id = ? "
-                    "ORDER BY pk DESC LIMIT ?) ORDER BY pk",
+                    "ORDER BY pk DESC LIMIT ?) AS recent ORDER BY pk",
                     (user_id, limit),
                 ).fetchall()
             else:
                 rows = conn.execute(
                     f"SELECT {cols} FROM (SELECT pk, {cols} FROM messages WHERE user_id = ? "
-                    "AND session_id = ? ORDER BY pk DESC LIMIT ?) ORDER BY pk",
+                    "AND session_id = ? ORDER BY pk DESC LIMIT ?) AS recent ORDER BY pk",
                     (user_id, session_id, limit),
                 ).fetchall()
             return [_message(r) for r in rows]

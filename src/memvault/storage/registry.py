@@ -18,7 +18,11 @@ from memvault.storage.base import Backend
 
 Factory = Callable[..., Backend]
 
-_BUILTIN = {"sqlite": "memvault.storage.registry:open_sqlite"}
+_BUILTIN = {
+    "sqlite": "memvault.storage.registry:open_sqlite",
+    "postgresql": "memvault.storage.registry:open_postgres",
+    "postgres": "memvault.storage.registry:open_postgres",
+}
 
 
 def open_sqlite(url: str, settings: Settings, *, threaded: bool) -> Backend:
@@ -29,6 +33,14 @@ def open_sqlite(url: str, settings: Settings, *, threaded: bool) -> Backend:
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
     return cast(Backend, SqliteBackend(path, settings, threaded=threaded))
+
+
+def open_postgres(url: str, settings: Settings, *, threaded: bool) -> Backend:
+    try:
+        from memvault.storage.postgres import PostgresBackend
+    except ImportError as exc:  # psycopg is a dependency; a broken install says so
+        raise ConfigurationError(f"the PostgreSQL backend cannot load: {exc}") from exc
+    return cast(Backend, PostgresBackend(url, settings, threaded=threaded))
 
 
 def schemes() -> dict[str, str]:

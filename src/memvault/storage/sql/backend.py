@@ -65,6 +65,9 @@ class SqlBackend(RecordStore, KeyStore):
     def _hook_vectors_dropped(self) -> None:
         """Every stored vector was deleted (another embedder)."""
 
+    def _hook_purge_batch(self, conn: Conn) -> None:
+        """Called first in each purge transaction (servers sharing a database serialise)."""
+
     # ------------------------------------------------------------------ helpers
     def _memories(self, rows: Sequence[tuple[Any, ...]]) -> list[Memory]:
         pending = self.access.peek_many([row[0] for row in rows])
@@ -524,6 +527,7 @@ class SqlBackend(RecordStore, KeyStore):
         at, cutoff = codec.ts(now), codec.ts(deleted_before)
 
         def batch(conn: Conn) -> tuple[int, int]:
+            self._hook_purge_batch(conn)
             rows = conn.execute(
                 "SELECT pk, memory_id, deleted_at IS NULL FROM memories WHERE "
                 "(expires_at IS NOT NULL AND expires_at <= ?) OR "

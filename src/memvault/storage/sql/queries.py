@@ -39,22 +39,38 @@ from memvault.storage.sql import codec
 from memvault.storage.sql.tables import memories, memory_history
 
 Order = Literal["created_desc", "created_asc", "importance_desc", "updated_desc"]
+PG_TEXT_CONFIG = "english"  # migration 0005's text search configuration
 ORDERS: tuple[str, ...] = ("created_desc", "created_asc", "importance_desc", "updated_desc")
 
 _m = memories.alias("m")
 _MEMORY_COLS = [_m.c[name] for name in codec.MEMORY_COLUMNS]
+
+
 # What scoring needs of a search candidate, before the k winners are read in full.
-_LIGHT_COLS = [
-    _m.c.pk,
-    _m.c.importance,
-    _m.c.access_count,
-    _m.c.updated_at,
-    _m.c.session_id.is_not(None).label("in_session"),
-    func.length(_m.c.content).label("size"),
-    # The chat role a conversation memory was said in (metadata `role`; docs/search.md).
-    literal_column("json_extract(m.metadata, '$.role')").label("role"),
-    literal_column("json_extract(m.metadata, '$.speaker')").label("speaker"),
-]
+def _light_cols(pg: bool) -> list[Any]:
+    return [
+        _m.c.pk,
+        _m.c.importance,
+        _m.c.access_count,
+        _m.c.updated_at,
+        _m.c.session_id.is_not(None).label("in_session"),
+        func.length(_m.c.content).label("size"),
+        # The chat role a conversation memory was said in (metadata `role`; docs/search.md).
+        literal_column(_meta_text(pg, "role")).label("role"),
+        literal_column(_meta_text(pg, "speaker")).label("speaker"),
+    ]
+
+
+def _meta_text(pg: bool, key: str) -> str:
+    """A metadata field's value when it is a JSON string, else NULL."""
+    if pg:
+        return (
+            f"CASE WHEN json_typeof(m.metadata -> '{key}') = 'string' "
+            f"THEN m.metadata ->> '{key}' END"
+        )
+    return f"json_extract(m.metadata, '$.{key}')"
+
+
 _SORT = {
     "created_desc": (_m.c.created_at, True),
     "created_asc": (_m.c.created_at, False),
@@ -77,6 +93,7 @@ class Statements:
 
     def __post_init__(self) -> None:
         d = self.dialect
+        self.pg = d.name == "postgresql"
         mcols = [c for c in codec.MEMORY_COLUMNS if c != "pk"] + ["content_hash"]
         self.insert_memory = compile_sql(
             insert(memories).values({c: bindparam(c) for c in [*mcols, "search_context"]}), d
@@ -91,17 +108,21 @@ class Statements:
             "AND session_id = :session_id AND deleted_at IS NULL ORDER BY pk DESC LIMIT :n"
         )
         self.set_context = "UPDATE memories SET search_context = :ctx WHERE pk = :pk"
-        # SQLite only: for each memory of `:pks` (a JSON list), the memory said just before
-        # and just after it in its session, in one statement.
+        # For each memory of `:pks` (a JSON text on SQLite, an array on PostgreSQL), the
+        # memory said just before and just after it in its session, in one statement.
         _same_session = (
             "FROM memories n WHERE n.user_id = c.user_id AND n.session_id = c.session_id "
             "AND n.deleted_at IS NULL"
         )
+        keys = (
+            "FROM memories AS c WHERE c.pk = ANY(CAST(:pks AS bigint[]))"
+            if self.pg
+            else "FROM memories AS c NOT INDEXED WHERE c.pk IN (SELECT value FROM json_each(:pks))"
+        )
         self.session_around = (
             f"SELECT c.pk, (SELECT n.pk {_same_session} AND n.pk < c.pk ORDER BY n.pk DESC "
             f"LIMIT 1), (SELECT n.pk {_same_session} AND n.pk > c.pk ORDER BY n.pk LIMIT 1) "
-            "FROM memories AS c NOT INDEXED "
-            "WHERE c.pk IN (SELECT value FROM json_each(:pks)) AND c.user_id = :user_id"
+            f"{keys} AND c.user_id = :user_id"
         )
         self.max_pk = "SELECT coalesce(max(pk), 0) FROM memories"
         # SQLite only (migration 0002): index the rows a batch just inserted, in one statement.
@@ -182,17 +203,21 @@ class Statements:
             .order_by(memory_history.c.history_id),
             d,
         )
+        last = memories.c.last_accessed_at
         self.bump_access = compile_sql(
             update(memories)
             .where(memories.c.pk == bindparam("b_pk"))
             .values(
                 access_count=memories.c.access_count + bindparam("n"),
-                last_accessed_at=func.coalesce(
-                    func.max(
-                        func.coalesce(memories.c.last_accessed_at, literal_column("''")),
+                # The later of the stored and the new time (PostgreSQL's greatest() skips
+                # NULL; SQLite's two-argument max() would return it).
+                last_accessed_at=(
+                    func.greatest(last, func.cast(bindparam("at"), last.type))
+                    if self.pg
+                    else func.coalesce(
+                        func.max(func.coalesce(last, literal_column("''")), bindparam("at")),
                         bindparam("at"),
-                    ),
-                    bindparam("at"),
+                    )
                 ),
             ),
             d,
@@ -219,7 +244,7 @@ class Statements:
         self, filters: Filters, order: str, cursor: tuple[Any, int] | None, limit: int
     ) -> tuple[str, dict[str, Any]]:
         """The listing statement for these filters (compiled once per shape) and its params."""
-        conds, tokens, params = visibility(filters)
+        conds, tokens, params = visibility(filters, self.pg)
         sort_col, desc = _SORT[order]
         if cursor is not None:
             tokens.append(("cursor", order))
@@ -242,11 +267,11 @@ class Statements:
     def by_pks(self, filters: Filters, n: int, light: bool = False) -> tuple[str, dict[str, Any]]:
         """One user's visible rows among `:pk_0 .. :pk_{n-1}`: full rows, or with `light`
         (pk, importance, access_count, updated_at) for scoring vector candidates."""
-        conds, tokens, params = visibility(filters)
+        conds, tokens, params = visibility(filters, self.pg)
         key = ("by_pks", n, light, *tokens)
         sql = self._cache.get(key)
         if sql is None:
-            stmt = select(*(_LIGHT_COLS if light else _MEMORY_COLS)).where(
+            stmt = select(*(_light_cols(self.pg) if light else _MEMORY_COLS)).where(
                 _m.c.pk.in_([bindparam(f"pk_{i}") for i in range(n)]), *[c() for c in conds]
             )
             sql = compile_sql(stmt, self.dialect)
@@ -269,7 +294,7 @@ class Statements:
 
     def lexical(self, filters: Filters, k: int) -> tuple[str, dict[str, Any]]:
         """Full-text (FTS5 BM25) statement for one user's visible rows; `:q` is the MATCH."""
-        conds, tokens, params = visibility(filters)
+        conds, tokens, params = visibility(filters, self.pg)
         params["k"] = k
         key = ("lexical", *tokens)
         sql = self._cache.get(key)
@@ -278,11 +303,57 @@ class Statements:
             w = ", ".join(str(x) for x in self.fts_weights)
             score: ColumnElement[Any] = literal_column(f"bm25(memories_fts, {w})")
             stmt = (
-                select(*_LIGHT_COLS, score.label("score"))
+                select(*_light_cols(self.pg), score.label("score"))
                 .select_from(fts.join(_m, _m.c.pk == fts.c.rowid))
                 .where(literal_column("memories_fts").op("MATCH")(bindparam("q")))
                 .where(*[c() for c in conds])
                 .order_by(score)
+            )
+            sql = compile_sql(stmt, self.dialect) + "\nLIMIT :k"
+            self._cache[key] = sql
+        return sql, params
+
+    def pg_lexical(self, filters: Filters) -> tuple[str, dict[str, Any]]:
+        """PostgreSQL full-text statement: one user's visible rows matching `to_tsquery(:q)`,
+        ranked by `ts_rank` with the column weights of SQLite's bm25 (content, tags, search
+        context), best first, `:k` rows."""
+        conds, tokens, params = visibility(filters, True)
+        key = ("pg_lexical", *tokens)
+        sql = self._cache.get(key)
+        if sql is None:
+            c, t, x = self.fts_weights[:3]
+            query = f"to_tsquery('{PG_TEXT_CONFIG}', :q)"
+            score: ColumnElement[Any] = literal_column(
+                f"ts_rank('{{0, {x}, {t}, {c}}}', m.search_tsv, {query}, 1)"
+            )
+            stmt = (
+                select(*_light_cols(True), score.label("score"))
+                .select_from(_m)
+                .where(text(f"m.search_tsv @@ {query}"), *[c() for c in conds])
+                .order_by(score.desc(), _m.c.pk)
+            )
+            sql = compile_sql(stmt, self.dialect) + "\nLIMIT :k"
+            self._cache[key] = sql
+        return sql, params
+
+    def pg_vector(self, filters: Filters, indexed: int | None) -> tuple[str, dict[str, Any]]:
+        """PostgreSQL vector statement: one user's visible rows by cosine distance to `:qv`
+        (pgvector `<=>`), nearest first, `:k` rows, with the cosine similarity. `indexed`
+        (a dimension): the distance is taken on `vector::vector(<dimension>)`, the
+        expression of the HNSW index, so the planner may use it; else it cannot (exact)."""
+        conds, tokens, params = visibility(filters, True)
+        key = ("pg_vector", indexed, *tokens)
+        sql = self._cache.get(key)
+        if sql is None:
+            v = table("memory_vectors", column("memory_pk"), column("user_id")).alias("v")
+            vec = f"(v.vector::vector({int(indexed)}))" if indexed else "v.vector"
+            distance: ColumnElement[Any] = literal_column(f"({vec} <=> :qv)")
+            similarity: ColumnElement[Any] = literal_column(f"1 - ({vec} <=> :qv)")
+            stmt = (
+                select(*_light_cols(True), similarity.label("similarity"))
+                .select_from(v.join(_m, _m.c.pk == v.c.memory_pk))
+                .where(v.c.user_id == bindparam("user_id"), *[c() for c in conds])
+                .order_by(distance, _m.c.pk)
             )
             sql = compile_sql(stmt, self.dialect) + "\nLIMIT :k"
             self._cache[key] = sql
@@ -303,9 +374,10 @@ def _keyset(sort_col: Any, desc: bool) -> Cond:
     return build
 
 
-def visibility(filters: Filters) -> tuple[list[Cond], list[Any], dict[str, Any]]:
+def visibility(filters: Filters, pg: bool = False) -> tuple[list[Cond], list[Any], dict[str, Any]]:
     """Conditions for one user's rows under `filters`; `:user_id` and `:now` are bound by the
-    caller. Returns builders (called only when the shape is compiled), tokens and params."""
+    caller. Returns builders (called only when the shape is compiled), tokens and params.
+    `pg`: PostgreSQL's JSON operators instead of SQLite's, with SQLite's meaning."""
     conds: list[Cond] = [lambda: _m.c.user_id == bindparam("user_id")]
     tokens: list[Any] = []
     params: dict[str, Any] = {}
@@ -357,48 +429,93 @@ def visibility(filters: Filters) -> tuple[list[Cond], list[Any], dict[str, Any]]
         names = [f"tany_{i}" for i in range(len(f.tags_any))]
         params.update(zip(names, f.tags_any, strict=True))
         tokens.append(("tags_any", len(names)))
-        placeholders = ", ".join(f":{n}" for n in names)
-        conds.append(
-            lambda: text(
-                f"EXISTS (SELECT 1 FROM json_each(m.tags) AS t WHERE t.value IN ({placeholders}))"
+        if pg:  # @> uses the GIN index on tags
+            any_sql = " OR ".join(f"m.tags @> jsonb_build_array(CAST(:{n} AS text))" for n in names)
+            conds.append(lambda: text(f"({any_sql})"))
+        else:
+            placeholders = ", ".join(f":{n}" for n in names)
+            conds.append(
+                lambda: text(
+                    "EXISTS (SELECT 1 FROM json_each(m.tags) AS t "
+                    f"WHERE t.value IN ({placeholders}))"
+                )
             )
-        )
     for i, tag in enumerate(f.tags_all or ()):
         params[f"tall_{i}"] = tag
         tokens.append(("tags_all", i))
-        conds.append(
-            lambda i=i: text(  # type: ignore[misc]
-                f"EXISTS (SELECT 1 FROM json_each(m.tags) AS t WHERE t.value = :tall_{i})"
-            )
+        sql = (
+            f"m.tags @> jsonb_build_array(CAST(:tall_{i} AS text))"
+            if pg
+            else f"EXISTS (SELECT 1 FROM json_each(m.tags) AS t WHERE t.value = :tall_{i})"
         )
+        conds.append(lambda sql=sql: text(sql))  # type: ignore[misc]
     for i, (mkey, mval) in enumerate(sorted((f.metadata or {}).items())):
-        params[f"mk_{i}"] = '$."' + mkey.replace('"', '\\"') + '"'
+        params[f"mk_{i}"] = mkey if pg else '$."' + mkey.replace('"', '\\"') + '"'
         if mval is None:
             tokens.append(("meta_null", i))
-            conds.append(
-                lambda i=i: text(f"json_extract(m.metadata, :mk_{i}) IS NULL")  # type: ignore[misc]
-            )
+            sql = _pg_meta_null(i) if pg else f"json_extract(m.metadata, :mk_{i}) IS NULL"
+            conds.append(lambda sql=sql: text(sql))  # type: ignore[misc]
         elif isinstance(mval, dict):
             for op, bound in sorted(mval.items()):
                 name = f"mr_{i}_{op}"
                 params[name] = bound
-                tokens.append(("meta_range", i, op))
-                sql_op = _RANGE_SQL[op]
-                conds.append(
-                    lambda i=i, name=name, sql_op=sql_op: text(  # type: ignore[misc]
-                        f"json_extract(m.metadata, :mk_{i}) {sql_op} :{name}"
-                    )
+                tokens.append(("meta_range", i, op, pg and isinstance(bound, str)))
+                sql = (
+                    _pg_meta_compare(i, name, op, isinstance(bound, str))
+                    if pg
+                    else f"json_extract(m.metadata, :mk_{i}) {_RANGE_SQL[op]} :{name}"
                 )
+                conds.append(lambda sql=sql: text(sql))  # type: ignore[misc]
         else:
             params[f"mv_{i}"] = int(mval) if isinstance(mval, bool) else mval
-            tokens.append(("meta_eq", i))
-            conds.append(
-                lambda i=i: text(f"json_extract(m.metadata, :mk_{i}) = :mv_{i}")  # type: ignore[misc]
+            tokens.append(("meta_eq", i, pg and isinstance(mval, str)))
+            sql = (
+                _pg_meta_compare(i, f"mv_{i}", "eq", isinstance(mval, str))
+                if pg
+                else f"json_extract(m.metadata, :mk_{i}) = :mv_{i}"
             )
+            conds.append(lambda sql=sql: text(sql))  # type: ignore[misc]
     return conds, tokens, params
 
 
 _RANGE_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "ne": "IS NOT"}
+
+
+# PostgreSQL: SQLite's meaning of `json_extract(metadata, key) <op> value`. SQLite gives a
+# JSON string as TEXT, a number as a number, true/false as 1/0, and orders NULL < numbers <
+# TEXT; text compares byte by byte (COLLATE "C" here).
+def _pg_field(i: int) -> str:
+    return f"(m.metadata -> CAST(:mk_{i} AS text))"
+
+
+def _pg_meta_null(i: int) -> str:
+    f = _pg_field(i)
+    return f"({f} IS NULL OR json_typeof({f}) = 'null')"
+
+
+def _pg_meta_compare(i: int, param: str, op: str, text_bound: bool) -> str:
+    f = _pg_field(i)
+    kind = f"json_typeof({f})"
+    as_text = f"(CASE WHEN {kind} = 'string' THEN {f} #>> '{{}}' END)"
+    as_num = (
+        f"(CASE {kind} WHEN 'number' THEN ({f} #>> '{{}}')::float8 "
+        f"WHEN 'boolean' THEN (CASE WHEN ({f} #>> '{{}}') = 'true' THEN 1.0 ELSE 0.0 END) END)"
+    )
+    is_text = f"({kind} IN ('string', 'object', 'array'))"
+    is_num = f"({kind} IN ('number', 'boolean'))"
+    value = f'{as_text} COLLATE "C"' if text_bound else as_num
+    bound = f'CAST(:{param} AS text) COLLATE "C"' if text_bound else f"CAST(:{param} AS float8)"
+    if op == "eq":
+        return f"{value} = {bound}"
+    if op == "ne":
+        return f"{value} IS DISTINCT FROM {bound}"
+    cmp = f"{value} {_RANGE_SQL[op]} {bound}"
+    # Across types SQLite orders numbers below text.
+    if op in ("gt", "gte") and not text_bound:
+        return f"({cmp} OR {is_text})"
+    if op in ("lt", "lte") and text_bound:
+        return f"({cmp} OR {is_num})"
+    return cmp
 
 
 def _time_param(value: datetime) -> str | None:

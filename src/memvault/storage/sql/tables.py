@@ -29,7 +29,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 metadata = MetaData()
 
 Timestamp = DateTime(timezone=True).with_variant(String(32), "sqlite")
-Json = JSON().with_variant(JSONB(), "postgresql")
+# `json` on PostgreSQL keeps an object's keys as written, as SQLite does (migration 0005);
+# tags are `jsonb` there, for their GIN index.
+Json = JSON()
+JsonB = JSON().with_variant(JSONB(), "postgresql")
 Pk = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY is SQLite's rowid
 
 users = Table(
@@ -56,7 +59,7 @@ memories = Table(
     Column("content_object", Json),
     Column("content_hash", String(64), nullable=False),
     Column("metadata", Json, nullable=False),
-    Column("tags", Json, nullable=False),
+    Column("tags", JsonB, nullable=False),
     Column("category", String(64)),
     Column("importance", Float, nullable=False),
     Column("access_count", Integer, nullable=False, server_default=text("0")),

@@ -1,0 +1,399 @@
+"""The PostgreSQL backend: several memvault servers on one database.
+
+What it adds to the shared SQL body (`storage/sql/backend.py`): full-text search on the
+generated `tsvector` column, vector search with pgvector, a change feed fed by LISTEN/NOTIFY
+(migration 0005's triggers) for read caches in every process, advisory locks around
+migrations and purges. See docs/backends.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from sqlalchemy.dialects import postgresql as pg_dialect
+
+from memvault.config import Settings
+from memvault.errors import ConfigurationError, UnavailableError
+from memvault.models import Filters
+from memvault.storage import migrate
+from memvault.storage.access import AccessTracker
+from memvault.storage.base import Candidate, Capabilities, ChangeFeed
+from memvault.storage.runner import InlineRunner, Runner, ThreadRunner
+from memvault.storage.sql import codec
+from memvault.storage.sql.backend import SqlBackend, _candidate
+from memvault.storage.sql.dbapi import Conn
+from memvault.storage.sql.pg_connection import (
+    PackedVector,
+    PgConn,
+    PostgresConnections,
+    conninfo,
+)
+from memvault.storage.sql.queries import Statements
+
+log = logging.getLogger("memvault.storage")
+
+MAX_QUERY_TERMS = 64
+CHANNEL = "memvault_changes"
+# Advisory lock keys (pg_advisory_lock takes a bigint): migrations, purge, reindex.
+LOCK_MIGRATE = 0x6D76_0001
+LOCK_PURGE = 0x6D76_0002
+LOCK_REINDEX = 0x6D76_0003
+BARRIER_TIMEOUT_S = 2.0
+SIZE_TTL_S = 60.0  # how long a user's size class and the index list are remembered
+HNSW_INDEX = "ix_memory_vectors_hnsw"  # + "_<dimension>"
+
+
+def _index_dimensions(conn: Conn) -> set[int]:
+    """Dimensions that have an HNSW index on memory_vectors."""
+    rows = conn.execute(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'memory_vectors' "
+        "AND indexname LIKE 'ix\\_memory\\_vectors\\_hnsw\\_%'"
+    ).fetchall()
+    return {int(r[0].rsplit("_", 1)[1]) for r in rows if r[0].rsplit("_", 1)[1].isdigit()}
+
+
+def prepare_postgres(url: str) -> None:
+    """Migrate the database to the newest revision, once even when several servers start at
+    the same moment (an advisory lock)."""
+    try:
+        with psycopg.connect(conninfo(url), autocommit=True, connect_timeout=10) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_MIGRATE,))
+            try:
+                if migrate.current_revision(url) != migrate.HEAD_REVISION:
+                    migrate.upgrade(url)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_MIGRATE,))
+    except psycopg.OperationalError as exc:
+        raise UnavailableError(f"PostgreSQL is unreachable at {_safe(url)}: {exc}") from exc
+    except RuntimeError as exc:  # the migration's own message (pgvector missing)
+        raise ConfigurationError(str(exc)) from exc
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    head, sep, rest = url.partition("://")
+    if "@" in rest:
+        cred, _, host = rest.rpartition("@")
+        rest = f"{cred.split(':', 1)[0]}:***@{host}" if ":" in cred else rest
+    return f"{head}{sep}{rest}"
+
+
+def tsquery(terms: Sequence[str]) -> str | None:
+    """A safe `to_tsquery` text: every term quoted, OR-ed. Terms are word characters
+    (search/text.py), so quoting cannot be escaped."""
+    words = [w for w in dict.fromkeys(terms) if w.replace("_", "").isalnum()][:MAX_QUERY_TERMS]
+    return " | ".join(f"'{w}'" for w in words) if words else None
+
+
+class ChangeListener:
+    """LISTEN on `memvault_changes` in a thread; what arrives waits for `drain`.
+
+    Notices arrive in commit order. A barrier (a notice this listener sent itself) tells
+    when every notice of a transaction committed before it has arrived: the backend raises
+    one before a cached read that follows a write made through this process, so a process
+    always reads its own writes. While the connection is down everything is reported as
+    possibly changed (`reset`)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.Condition()
+        self._memories: list[tuple[str, str]] = []
+        self._users: list[str] = []
+        self._reset = True  # nothing is known before the first LISTEN
+        self._pending = True
+        self._barrier_sent = 0
+        self._barrier_seen = 0
+        self._token = f"{os.getpid()}-{id(self)}"
+        self._closed = False
+        self._conn: psycopg.Connection[Any] | None = None
+        self._thread: threading.Thread | None = None
+        self._connected = threading.Event()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="memvault-listen", daemon=True)
+            self._thread.start()
+        self._connected.wait(timeout=10)
+
+    def _run(self) -> None:
+        delay = 0.05
+        while not self._closed:
+            try:
+                with psycopg.connect(conninfo(self.url), autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self._conn = conn
+                    with self._lock:
+                        self._reset = self._pending = True  # what happened before LISTEN
+                    self._connected.set()
+                    delay = 0.05
+                    while not self._closed:
+                        for note in conn.notifies(timeout=0.5):
+                            self._take(note.payload)
+            except psycopg.Error:
+                if self._closed:
+                    return
+                with self._lock:
+                    self._reset = self._pending = True
+                    self._lock.notify_all()
+                log.warning("memvault change listener lost its connection; reconnecting")
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            finally:
+                self._conn = None
+                if not self._closed:
+                    self._connected.clear()
+
+    def _take(self, payload: str) -> None:
+        try:
+            got = json.loads(payload)
+        except ValueError:
+            got = {"all": True}
+        with self._lock:
+            if "barrier" in got:
+                token, _, n = str(got["barrier"]).rpartition(":")
+                if token == self._token:
+                    self._barrier_seen = max(self._barrier_seen, int(n))
+                    self._lock.notify_all()
+                return
+            if got.get("all"):
+                self._reset = True
+            for pair in got.get("m") or ():
+                self._memories.append((str(pair[0]), str(pair[1])))
+            self._users.extend(str(u) for u in got.get("u") or ())
+            self._pending = True
+
+    def barrier(self, send: Any) -> None:
+        """Wait until every notice committed before now has arrived (`send(payload)`
+        issues the NOTIFY on a pooled connection)."""
+        with self._lock:
+            self._barrier_sent += 1
+            n = self._barrier_sent
+        send(json.dumps({"barrier": f"{self._token}:{n}"}))
+        deadline = time.monotonic() + BARRIER_TIMEOUT_S
+        with self._lock:
+            while self._barrier_seen < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._reset = self._pending = True
+                    return
+                self._lock.wait(left)
+
+    def pending(self) -> bool:
+        with self._lock:
+            return self._pending
+
+    def drain(self) -> tuple[list[tuple[str, str]], list[str], bool]:
+        with self._lock:
+            out = (self._memories, self._users, self._reset)
+            self._memories, self._users = [], []
+            self._reset = self._pending = not self._connected.is_set()
+            return out
+
+    def close(self) -> None:
+        self._closed = True
+        conn = self._conn
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if conn is not None and not conn.closed:
+            conn.close()
+
+
+class PostgresBackend(SqlBackend):
+    """PostgreSQL storage. `threaded=False` runs every call inline (the blocking library)."""
+
+    capabilities = Capabilities(lexical=True, vector=True, listen_notify=True)
+
+    def __init__(self, url: str, settings: Settings, *, threaded: bool) -> None:
+        prepare_postgres(url)
+        self.url = url
+        self.db = PostgresConnections(
+            url,
+            pool_size=settings.pg_pool_size,
+            max_overflow=settings.pg_max_overflow,
+            pool_timeout_s=settings.pg_pool_timeout_s,
+            pre_ping=settings.pg_pre_ping,
+            busy_timeout_s=settings.sqlite_busy_timeout_s,
+        )
+        self.sql = Statements(pg_dialect.dialect(paramstyle="named"))  # type: ignore[no-untyped-call]
+        # A point read is a network round trip here: never on the event loop.
+        self.runner: Runner = (
+            ThreadRunner(settings.read_threads, inline_points=False) if threaded else InlineRunner()
+        )
+        self.access = AccessTracker(
+            max_pending=settings.access_flush_max_pending,
+            interval_s=settings.access_flush_interval_s,
+        )
+        self.hnsw_from = settings.pg_hnsw_from
+        self._hnsw_dims: set[int] = set()
+        self._hnsw_checked = 0.0
+        self._big_users: dict[str, tuple[bool, float]] = {}
+        self.listener = ChangeListener(url)
+        self._wrote = False
+        self._closed = False
+
+    # ------------------------------------------------------------------ hooks
+    def _hook_vector_value(self, vec: bytes) -> Any:
+        return PackedVector(vec)
+
+    async def _write(self, fn: Any) -> Any:
+        result = await super()._write(fn)
+        self._wrote = True
+        return result
+
+    # ------------------------------------------------------------------ search
+    async def lexical(
+        self, user_id: str, terms: Sequence[str], filters: Filters, k: int, now: datetime
+    ) -> list[Candidate]:
+        q = tsquery(terms)
+        if q is None:
+            return []
+        sql, params = self.sql.pg_lexical(filters)
+        params.update(user_id=user_id, now=codec.ts(now), q=q, k=k)
+
+        def run(conn: Conn) -> list[Candidate]:
+            rows = conn.execute(sql, params).fetchall()
+            return [_candidate(r[:-1], lexical=float(r[-1])) for r in rows]
+
+        result: list[Candidate] = await self._read(run)
+        return result
+
+    async def vector_search(
+        self, user_id: str, query: Any, filters: Filters, k: int, now: datetime
+    ) -> list[Candidate]:
+        """The k visible memories most similar to `query`.
+
+        A user with fewer than `pg_hnsw_from` vectors is searched exactly: every vector of
+        the user is compared (its rows come by the `(user_id, seq)` index), so a filter never
+        leaves fewer than k rows when k exist. A bigger user is searched through the HNSW
+        index with pgvector's iterative scan, which keeps walking the graph until k rows
+        pass the user and the filters (`hnsw.iterative_scan = relaxed_order`; the rows are
+        put back in order here)."""
+        dimension = int(query.shape[0])
+        big = await self._searched_by_index(user_id, dimension)
+        sql, params = self.sql.pg_vector(filters, dimension if big else None)
+        params.update(
+            user_id=user_id,
+            now=codec.ts(now),
+            qv=PackedVector(query.astype("<f4").tobytes()),
+            k=max(k, 1),
+        )
+        ef_search = min(1000, max(40, 2 * max(k, 1)))
+
+        def run(conn: Conn) -> list[Candidate]:
+            rows = conn.execute(sql, params).fetchall()
+            return [_candidate(r[:-1], vector=float(r[-1])) for r in rows]
+
+        def run_indexed(conn: PgConn) -> list[Candidate]:
+            with conn.raw.transaction():
+                conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                conn.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
+                found = run(conn)
+            found.sort(key=lambda c: (-(c.vector or 0.0), c.pk))
+            return found
+
+        result: list[Candidate] = await self._read(run_indexed if big else run)
+        return result
+
+    async def _searched_by_index(self, user_id: str, dimension: int) -> bool:
+        """Whether `user_id` has at least `pg_hnsw_from` vectors and the HNSW index for
+        `dimension` exists (both remembered for `SIZE_TTL_S`)."""
+        if self.hnsw_from <= 0:
+            return False
+        now = time.monotonic()
+        if self._hnsw_checked + SIZE_TTL_S < now:
+            self._hnsw_dims = await self._read(_index_dimensions)
+            self._hnsw_checked = now
+        if dimension not in self._hnsw_dims:
+            return False
+        got = self._big_users.get(user_id)
+        if got is not None and got[1] > now:
+            return got[0]
+        limit = self.hnsw_from
+
+        def count(conn: Conn) -> bool:
+            row = conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM memory_vectors WHERE user_id = ? "
+                "LIMIT ?) AS s",
+                (user_id, limit),
+            ).fetchone()
+            return int(row[0]) >= limit
+
+        big: bool = await self._read(count)
+        if len(self._big_users) > 100_000:
+            self._big_users.clear()
+        self._big_users[user_id] = (big, now + SIZE_TTL_S)
+        return big
+
+    async def set_vector_model(self, model: str, dimension: int, now: datetime) -> bool:
+        """Record the embedder; make the HNSW index for its dimension (and drop those of
+        other dimensions, whose vectors were just dropped)."""
+        changed = await super().set_vector_model(model, dimension, now)
+
+        def ensure(conn: Conn) -> set[int]:
+            for other in _index_dimensions(conn) - {dimension}:
+                conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {HNSW_INDEX}_{int(other)}")
+            conn.execute(
+                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {HNSW_INDEX}_{int(dimension)} "
+                f"ON memory_vectors USING hnsw ((vector::vector({int(dimension)})) "
+                "vector_cosine_ops)"
+            )
+            return _index_dimensions(conn)
+
+        self._hnsw_dims = await self._read(ensure)
+        self._hnsw_checked = time.monotonic()
+        return changed
+
+    async def rebuild_lexical(self) -> int:
+        """Recompute search contexts; the `tsvector` column follows by itself."""
+
+        def run(conn: Conn) -> int:
+            self._refresh_contexts(conn)
+            return int(conn.execute("SELECT count(*) FROM memories").fetchone()[0])
+
+        result: int = await self._write(run)
+        return result
+
+    def _hook_purge_batch(self, conn: Conn) -> None:
+        """One purge batch at a time across every server (a transaction advisory lock)."""
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (LOCK_PURGE,))
+
+    # ------------------------------------------------------------------ change feed
+    def _notify(self, payload: str) -> None:
+        self.db.read(lambda conn: conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, payload)))
+
+    async def data_changed(self) -> bool:
+        self.listener.start()
+        if self._wrote:
+            self._wrote = False
+            await self.runner.read(self.listener.barrier, self._notify)
+        return self.listener.pending()
+
+    async def changes_since(self, history_id: int, audit_id: int, memory_pk: int) -> ChangeFeed:
+        memories, users, reset = self.listener.drain()
+        return ChangeFeed(history_id, audit_id, memory_pk, memories, users, reset=reset)
+
+    async def change_position(self) -> ChangeFeed:
+        self.listener.start()
+        self.listener.drain()
+        return ChangeFeed(0, 0, 0, [], [])
+
+    async def close(self) -> None:
+        self.listener.close()
+        await super().close()
+
+    def close_now(self) -> None:
+        self.listener.close()
+        super().close_now()
+
+
+__all__ = ["PostgresBackend", "prepare_postgres", "tsquery"]
