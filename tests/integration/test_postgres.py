@@ -174,7 +174,8 @@ def test_migrate_from_the_command_line(settings: Settings, tmp_path: Path) -> No
         check=False,
     )
     assert proc.returncode != 0
-    assert "CONFLICT" in proc.stderr and "not empty" in proc.stderr
+    assert "CONFLICT" in proc.stderr
+    assert "not empty" in proc.stderr
 
 
 def test_a_big_user_is_searched_through_hnsw_with_filters(settings: Settings) -> None:
@@ -262,7 +263,8 @@ def test_a_cache_in_another_process_drops_what_this_one_changes(settings: Settin
         m = v.add("alice", "first wording")
         child = _child(_READER, settings.database_url)
         try:
-            assert child.stdin is not None and child.stdout is not None
+            assert child.stdin is not None
+            assert child.stdout is not None
             child.stdin.write(m.memory_id + "\n")
             child.stdin.flush()
             assert child.stdout.readline().strip() == "first wording"
