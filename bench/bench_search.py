@@ -16,6 +16,13 @@ medians of several runs on an idle machine.
 conversations' turns and queries from its questions instead: real vocabulary, where the
 generated sentences share a few dozen words and make every query match most memories.
 
+`--url postgresql://.../db --recreate` runs the same on PostgreSQL (the database is dropped
+and made again first); `--big N` adds one more user with N memories, searched separately
+(`big_*` figures). The issue-6 workload, 10,000 users x 100 plus one user with 200k:
+
+    .venv/bin/python bench/bench_search.py --users 10000 --per-user 100 --big 200000 \
+        --url postgresql://postgres@127.0.0.1:5432/memvault_bench --recreate
+
 `--ingest-only` measures ingest with embeddings computed by memvault (`add_many`, no given
 vectors) against the embedder's own batched throughput on the same texts.
 """
@@ -121,13 +128,19 @@ def run_search(args: argparse.Namespace) -> dict[str, float | int]:
     pool_vecs = emb.embed(pool)
     embed_s = time.perf_counter() - t0
     workdir = Path(tempfile.mkdtemp(prefix="mvsearch-"))
-    settings = Settings(data_dir=workdir, database_url=f"sqlite:///{workdir / 's.db'}")
+    url = args.url or f"sqlite:///{workdir / 's.db'}"
+    if args.recreate:
+        recreate(url)
+    settings = Settings(data_dir=workdir, database_url=url)
     vault = MemVault(settings)
     users = [f"user-{i:05d}" for i in range(args.users)]
     cursor = 0
     t0 = time.perf_counter()
-    for u in users:
-        left = args.per_user
+    sizes = {u: args.per_user for u in users}
+    if args.big:
+        sizes["big-user"] = args.big
+    for u, size in sizes.items():
+        left = size
         while left:
             n = min(left, 1000)
             idx = [rng.randrange(len(pool)) for _ in range(n)]
@@ -145,6 +158,7 @@ def run_search(args: argparse.Namespace) -> dict[str, float | int]:
             )
             left -= n
     ingest_s = time.perf_counter() - t0
+    stored = sum(sizes.values())
     # Every timed query is new to the query cache: hybrid and lexical share one set, vector
     # mode gets its own (the file's questions repeat with a number once used up).
     total = 20 + 2 * (args.queries - 20)
@@ -160,9 +174,10 @@ def run_search(args: argparse.Namespace) -> dict[str, float | int]:
     for q in queries[:20]:  # warm the model and the vector cache
         vault.search(rng.choice(users), q)
     out: dict[str, float | int] = {
-        "memories": args.users * args.per_user,
-        "users": args.users,
-        "ingest_given_vectors_per_s": round(args.users * args.per_user / ingest_s),
+        "backend": url.split(":", 1)[0],
+        "memories": stored,
+        "users": len(sizes),
+        "ingest_given_vectors_per_s": round(stored / ingest_s),
         "pool_embed_texts_per_s": round(len(pool) / embed_s),
     }
     for mode in ("hybrid", "lexical", "vector"):
@@ -175,8 +190,33 @@ def run_search(args: argparse.Namespace) -> dict[str, float | int]:
             assert hits
         out[f"{mode}_p50_ms"] = round(statistics.median(lat), 3)
         out[f"{mode}_p95_ms"] = round(pct(lat, 95), 3)
+    if args.big:
+        for q in queries[:5]:
+            vault.search("big-user", q)
+        for mode in ("hybrid", "vector"):
+            lat = []
+            for i, q in enumerate(timed[mode][: args.big_queries]):
+                t = time.perf_counter()
+                hits = vault.search("big-user", f"{q} {i}", k=10, mode=mode)  # type: ignore[arg-type]
+                lat.append((time.perf_counter() - t) * 1000)
+                assert len(hits) == 10
+            out[f"big_{mode}_p50_ms"] = round(statistics.median(lat), 3)
+            out[f"big_{mode}_p95_ms"] = round(pct(lat, 95), 3)
     vault.close()
     return out
+
+
+def recreate(url: str) -> None:
+    """Drop and create the PostgreSQL database `url` names (from the server's `postgres`
+    database)."""
+    if not url.startswith("postgres"):
+        return
+    import psycopg
+
+    base, _, name = url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def run_ingest(args: argparse.Namespace) -> dict[str, float | int]:
@@ -212,6 +252,10 @@ def main() -> None:
     ap.add_argument("--ingest-only", action="store_true")
     ap.add_argument("--texts", type=int, default=2000)
     ap.add_argument("--corpus", help="benchmark JSONL(.gz) whose turns and questions to use")
+    ap.add_argument("--url", help="database URL (default: a new SQLite file)")
+    ap.add_argument("--recreate", action="store_true", help="drop and create --url first")
+    ap.add_argument("--big", type=int, default=0, help="one more user with this many")
+    ap.add_argument("--big-queries", type=int, default=200)
     args = ap.parse_args()
     result = run_ingest(args) if args.ingest_only else run_search(args)
     print(json.dumps(result, indent=2))

@@ -1,4 +1,5 @@
-"""Several processes on one SQLite file, and kill -9 in the middle of a write loop."""
+"""Several processes on one store (a SQLite file, or a PostgreSQL database), and kill -9 in
+the middle of a write loop."""
 
 from __future__ import annotations
 

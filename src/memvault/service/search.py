@@ -474,33 +474,34 @@ class SearchOps(MemoryOps):
         if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 10_000:
             raise InvalidArgumentError(f"batch must be an integer in [1, 10000], got {batch!r}")
         report = ReindexReport()
-        if lexical:
-            report.lexical_rows = await self.backend.rebuild_lexical()
-        if self.embedder is None:
-            return report
-        report.model = self.embedder.name
-        if not missing:
-            report.switched = await self.backend.set_vector_model(
-                self.embedder.name, self.embedder.dimension, self.clock.now()
-            )
-        elif not await self._vectors_usable():
-            raise InvalidArgumentError(
-                "the stored vectors come from another embedder: run reindex without --missing"
-            )
-        self._vectors_state = "ok"
-        total = await self.backend.count_missing_vectors(uid)
-        after = 0
-        while True:
-            rows = await self.backend.missing_vectors(after, batch, uid)
-            if not rows:
-                break
-            after = rows[-1][0]
-            done = await self._embed_rows(rows)
-            if done is None:
-                raise UnavailableError("the embedder cannot answer now; run reindex again")
-            report.embedded += done
-            if progress is not None:
-                progress(report.embedded, total)
+        async with self.backend.exclusive("reindex"):
+            if lexical:
+                report.lexical_rows = await self.backend.rebuild_lexical()
+            if self.embedder is None:
+                return report
+            report.model = self.embedder.name
+            if not missing:
+                report.switched = await self.backend.set_vector_model(
+                    self.embedder.name, self.embedder.dimension, self.clock.now()
+                )
+            elif not await self._vectors_usable():
+                raise InvalidArgumentError(
+                    "the stored vectors come from another embedder: run reindex without --missing"
+                )
+            self._vectors_state = "ok"
+            total = await self.backend.count_missing_vectors(uid)
+            after = 0
+            while True:
+                rows = await self.backend.missing_vectors(after, batch, uid)
+                if not rows:
+                    break
+                after = rows[-1][0]
+                done = await self._embed_rows(rows)
+                if done is None:
+                    raise UnavailableError("the embedder cannot answer now; run reindex again")
+                report.embedded += done
+                if progress is not None:
+                    progress(report.embedded, total)
         return report
 
 

@@ -8,6 +8,7 @@ pure function that the backend calls inside its transaction with the current rec
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -230,6 +231,11 @@ class Backend(Protocol):
     async def data_changed(self) -> bool: ...
     async def changes_since(self, history_id: int, audit_id: int, memory_pk: int) -> ChangeFeed: ...
     async def change_position(self) -> ChangeFeed: ...
+
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[None]:
+        """Held by one caller at a time across every process on this store (maintenance
+        such as `reindex`); a second caller gets `ConflictError` at once."""
+        ...
 
     async def flush(self) -> None: ...
     async def close(self) -> None: ...

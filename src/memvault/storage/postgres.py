@@ -8,12 +8,13 @@ migrations and purges. See docs/backends.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ import psycopg
 from sqlalchemy.dialects import postgresql as pg_dialect
 
 from memvault.config import Settings
-from memvault.errors import ConfigurationError, UnavailableError
+from memvault.errors import ConfigurationError, ConflictError, UnavailableError
 from memvault.models import Filters
 from memvault.storage import migrate
 from memvault.storage.access import AccessTracker
@@ -46,6 +47,7 @@ CHANNEL = "memvault_changes"
 LOCK_MIGRATE = 0x6D76_0001
 LOCK_PURGE = 0x6D76_0002
 LOCK_REINDEX = 0x6D76_0003
+LOCKS = {"reindex": LOCK_REINDEX, "purge": LOCK_PURGE}
 BARRIER_TIMEOUT_S = 2.0
 SIZE_TTL_S = 60.0  # how long a user's size class and the index list are remembered
 HNSW_INDEX = "ix_memory_vectors_hnsw"  # + "_<dimension>"
@@ -366,6 +368,33 @@ class PostgresBackend(SqlBackend):
     def _hook_purge_batch(self, conn: Conn) -> None:
         """One purge batch at a time across every server (a transaction advisory lock)."""
         conn.execute("SELECT pg_advisory_xact_lock(?)", (LOCK_PURGE,))
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """A session advisory lock, held on a connection of its own for the duration."""
+        key = LOCKS[name]
+        conn = await self.runner.read(self._lock_connection, key, name)
+        try:
+            yield
+        finally:
+            await self.runner.read(self._unlock, conn, key)
+
+    def _lock_connection(self, key: int, name: str) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(conninfo(self.url), autocommit=True)
+            got = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        except psycopg.Error as exc:
+            raise UnavailableError(f"PostgreSQL is unreachable: {exc}") from exc
+        if not (got and got[0]):
+            conn.close()
+            raise ConflictError(f"another {name} is running on this database")
+        return conn
+
+    @staticmethod
+    def _unlock(conn: psycopg.Connection[Any], key: int) -> None:
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        conn.close()
 
     # ------------------------------------------------------------------ change feed
     def _notify(self, payload: str) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
+import os
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from memvault.config import Settings
+from memvault.errors import ConflictError
 from memvault.models import Filters
 from memvault.storage import migrate
 from memvault.storage.access import AccessTracker
@@ -125,6 +128,23 @@ class SqliteBackend(SqlBackend, ChangeStore):
 
     def _hook_vectors_dropped(self) -> None:
         self.vectors.drop()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """A lock file beside the database (`<file>.<name>.lock`), held with flock (a few
+        microseconds on a local file: no thread hop)."""
+        fd = os.open(f"{self.path}.{name}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConflictError(f"another {name} is running on this store") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     # ------------------------------------------------------------------ search
     async def lexical(
