@@ -359,3 +359,35 @@ def test_the_server_restarted_under_load(settings: Settings, postgres_db: Postgr
         got = v.get_many("load", acked[-1000:])
         assert len(got) == len(acked[-1000:])
         assert v.count("load") == len(acked)
+
+
+def test_a_big_users_full_text_is_selected_by_its_rarest_words(settings: Settings) -> None:
+    """Past `search_lexical_budget` estimated matches, the rarest words select the rows
+    and every word ranks them: the selected rows keep their exact scores, and too few
+    selected rows fall back to ranking every match."""
+    from memvault.models import Filters
+    from memvault.storage.runner import drive
+
+    planned = settings.model_copy(update={"embedder": "none", "search_lexical_budget": 50})
+    whole = settings.model_copy(update={"embedder": "none", "search_lexical_budget": 0})
+    with MemVault(planned) as v:
+        v.add_many("u", [{"content": f"alpha beta common words, entry {i}"} for i in range(300)])
+        v.add_many("u", [{"content": f"zanzibar alpha trip {i}"} for i in range(5)])
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute("ANALYZE memories")
+        backend = v._inner.backend  # type: ignore[attr-defined]
+        now = v._inner.clock.now()  # type: ignore[attr-defined]
+        words = ["zanzibar", "alpha", "common"]
+        few = drive(backend.lexical("u", words, Filters(), 3, now))
+        assert backend.term_stats._lexemes["zanzibar"] == "zanzibar"
+        plan = drive(backend._read(lambda c: backend.term_stats.select_by(c, words, 305, 50)))
+        assert plan == "'zanzibar'"
+        many = drive(backend.lexical("u", words, Filters(), 20, now))
+    with MemVault(whole) as w:
+        wb = w._inner.backend  # type: ignore[attr-defined]
+        exact = {c.pk: c.lexical for c in drive(wb.lexical("u", words, Filters(), 400, now))}
+    assert len(few) == 3
+    for c in few:  # selected by the rare word, scored by all three
+        assert c.lexical == pytest.approx(exact[c.pk])
+    assert len(many) == 20  # 5 rows hold the rare word: every match was ranked instead
+    assert [c.pk for c in many] == sorted(exact, key=lambda pk: (-exact[pk], pk))[:20]

@@ -49,6 +49,8 @@ LOCK_PURGE = 0x6D76_0002
 LOCK_REINDEX = 0x6D76_0003
 LOCKS = {"reindex": LOCK_REINDEX, "purge": LOCK_PURGE}
 BARRIER_TIMEOUT_S = 2.0
+MAX_COUNTED = 1_000_000  # a user's rows are counted up to this many
+PG_STEMMER = "english_stem"  # the dictionary of the `english` configuration (0005)
 SIZE_TTL_S = 60.0  # how long a user's size class and the index list are remembered
 HNSW_INDEX = "ix_memory_vectors_hnsw"  # + "_<dimension>"
 
@@ -88,11 +90,80 @@ def _safe(url: str) -> str:
     return f"{head}{sep}{rest}"
 
 
+def q_words(terms: Sequence[str]) -> list[str]:
+    """The query words memvault sends: distinct, word characters only, at most 64."""
+    return [w for w in dict.fromkeys(terms) if w.replace("_", "").isalnum()][:MAX_QUERY_TERMS]
+
+
 def tsquery(terms: Sequence[str]) -> str | None:
-    """A safe `to_tsquery` text: every term quoted, OR-ed. Terms are word characters
-    (search/text.py), so quoting cannot be escaped."""
-    words = [w for w in dict.fromkeys(terms) if w.replace("_", "").isalnum()][:MAX_QUERY_TERMS]
+    """A safe `to_tsquery` text: every word quoted, OR-ed. Words are word characters only,
+    so quoting cannot be escaped."""
+    words = q_words(terms)
     return " | ".join(f"'{w}'" for w in words) if words else None
+
+
+class PgTermStats:
+    """How common each query word is, for planning a big user's full-text search.
+
+    Frequencies are the share of rows holding a lexeme, from the statistics ANALYZE keeps
+    for `search_tsv` (`pg_stats.most_common_elems`, refreshed by autovacuum); a lexeme not
+    listed is rarer than the rarest listed. Words become lexemes with the text search
+    configuration's stemmer. Both are cached (`SIZE_TTL_S`)."""
+
+    def __init__(self) -> None:
+        self._freqs: dict[str, float] = {}
+        self._floor = 0.0
+        self._loaded = 0.0
+        self._lexemes: dict[str, str | None] = {}
+        self._lock = threading.Lock()
+
+    def _refresh(self, conn: Conn) -> None:
+        row = conn.execute(
+            "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
+            "WHERE tablename = 'memories' AND attname = 'search_tsv' LIMIT 1"
+        ).fetchone()
+        freqs: dict[str, float] = {}
+        floor = 0.0
+        if row is not None and row[0] is not None and row[1] is not None:
+            values = [float(f) for f in row[1]]
+            freqs = dict(zip(row[0], values[: len(row[0])], strict=True))
+            floor = values[len(row[0])] if len(values) > len(row[0]) else min(values, default=0)
+        self._freqs, self._floor, self._loaded = freqs, floor, time.monotonic()
+
+    def select_by(self, conn: Conn, words: Sequence[str], rows: int, budget: int) -> str | None:
+        """The `to_tsquery` text of the rarest `words` whose estimated matches among `rows`
+        stay within `budget` (at least one word); None when every word is needed or
+        nothing is known about how common the words are."""
+        with self._lock:
+            if self._loaded + SIZE_TTL_S < time.monotonic():
+                self._refresh(conn)
+            if not self._freqs:
+                return None
+            unknown = [w for w in words if w not in self._lexemes]
+            if unknown:
+                got = conn.execute(
+                    f"SELECT w, (ts_lexize('{PG_STEMMER}', w))[1] "
+                    "FROM unnest(CAST(? AS text[])) AS w",
+                    (unknown,),
+                ).fetchall()
+                if len(self._lexemes) > 100_000:
+                    self._lexemes.clear()
+                self._lexemes.update({str(w): lex for w, lex in got})
+            scored = sorted(
+                (self._freqs.get(lex, self._floor / 2), w)
+                for w in words
+                if (lex := self._lexemes.get(w)) is not None
+            )
+        chosen: list[str] = []
+        share = 0.0
+        for freq, w in scored:
+            if chosen and (share + freq) * rows > budget:
+                break
+            chosen.append(w)
+            share += freq
+        if not chosen or len(chosen) == len(scored):
+            return None
+        return " | ".join(f"'{w}'" for w in chosen)
 
 
 class ChangeListener:
@@ -239,6 +310,9 @@ class PostgresBackend(SqlBackend):
         self._hnsw_dims: set[int] = set()
         self._hnsw_checked = 0.0
         self._big_users: dict[str, tuple[bool, float]] = {}
+        self._sizes: dict[str, tuple[int, float]] = {}
+        self.lexical_budget = settings.search_lexical_budget
+        self.term_stats = PgTermStats()
         self.listener = ChangeListener(url)
         self._wrote = False
         self._closed = False
@@ -256,18 +330,58 @@ class PostgresBackend(SqlBackend):
     async def lexical(
         self, user_id: str, terms: Sequence[str], filters: Filters, k: int, now: datetime
     ) -> list[Candidate]:
+        """Full-text candidates, best first. For a user whose matches would pass
+        `search_lexical_budget` rows, the rarest words select the rows and every word ranks
+        them (scores stay exact for the rows selected); when that selects fewer than k rows,
+        every match is ranked instead."""
         q = tsquery(terms)
         if q is None:
             return []
-        sql, params = self.sql.pg_lexical(filters)
-        params.update(user_id=user_id, now=codec.ts(now), q=q, k=k)
+        words = q_words(terms)
+        at = codec.ts(now)
+        rare: str | None = None
+        if self.lexical_budget > 0 and len(words) > 1:
+            size = await self._user_size(user_id)
+            if size > self.lexical_budget:
+                rare = await self._read(
+                    lambda conn: self.term_stats.select_by(conn, words, size, self.lexical_budget)
+                )
 
-        def run(conn: Conn) -> list[Candidate]:
+        def ranked(conn: Conn, select_by: str | None) -> list[Candidate]:
+            sql, params = self.sql.pg_lexical(filters, split=select_by is not None)
+            params.update(user_id=user_id, now=at, q=q, s=select_by, k=k)
             rows = conn.execute(sql, params).fetchall()
             return [_candidate(r[:-1], lexical=float(r[-1])) for r in rows]
 
+        def run(conn: Conn) -> list[Candidate]:
+            found = ranked(conn, rare)
+            if rare is not None and len(found) < k:
+                found = ranked(conn, None)
+            return found
+
         result: list[Candidate] = await self._read(run)
         return result
+
+    async def _user_size(self, user_id: str) -> int:
+        """How many memory rows `user_id` has (counted up to 10^6; remembered
+        `SIZE_TTL_S`)."""
+        now = time.monotonic()
+        got = self._sizes.get(user_id)
+        if got is not None and got[1] > now:
+            return got[0]
+
+        def count(conn: Conn) -> int:
+            row = conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM memories WHERE user_id = ? LIMIT ?) AS s",
+                (user_id, MAX_COUNTED),
+            ).fetchone()
+            return int(row[0])
+
+        size: int = await self._read(count)
+        if len(self._sizes) > 100_000:
+            self._sizes.clear()
+        self._sizes[user_id] = (size, now + SIZE_TTL_S)
+        return size
 
     async def vector_search(
         self, user_id: str, query: Any, filters: Filters, k: int, now: datetime
@@ -293,7 +407,7 @@ class PostgresBackend(SqlBackend):
 
         def run(conn: Conn) -> list[Candidate]:
             rows = conn.execute(sql, params).fetchall()
-            return [_candidate(r[:-1], vector=float(r[-1])) for r in rows]
+            return [_candidate(r[:-1], vector=1.0 - float(r[-1])) for r in rows]
 
         def run_indexed(conn: PgConn) -> list[Candidate]:
             with conn.raw.transaction():

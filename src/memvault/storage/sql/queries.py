@@ -313,34 +313,49 @@ class Statements:
             self._cache[key] = sql
         return sql, params
 
-    def pg_lexical(self, filters: Filters) -> tuple[str, dict[str, Any]]:
+    def pg_lexical(self, filters: Filters, split: bool = False) -> tuple[str, dict[str, Any]]:
         """PostgreSQL full-text statement: one user's visible rows matching `to_tsquery(:q)`,
         ranked by `ts_rank` with the column weights of SQLite's bm25 (content, tags, search
-        context), best first, `:k` rows."""
+        context), best first, `:k` rows. `split`: rows are selected by `:s` (the rarest
+        words) and still ranked by `:q` (every word), as on SQLite past the lexical budget."""
         conds, tokens, params = visibility(filters, True)
-        key = ("pg_lexical", *tokens)
+        key = ("pg_lexical", split, *tokens)
         sql = self._cache.get(key)
         if sql is None:
             c, t, x = self.fts_weights[:3]
             query = f"to_tsquery('{PG_TEXT_CONFIG}', :q)"
-            score: ColumnElement[Any] = literal_column(
-                f"ts_rank('{{0, {x}, {t}, {c}}}', m.search_tsv, {query}, 1)"
-            )
-            stmt = (
-                select(*_light_cols(True), score.label("score"))
+            select_by = f"to_tsquery('{PG_TEXT_CONFIG}', :s)" if split else query
+            rank = f"ts_rank('{{0, {x}, {t}, {c}}}', m.search_tsv, {query}, 1)"
+            score: ColumnElement[Any] = literal_column(rank)
+            # Rank first, then read the scoring columns of the k winners only (the JSON
+            # of `role` and `speaker` is parsed for k rows, not for every match).
+            inner = (
+                select(_m.c.pk, score.label("score"))
                 .select_from(_m)
-                .where(text(f"m.search_tsv @@ {query}"), *[c() for c in conds])
+                .where(text(f"m.search_tsv @@ {select_by}"), *[c() for c in conds])
                 .order_by(score.desc(), _m.c.pk)
             )
-            sql = compile_sql(stmt, self.dialect) + "\nLIMIT :k"
+            outer = select(*_light_cols(True), literal_column("c.score")).select_from(_m)
+            light = compile_sql(outer, self.dialect).replace(
+                "FROM memories AS m",
+                f"FROM ({compile_sql(inner, self.dialect)} LIMIT :k) AS c "
+                "JOIN memories AS m ON m.pk = c.pk",
+                1,
+            )
+            sql = light + "\nORDER BY c.score DESC, m.pk"
             self._cache[key] = sql
         return sql, params
 
     def pg_vector(self, filters: Filters, indexed: int | None) -> tuple[str, dict[str, Any]]:
         """PostgreSQL vector statement: one user's visible rows by cosine distance to `:qv`
-        (pgvector `<=>`), nearest first, `:k` rows, with the cosine similarity. `indexed`
-        (a dimension): the distance is taken on `vector::vector(<dimension>)`, the
-        expression of the HNSW index, so the planner may use it; else it cannot (exact)."""
+        (pgvector `<=>`), nearest first, `:k` rows, with the distance (the sort then carries
+        the distance, not the 1.5 KB vector).
+
+        `indexed` (a dimension): the distance is taken on `vector::vector(<dimension>)`,
+        the expression of the HNSW index, and the user is matched in a form no B-tree
+        serves (`user_id || ''`), so the plan walks the HNSW index (with iterative scan)
+        instead of sorting every vector of the user. Else the index cannot serve the
+        order and the search is exact."""
         conds, tokens, params = visibility(filters, True)
         key = ("pg_vector", indexed, *tokens)
         sql = self._cache.get(key)
@@ -348,12 +363,16 @@ class Statements:
             v = table("memory_vectors", column("memory_pk"), column("user_id")).alias("v")
             vec = f"(v.vector::vector({int(indexed)}))" if indexed else "v.vector"
             distance: ColumnElement[Any] = literal_column(f"({vec} <=> :qv)")
-            similarity: ColumnElement[Any] = literal_column(f"1 - ({vec} <=> :qv)")
+            owner: ColumnElement[Any] = (
+                literal_column("(v.user_id || '')") if indexed else literal_column("v.user_id")
+            )
+            # The memory's user is the vector's: with `indexed`, only the vector's is tested.
+            kept = conds[1:] if indexed else conds
             stmt = (
-                select(*_light_cols(True), similarity.label("similarity"))
+                select(*_light_cols(True), distance.label("distance"))
                 .select_from(v.join(_m, _m.c.pk == v.c.memory_pk))
-                .where(v.c.user_id == bindparam("user_id"), *[c() for c in conds])
-                .order_by(distance, _m.c.pk)
+                .where(owner == bindparam("user_id"), *[c() for c in kept])
+                .order_by(literal_column("distance"))
             )
             sql = compile_sql(stmt, self.dialect) + "\nLIMIT :k"
             self._cache[key] = sql
