@@ -132,3 +132,41 @@ def test_downgrade_to_0001_freezes_live_snapshots(tmp_path: Path) -> None:
         assert [e.history_id for e in vault.history("u", b.memory_id)] != [0]  # stored now
         vault.revert("u", a.memory_id, 1)
         assert vault.get("u", a.memory_id).content == "first"
+
+
+@pytest.mark.postgres
+def test_postgres_downgrade_to_base_and_back(postgres_db: object) -> None:
+    """On a database of its own: every revision's downgrade and upgrade run on PostgreSQL
+    (0005 adds pgvector, json columns, byte-order collations, the change triggers)."""
+    import psycopg
+
+    from ..conftest import ADMIN_URL
+
+    base, _, _ = ADMIN_URL.rpartition("/")
+    name = f"memvault_migrations_{__import__('os').getpid()}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{base}/{name}"
+    try:
+        migrate.upgrade(url)
+        assert migrate.current_revision(url) == migrate.HEAD_REVISION
+        with psycopg.connect(url) as conn:
+            kinds = dict(
+                conn.execute(
+                    "SELECT column_name, udt_name FROM information_schema.columns "
+                    "WHERE table_name = 'memories'"
+                ).fetchall()
+            )
+            triggers = {r[0] for r in conn.execute("SELECT tgname FROM pg_trigger")}
+        assert kinds["metadata"] == "json"
+        assert kinds["tags"] == "jsonb"
+        assert kinds["search_tsv"] == "tsvector"
+        assert {"memvault_memories_insert", "memvault_users_delete"} <= triggers
+        migrate.downgrade(url, "base")
+        assert migrate.current_revision(url) is None
+        migrate.upgrade(url)
+        assert migrate.current_revision(url) == migrate.HEAD_REVISION
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

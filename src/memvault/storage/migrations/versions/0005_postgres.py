@@ -12,7 +12,10 @@ Nothing changes on SQLite. On PostgreSQL:
 4. `memory_vectors.vector` becomes a pgvector `vector`. No memvault release wrote vectors to
    PostgreSQL before this revision; any row there is dropped and `memvault reindex
    --missing` embeds it again.
-5. Change notices for read caches in other processes: statement triggers on `memories` and
+5. User ids and global context keys compare byte by byte (`COLLATE "C"`), as SQLite's
+   BINARY does, whatever the database's default collation: listings by user id page in
+   the same order on both backends.
+6. Change notices for read caches in other processes: statement triggers on `memories` and
    `users` send `pg_notify('memvault_changes', json)` naming the memories and their users
    (or, for a large statement, the users only) a committed transaction changed. An update
    that changes only the access counters sends nothing.
@@ -60,6 +63,21 @@ def _row(alias: str) -> str:
         for c in _NOTIFY_COLUMNS.split(", ")
     )
 
+
+# Text columns ordered or compared by value in listings: (table, column, length).
+_BYTE_ORDER = (
+    ("users", "user_id", 128),
+    ("memories", "user_id", 128),
+    ("messages", "user_id", 128),
+    ("sessions", "user_id", 128),
+    ("summaries", "user_id", 128),
+    ("user_metrics", "user_id", 128),
+    ("memory_history", "user_id", 128),
+    ("memory_vectors", "user_id", 128),
+    ("api_keys", "user_id", 128),
+    ("audit_log", "user_id", 128),
+    ("global_context", "key", 128),
+)
 
 _CHANGED_ROWS = {
     "INSERT": "SELECT user_id, memory_id FROM changed_new",
@@ -144,6 +162,8 @@ def upgrade() -> None:
     op.execute("CREATE EXTENSION IF NOT EXISTS vector")
     for table, column in _JSON_COLUMNS:
         op.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE json USING {column}::json")
+    for table, column, length in _BYTE_ORDER:
+        op.execute(f'ALTER TABLE {table} ALTER COLUMN {column} TYPE varchar({length}) COLLATE "C"')
     op.execute("CREATE INDEX ix_memories_tags ON memories USING gin (tags)")
     op.execute(
         "ALTER TABLE memories ADD COLUMN search_tsv tsvector GENERATED ALWAYS AS ("
@@ -195,3 +215,7 @@ def downgrade() -> None:
     op.execute("DROP INDEX IF EXISTS ix_memories_tags")
     for table, column in _JSON_COLUMNS:
         op.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE jsonb USING {column}::jsonb")
+    for table, column, length in _BYTE_ORDER:
+        op.execute(
+            f'ALTER TABLE {table} ALTER COLUMN {column} TYPE varchar({length}) COLLATE "default"'
+        )
