@@ -362,3 +362,23 @@ def test_a_big_users_full_text_is_selected_by_its_rarest_words(settings: Setting
         assert c.lexical == pytest.approx(exact[c.pk])
     assert len(many) == 20  # 5 rows hold the rare word: every match was ranked instead
     assert [c.pk for c in many] == sorted(exact, key=lambda pk: (-exact[pk], pk))[:20]
+
+
+def test_stale_statistics_are_refreshed_by_the_writers(settings: Settings) -> None:
+    """This server runs with autovacuum off: memvault's writers ANALYZE the memory tables
+    themselves once enough rows changed, so plans do not go by an empty table's stats."""
+
+    def analyzed() -> int:
+        with psycopg.connect(settings.database_url) as conn:
+            row = conn.execute(
+                "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'memories'"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+    before = analyzed()
+    with MemVault(settings.model_copy(update={"embedder": "none"})) as v:
+        for round_ in range(3):
+            for i in range(60):
+                v.add("stats", f"row {round_} {i}")
+            time.sleep(1.1)  # table statistics reach other sessions about once a second
+    assert analyzed() > before

@@ -47,6 +47,8 @@ CHANNEL = "memvault_changes"
 LOCK_MIGRATE = 0x6D76_0001
 LOCK_PURGE = 0x6D76_0002
 LOCK_REINDEX = 0x6D76_0003
+LOCK_ANALYZE = 0x6D76_0004
+ANALYZE_CHECK_WRITES = 50  # write transactions between two looks at the statistics
 LOCKS = {"reindex": LOCK_REINDEX, "purge": LOCK_PURGE}
 BARRIER_TIMEOUT_S = 2.0
 MAX_COUNTED = 1_000_000  # a user's rows are counted up to this many
@@ -315,6 +317,7 @@ class PostgresBackend(SqlBackend):
         self.term_stats = PgTermStats()
         self.listener = ChangeListener(url)
         self._wrote = False
+        self._writes = 0
         self._closed = False
 
     # ------------------------------------------------------------------ hooks
@@ -324,7 +327,35 @@ class PostgresBackend(SqlBackend):
     async def _write(self, fn: Any) -> Any:
         result = await super()._write(fn)
         self._wrote = True
+        self._writes += 1
+        if self._writes >= ANALYZE_CHECK_WRITES:
+            self._writes = 0
+            self.runner.background(self._maybe_analyze)
         return result
+
+    def _maybe_analyze(self) -> None:
+        """ANALYZE the memory tables when their statistics are stale (more rows changed
+        since the last ANALYZE than autovacuum's default rule, 50 + 10% of the table,
+        allows): plans of a just-loaded table, or of a server with autovacuum off, then
+        stay right. One server at a time (a transaction advisory lock); others skip."""
+
+        def run(conn: PgConn) -> None:
+            stale = conn.execute(
+                "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
+                "WHERE s.relname IN ('memories', 'memory_vectors') "
+                "AND s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0)"
+            ).fetchall()
+            if not stale:
+                return
+            with conn.raw.transaction():
+                got = conn.execute(
+                    "SELECT pg_try_advisory_xact_lock(?)", (LOCK_ANALYZE,)
+                ).fetchone()
+                if got is not None and got[0]:
+                    for (name,) in stale:
+                        conn.execute(f"ANALYZE {name}")
+
+        self.db.read(run)
 
     # ------------------------------------------------------------------ search
     async def lexical(
@@ -451,13 +482,15 @@ class PostgresBackend(SqlBackend):
         return big
 
     async def set_vector_model(self, model: str, dimension: int, now: datetime) -> bool:
-        """Record the embedder; make the HNSW index for its dimension (and drop those of
-        other dimensions, whose vectors were just dropped)."""
+        """Record the embedder; make the HNSW index for its dimension unless `pg_hnsw_from`
+        is 0 (and drop those of other dimensions, whose vectors were just dropped)."""
         changed = await super().set_vector_model(model, dimension, now)
 
         def ensure(conn: Conn) -> set[int]:
             for other in _index_dimensions(conn) - {dimension}:
                 conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {HNSW_INDEX}_{int(other)}")
+            if self.hnsw_from <= 0:  # every search is exact: no index to keep up on writes
+                return _index_dimensions(conn)
             conn.execute(
                 f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {HNSW_INDEX}_{int(dimension)} "
                 f"ON memory_vectors USING hnsw ((vector::vector({int(dimension)})) "

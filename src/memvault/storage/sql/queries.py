@@ -360,21 +360,40 @@ class Statements:
         key = ("pg_vector", indexed, *tokens)
         sql = self._cache.get(key)
         if sql is None:
-            v = table("memory_vectors", column("memory_pk"), column("user_id")).alias("v")
-            vec = f"(v.vector::vector({int(indexed)}))" if indexed else "v.vector"
-            distance: ColumnElement[Any] = literal_column(f"({vec} <=> :qv)")
-            owner: ColumnElement[Any] = (
-                literal_column("(v.user_id || '')") if indexed else literal_column("v.user_id")
-            )
-            # The memory's user is the vector's: with `indexed`, only the vector's is tested.
-            kept = conds[1:] if indexed else conds
-            stmt = (
-                select(*_light_cols(True), distance.label("distance"))
-                .select_from(v.join(_m, _m.c.pk == v.c.memory_pk))
-                .where(owner == bindparam("user_id"), *[c() for c in kept])
-                .order_by(literal_column("distance"))
-            )
-            sql = compile_sql(stmt, self.dialect) + "\nLIMIT :k"
+            if indexed:
+                v = table("memory_vectors", column("memory_pk"), column("user_id")).alias("v")
+                vec = f"(v.vector::vector({int(indexed)}))"
+                distance: ColumnElement[Any] = literal_column(f"({vec} <=> :qv)")
+                # The memory's user is the vector's: only the vector's is tested, in a
+                # form no B-tree serves.
+                stmt = (
+                    select(*_light_cols(True), distance.label("distance"))
+                    .select_from(v.join(_m, _m.c.pk == v.c.memory_pk))
+                    .where(
+                        literal_column("(v.user_id || '')") == bindparam("user_id"),
+                        *[c() for c in conds[1:]],
+                    )
+                    .order_by(literal_column("distance"))
+                )
+                sql = compile_sql(stmt, self.dialect) + "\nLIMIT :k"
+            else:
+                # The user's vectors first, by the (user_id, seq) index, whatever the
+                # planner's statistics say (OFFSET 0 keeps the subquery apart); only the
+                # distance travels on to the sort, not the vector.
+                near = table("near", column("memory_pk"), column("distance")).alias("c")
+                stmt = (
+                    select(*_light_cols(True), near.c.distance)
+                    .select_from(near.join(_m, _m.c.pk == near.c.memory_pk))
+                    .where(*[c() for c in conds])
+                    .order_by(near.c.distance)
+                )
+                sql = compile_sql(stmt, self.dialect).replace(
+                    "FROM near AS c",
+                    "FROM (SELECT v.memory_pk, (v.vector <=> :qv) AS distance "
+                    "FROM memory_vectors AS v WHERE v.user_id = :user_id OFFSET 0) AS c",
+                    1,
+                )
+                sql += "\nLIMIT :k"
             self._cache[key] = sql
         return sql, params
 
