@@ -140,7 +140,7 @@ def run_search(args: argparse.Namespace) -> dict[str, float | int]:
     if args.big:
         sizes["big-user"] = args.big
     for u, size in sizes.items():
-        left = size
+        left = 0 if args.skip_ingest else size
         while left:
             n = min(left, 1000)
             idx = [rng.randrange(len(pool)) for _ in range(n)]
@@ -256,6 +256,9 @@ def main() -> None:
     ap.add_argument("--recreate", action="store_true", help="drop and create --url first")
     ap.add_argument("--big", type=int, default=0, help="one more user with this many")
     ap.add_argument("--big-queries", type=int, default=200)
+    ap.add_argument(
+        "--skip-ingest", action="store_true", help="search a store --url already holds"
+    )
     args = ap.parse_args()
     result = run_ingest(args) if args.ingest_only else run_search(args)
     print(json.dumps(result, indent=2))

@@ -132,15 +132,14 @@ class PgTermStats:
             floor = values[len(row[0])] if len(values) > len(row[0]) else min(values, default=0)
         self._freqs, self._floor, self._loaded = freqs, floor, time.monotonic()
 
-    def select_by(self, conn: Conn, words: Sequence[str], rows: int, budget: int) -> str | None:
-        """The `to_tsquery` text of the rarest `words` whose estimated matches among `rows`
-        stay within `budget` (at least one word); None when every word is needed or
-        nothing is known about how common the words are."""
+    def rarest_first(self, conn: Conn, words: Sequence[str]) -> list[tuple[float, str]]:
+        """(estimated share of rows holding it, word) of each of `words` that has a lexeme,
+        rarest first; empty when nothing is known about how common words are."""
         with self._lock:
             if self._loaded + SIZE_TTL_S < time.monotonic():
                 self._refresh(conn)
             if not self._freqs:
-                return None
+                return []
             unknown = [w for w in words if w not in self._lexemes]
             if unknown:
                 got = conn.execute(
@@ -151,21 +150,39 @@ class PgTermStats:
                 if len(self._lexemes) > 100_000:
                     self._lexemes.clear()
                 self._lexemes.update({str(w): lex for w, lex in got})
-            scored = sorted(
+            return sorted(
                 (self._freqs.get(lex, self._floor / 2), w)
                 for w in words
                 if (lex := self._lexemes.get(w)) is not None
             )
-        chosen: list[str] = []
-        share = 0.0
-        for freq, w in scored:
-            if chosen and (share + freq) * rows > budget:
-                break
-            chosen.append(w)
-            share += freq
-        if not chosen or len(chosen) == len(scored):
-            return None
-        return " | ".join(f"'{w}'" for w in chosen)
+
+    def select_by(self, conn: Conn, words: Sequence[str], rows: int, budget: int) -> str | None:
+        """The `to_tsquery` text of the rarest `words` whose estimated matches among `rows`
+        stay within `budget` (at least one word); None when every word is needed or
+        nothing is known about how common the words are."""
+        chosen = take_rarest(self.rarest_first(conn, words), rows, budget, 0)
+        return None if chosen is None else any_word(chosen)
+
+
+def take_rarest(
+    scored: Sequence[tuple[float, str]], rows: int, budget: int, at_least: int
+) -> list[str] | None:
+    """The longest prefix of `scored` (rarest first) whose estimated matches among `rows`
+    stay within `budget`, and at least `at_least + 1` words; None when that is all of them."""
+    chosen: list[str] = []
+    share = 0.0
+    for freq, w in scored:
+        if len(chosen) > at_least and (share + freq) * rows > budget:
+            break
+        chosen.append(w)
+        share += freq
+    if not chosen or len(chosen) >= len(scored):
+        return None
+    return chosen
+
+
+def any_word(words: Sequence[str]) -> str:
+    return " | ".join(f"'{w}'" for w in words)
 
 
 class ChangeListener:
@@ -361,22 +378,19 @@ class PostgresBackend(SqlBackend):
     async def lexical(
         self, user_id: str, terms: Sequence[str], filters: Filters, k: int, now: datetime
     ) -> list[Candidate]:
-        """Full-text candidates, best first. For a user whose matches would pass
-        `search_lexical_budget` rows, the rarest words select the rows and every word ranks
-        them (scores stay exact for the rows selected); when that selects fewer than k rows,
-        every match is ranked instead."""
+        """Full-text candidates, best first. For a user with more rows than
+        `search_lexical_budget`, the rarest words whose estimated matches fit the budget
+        select the rows and every word ranks them (scores stay exact for the rows selected);
+        while that selects fewer than k rows, more words are taken, up to all of them."""
         q = tsquery(terms)
         if q is None:
             return []
         words = q_words(terms)
         at = codec.ts(now)
-        rare: str | None = None
+        size = 0
         if self.lexical_budget > 0 and len(words) > 1:
             size = await self._user_size(user_id)
-            if size > self.lexical_budget:
-                rare = await self._read(
-                    lambda conn: self.term_stats.select_by(conn, words, size, self.lexical_budget)
-                )
+        budget = self.lexical_budget
 
         def ranked(conn: Conn, select_by: str | None) -> list[Candidate]:
             sql, params = self.sql.pg_lexical(filters, split=select_by is not None)
@@ -385,10 +399,18 @@ class PostgresBackend(SqlBackend):
             return [_candidate(r[:-1], lexical=float(r[-1])) for r in rows]
 
         def run(conn: Conn) -> list[Candidate]:
-            found = ranked(conn, rare)
-            if rare is not None and len(found) < k:
-                found = ranked(conn, None)
-            return found
+            if size <= budget:
+                return ranked(conn, None)
+            # Past the budget: select by the rarest words; while they select fewer than k
+            # rows, widen to more words (4x the budget each time), up to every word.
+            scored = self.term_stats.rarest_first(conn, words)
+            limit, taken = budget, 0
+            while (chosen := take_rarest(scored, size, limit, taken)) is not None:
+                found = ranked(conn, any_word(chosen))
+                if len(found) >= k:
+                    return found
+                limit, taken = limit * 4, len(chosen)
+            return ranked(conn, None)
 
         result: list[Candidate] = await self._read(run)
         return result
