@@ -37,6 +37,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from memvault import MemVault, Settings
 from memvault.embed.minilm_onnx import MiniLMEmbedder
@@ -140,7 +141,9 @@ def run_search(args: argparse.Namespace) -> dict[str, float | int]:
     if args.big:
         sizes["big-user"] = args.big
     for u, size in sizes.items():
-        left = 0 if args.skip_ingest else size
+        left = size if args.ingest == "all" or (args.ingest == "big" and u == "big-user") else 0
+        if left and args.ingest == "big":
+            vault.erase_user(u)
         while left:
             n = min(left, 1000)
             idx = [rng.randrange(len(pool)) for _ in range(n)]
@@ -152,7 +155,7 @@ def run_search(args: argparse.Namespace) -> dict[str, float | int]:
             vault.add_many(
                 u,
                 [
-                    {"content": c, "embedding": pool_vecs[i].tolist()}
+                    {"content": c, "embedding": jitter(pool_vecs[i], args.noise, rng)}
                     for c, i in zip(contents, idx, strict=False)
                 ],
             )
@@ -206,6 +209,17 @@ def run_search(args: argparse.Namespace) -> dict[str, float | int]:
     return out
 
 
+def jitter(vec: Any, noise: float, rng: random.Random) -> list[float]:
+    """A pool vector, with `noise` of it replaced by a random direction (unit length)."""
+    if noise <= 0:
+        return list(vec.tolist())
+    import numpy as np
+
+    r = np.random.default_rng(rng.randrange(2**32)).standard_normal(vec.shape[0])
+    out = vec + noise * r / np.linalg.norm(r)
+    return list((out / np.linalg.norm(out)).tolist())
+
+
 def recreate(url: str) -> None:
     """Drop and create the PostgreSQL database `url` names (from the server's `postgres`
     database)."""
@@ -257,7 +271,17 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=0, help="one more user with this many")
     ap.add_argument("--big-queries", type=int, default=200)
     ap.add_argument(
-        "--skip-ingest", action="store_true", help="search a store --url already holds"
+        "--ingest",
+        choices=["all", "big", "none"],
+        default="all",
+        help="none: search what --url holds; big: make only the big user again",
+    )
+    ap.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        help="add this much random noise to each borrowed vector (distinct vectors, as real "
+        "memories have; without it the pool's vectors repeat, which HNSW handles badly)",
     )
     args = ap.parse_args()
     result = run_ingest(args) if args.ingest_only else run_search(args)

@@ -9,6 +9,7 @@ migrations and purges. See docs/backends.md.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -55,6 +56,7 @@ MAX_COUNTED = 1_000_000  # a user's rows are counted up to this many
 PG_STEMMER = "english_stem"  # the dictionary of the `english` configuration (0005)
 SIZE_TTL_S = 60.0  # how long a user's size class and the index list are remembered
 HNSW_INDEX = "ix_memory_vectors_hnsw"  # + "_<dimension>"
+HNSW_MAX_SCAN = 100_000  # graph tuples an iterative scan may visit before giving up
 
 
 def _index_dimensions(conn: Conn) -> set[int]:
@@ -449,28 +451,35 @@ class PostgresBackend(SqlBackend):
         put back in order here)."""
         dimension = int(query.shape[0])
         big = await self._searched_by_index(user_id, dimension)
-        sql, params = self.sql.pg_vector(filters, dimension if big else None)
-        params.update(
-            user_id=user_id,
-            now=codec.ts(now),
-            qv=PackedVector(query.astype("<f4").tobytes()),
-            k=max(k, 1),
-        )
+        bound: dict[str, Any] = {
+            "user_id": user_id,
+            "now": codec.ts(now),
+            "qv": PackedVector(query.astype("<f4").tobytes()),
+            "k": max(k, 1),
+        }
         ef_search = min(1000, max(40, 2 * max(k, 1)))
 
-        def run(conn: Conn) -> list[Candidate]:
-            rows = conn.execute(sql, params).fetchall()
+        def run(conn: Conn, indexed: int | None) -> list[Candidate]:
+            sql, params = self.sql.pg_vector(filters, indexed)
+            rows = conn.execute(sql, {**params, **bound}).fetchall()
             return [_candidate(r[:-1], vector=1.0 - float(r[-1])) for r in rows]
 
         def run_indexed(conn: PgConn) -> list[Candidate]:
             with conn.raw.transaction():
                 conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
                 conn.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
-                found = run(conn)
+                conn.execute(f"SET LOCAL hnsw.max_scan_tuples = {HNSW_MAX_SCAN}")
+                found = run(conn, dimension)
+            if len(found) < bound["k"]:
+                # The graph walk gave up early (`hnsw.max_scan_tuples`; seen with many
+                # identical vectors): the exact search finds k rows whenever k exist.
+                return run(conn, None)
             found.sort(key=lambda c: (-(c.vector or 0.0), c.pk))
             return found
 
-        result: list[Candidate] = await self._read(run_indexed if big else run)
+        result: list[Candidate] = await self._read(
+            run_indexed if big else functools.partial(run, indexed=None)
+        )
         return result
 
     async def _searched_by_index(self, user_id: str, dimension: int) -> bool:
