@@ -381,4 +381,7 @@ def test_stale_statistics_are_refreshed_by_the_writers(settings: Settings) -> No
             for i in range(60):
                 v.add("stats", f"row {round_} {i}")
             time.sleep(1.1)  # table statistics reach other sessions about once a second
+    deadline = time.monotonic() + 20  # the ANALYZE runs on a thread of its own
+    while analyzed() <= before and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert analyzed() > before

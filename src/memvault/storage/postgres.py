@@ -337,6 +337,7 @@ class PostgresBackend(SqlBackend):
         self.listener = ChangeListener(url)
         self._wrote = False
         self._writes = 0
+        self._maintaining = threading.Lock()
         self._closed = False
 
     # ------------------------------------------------------------------ hooks
@@ -347,32 +348,51 @@ class PostgresBackend(SqlBackend):
         result = await super()._write(fn)
         self._wrote = True
         self._writes += 1
-        if self._writes >= ANALYZE_CHECK_WRITES:
+        if self._writes >= ANALYZE_CHECK_WRITES and not self._maintaining.locked():
             self._writes = 0
-            self.runner.background(self._maybe_analyze)
+            # On a thread of its own: a VACUUM may take minutes and must hold up no write.
+            threading.Thread(target=self._maintain, name="memvault-maintain", daemon=True).start()
         return result
 
+    def _maintain(self) -> None:
+        if not self._maintaining.acquire(blocking=False):
+            return
+        try:
+            self._maybe_analyze()
+        except Exception:  # housekeeping: the next look tries again
+            log.warning("memvault could not refresh PostgreSQL statistics", exc_info=True)
+        finally:
+            self._maintaining.release()
+
     def _maybe_analyze(self) -> None:
-        """ANALYZE the memory tables when their statistics are stale (more rows changed
-        since the last ANALYZE than autovacuum's default rule, 50 + 10% of the table,
-        allows): plans of a just-loaded table, or of a server with autovacuum off, then
-        stay right. One server at a time (a transaction advisory lock); others skip."""
+        """Keep the memory tables' statistics fresh, and on a server with autovacuum off
+        their dead rows vacuumed, by autovacuum's default rules (ANALYZE past 50 + 10% of
+        the table changed, VACUUM past 50 + 20% dead). Without this a freshly loaded table
+        is planned as if empty, and an HNSW walk over deleted entries ends early. One
+        server at a time (an advisory lock); the others skip."""
 
         def run(conn: PgConn) -> None:
-            stale = conn.execute(
-                "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
-                "WHERE s.relname IN ('memories', 'memory_vectors') "
-                "AND s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0)"
+            rows = conn.execute(
+                "SELECT s.relname, s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0), "
+                "s.n_dead_tup > 50 + 0.2 * greatest(c.reltuples, 0) "
+                "AND current_setting('autovacuum') = 'off' "
+                "FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
+                "WHERE s.relname IN ('memories', 'memory_vectors')"
             ).fetchall()
-            if not stale:
+            todo = [(name, analyze, vacuum) for name, analyze, vacuum in rows if analyze or vacuum]
+            if not todo:
                 return
-            with conn.raw.transaction():
-                got = conn.execute(
-                    "SELECT pg_try_advisory_xact_lock(?)", (LOCK_ANALYZE,)
-                ).fetchone()
-                if got is not None and got[0]:
-                    for (name,) in stale:
+            got = conn.execute("SELECT pg_try_advisory_lock(?)", (LOCK_ANALYZE,)).fetchone()
+            if got is None or not got[0]:
+                return
+            try:
+                for name, analyze, vacuum in todo:  # autocommit: VACUUM runs outside a block
+                    if vacuum:
+                        conn.execute(f"VACUUM (ANALYZE) {name}")
+                    elif analyze:
                         conn.execute(f"ANALYZE {name}")
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(?)", (LOCK_ANALYZE,))
 
         self.db.read(run)
 
