@@ -192,8 +192,7 @@ class ChangeListener:
 
     Notices arrive in commit order. A barrier (a notice this listener sent itself) tells
     when every notice of a transaction committed before it has arrived: the backend raises
-    one before a cached read that follows a write made through this process, so a process
-    always reads its own writes. While the connection is down everything is reported as
+    one before every cached read. While the connection is down everything is reported as
     possibly changed (`reset`)."""
 
     def __init__(self, url: str) -> None:
@@ -203,8 +202,10 @@ class ChangeListener:
         self._users: list[str] = []
         self._reset = True  # nothing is known before the first LISTEN
         self._pending = True
-        self._barrier_sent = 0
-        self._barrier_seen = 0
+        self._barrier_sent = 0  # number of the last barrier sent
+        self._sent_at: dict[int, float] = {}  # barrier number -> when it was sent
+        self._seen_at = 0.0  # when the latest barrier that arrived was sent
+        self._inflight: int | None = None
         self._token = f"{os.getpid()}-{id(self)}"
         self._closed = False
         self._conn: psycopg.Connection[Any] | None = None
@@ -256,7 +257,10 @@ class ChangeListener:
             if "barrier" in got:
                 token, _, n = str(got["barrier"]).rpartition(":")
                 if token == self._token:
-                    self._barrier_seen = max(self._barrier_seen, int(n))
+                    number = int(n)
+                    self._seen_at = max(self._seen_at, self._sent_at.pop(number, 0.0))
+                    if self._inflight == number:
+                        self._inflight = None
                     self._lock.notify_all()
                 return
             if got.get("all"):
@@ -267,18 +271,38 @@ class ChangeListener:
             self._pending = True
 
     def barrier(self, send: Any) -> None:
-        """Wait until every notice committed before now has arrived (`send(payload)`
-        issues the NOTIFY on a pooled connection)."""
+        """Return once every notice of a transaction committed before this call has
+        arrived: a notice of our own is sent (`send(payload)` issues the NOTIFY on a pooled
+        connection) and, delivered in commit order, comes after all of those. Concurrent
+        callers share barriers: one sent after a caller started covers it, so under load
+        there is at most one in flight. When it does not come back in time, or the listener
+        is not connected, everything is taken as changed."""
+        start = time.monotonic()
+        deadline = start + BARRIER_TIMEOUT_S
         with self._lock:
-            self._barrier_sent += 1
-            n = self._barrier_sent
-        send(json.dumps({"barrier": f"{self._token}:{n}"}))
-        deadline = time.monotonic() + BARRIER_TIMEOUT_S
-        with self._lock:
-            while self._barrier_seen < n:
+            while self._seen_at < start:
+                if not self._connected.is_set():
+                    self._reset = self._pending = True
+                    return
+                if self._inflight is None:
+                    self._barrier_sent += 1
+                    number = self._inflight = self._barrier_sent
+                    self._sent_at[number] = time.monotonic()
+                    self._lock.release()
+                    try:
+                        send(json.dumps({"barrier": f"{self._token}:{number}"}))
+                    except BaseException:
+                        with self._lock:
+                            self._inflight = None
+                            self._sent_at.pop(number, None)
+                        raise
+                    finally:
+                        self._lock.acquire()
+                    continue
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self._reset = self._pending = True
+                    self._inflight = None
                     return
                 self._lock.wait(left)
 
@@ -335,7 +359,6 @@ class PostgresBackend(SqlBackend):
         self.lexical_budget = settings.search_lexical_budget
         self.term_stats = PgTermStats()
         self.listener = ChangeListener(url)
-        self._wrote = False
         self._writes = 0
         self._maintaining = threading.Lock()
         self._closed = False
@@ -346,7 +369,6 @@ class PostgresBackend(SqlBackend):
 
     async def _write(self, fn: Any) -> Any:
         result = await super()._write(fn)
-        self._wrote = True
         self._writes += 1
         if self._writes >= ANALYZE_CHECK_WRITES and not self._maintaining.locked():
             self._writes = 0
@@ -599,10 +621,12 @@ class PostgresBackend(SqlBackend):
         self.db.read(lambda conn: conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, payload)))
 
     async def data_changed(self) -> bool:
+        """Whether a change may have been committed since the last `changes_since`: every
+        change committed before this call is known once it returns (a barrier round trip,
+        shared by concurrent callers), so a cache never serves what another server changed
+        and acknowledged before the read began."""
         self.listener.start()
-        if self._wrote:
-            self._wrote = False
-            await self.runner.read(self.listener.barrier, self._notify)
+        await self.runner.read(self.listener.barrier, self._notify)
         return self.listener.pending()
 
     async def changes_since(self, history_id: int, audit_id: int, memory_pk: int) -> ChangeFeed:
