@@ -30,6 +30,7 @@ vectors) against the embedder's own batched throughput on the same texts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import random
@@ -41,6 +42,7 @@ from typing import Any
 
 from memvault import MemVault, Settings
 from memvault.embed.minilm_onnx import MiniLMEmbedder
+from memvault.errors import NotFoundError
 
 SUBJECTS = ["I", "My sister", "My manager", "Our neighbour", "My son", "My friend Ana"]
 VERBS = ["love", "hate", "often visit", "want to learn", "keep talking about", "bought"]
@@ -143,7 +145,8 @@ def run_search(args: argparse.Namespace) -> dict[str, float | int]:
     for u, size in sizes.items():
         left = size if args.ingest == "all" or (args.ingest == "big" and u == "big-user") else 0
         if left and args.ingest == "big":
-            vault.erase_user(u)
+            with contextlib.suppress(NotFoundError):
+                vault.erase_user(u)
         while left:
             n = min(left, 1000)
             idx = [rng.randrange(len(pool)) for _ in range(n)]
