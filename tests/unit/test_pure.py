@@ -67,3 +67,16 @@ def test_cursor_round_trip_and_tamper() -> None:
         decode_cursor(c, "created_asc")
     with pytest.raises(InvalidArgumentError):
         decode_cursor("!!", "created_desc")
+
+
+def test_an_undrained_notice_backlog_turns_into_a_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memvault.storage import postgres
+
+    monkeypatch.setattr(postgres, "MAX_BACKLOG", 3)
+    listener = postgres.ChangeListener("postgresql://127.0.0.1:1/none")  # never connects
+    listener._connected.set()  # as if LISTEN were established
+    listener.drain()
+    listener._take('{"m": [["u", "a"], ["u", "b"]], "u": ["u"]}')
+    assert listener.drain() == ([("u", "a"), ("u", "b")], ["u"], False)
+    listener._take('{"m": [["u", "a"], ["u", "b"], ["u", "c"]], "u": ["u"]}')
+    assert listener.drain() == ([], [], True)  # too many to keep: everything changed

@@ -29,6 +29,7 @@ from memvault.storage import migrate
 from memvault.storage.access import AccessTracker
 from memvault.storage.base import Candidate, Capabilities, ChangeFeed
 from memvault.storage.runner import InlineRunner, Runner, ThreadRunner
+from memvault.storage.search_text import MAX_QUERY_TERMS
 from memvault.storage.sql import codec
 from memvault.storage.sql.backend import SqlBackend, _candidate
 from memvault.storage.sql.dbapi import Conn
@@ -42,7 +43,6 @@ from memvault.storage.sql.queries import Statements
 
 log = logging.getLogger("memvault.storage")
 
-MAX_QUERY_TERMS = 64
 CHANNEL = "memvault_changes"
 # Advisory lock keys (pg_advisory_lock takes a bigint): migrations, purge, reindex.
 LOCK_MIGRATE = 0x6D76_0001
@@ -52,6 +52,7 @@ LOCK_ANALYZE = 0x6D76_0004
 ANALYZE_CHECK_WRITES = 50  # write transactions between two looks at the statistics
 LOCKS = {"reindex": LOCK_REINDEX, "purge": LOCK_PURGE}
 BARRIER_TIMEOUT_S = 2.0
+MAX_BACKLOG = 100_000  # notices kept for the cache between two reads; past it, drop everything
 MAX_COUNTED = 1_000_000  # a user's rows are counted up to this many
 PG_STEMMER = "english_stem"  # the dictionary of the `english` configuration (0005)
 SIZE_TTL_S = 60.0  # how long a user's size class and the index list are remembered
@@ -269,6 +270,8 @@ class ChangeListener:
                 self._memories.append((str(pair[0]), str(pair[1])))
             self._users.extend(str(u) for u in got.get("u") or ())
             self._pending = True
+            if len(self._memories) + len(self._users) > MAX_BACKLOG:  # nobody drained: drop all
+                self._memories, self._users, self._reset = [], [], True
 
     def barrier(self, send: Any) -> None:
         """Return once every notice of a transaction committed before this call has
@@ -354,7 +357,6 @@ class PostgresBackend(SqlBackend):
         self.hnsw_from = settings.pg_hnsw_from
         self._hnsw_dims: set[int] = set()
         self._hnsw_checked = 0.0
-        self._big_users: dict[str, tuple[bool, float]] = {}
         self._sizes: dict[str, tuple[int, float]] = {}
         self.lexical_budget = settings.search_lexical_budget
         self.term_stats = PgTermStats()
@@ -485,7 +487,7 @@ class PostgresBackend(SqlBackend):
     ) -> list[Candidate]:
         """The k visible memories most similar to `query`.
 
-        A user with fewer than `pg_hnsw_from` vectors is searched exactly: every vector of
+        A user with fewer than `pg_hnsw_from` memories is searched exactly: every vector of
         the user is compared (its rows come by the `(user_id, seq)` index), so a filter never
         leaves fewer than k rows when k exist. A bigger user is searched through the HNSW
         index with pgvector's iterative scan, which keeps walking the graph until k rows
@@ -525,8 +527,9 @@ class PostgresBackend(SqlBackend):
         return result
 
     async def _searched_by_index(self, user_id: str, dimension: int) -> bool:
-        """Whether `user_id` has at least `pg_hnsw_from` vectors and the HNSW index for
-        `dimension` exists (both remembered for `SIZE_TTL_S`)."""
+        """Whether `user_id` has at least `pg_hnsw_from` memories (the count full-text
+        planning uses too) and the HNSW index for `dimension` exists (both remembered for
+        `SIZE_TTL_S`)."""
         if self.hnsw_from <= 0:
             return False
         now = time.monotonic()
@@ -535,24 +538,7 @@ class PostgresBackend(SqlBackend):
             self._hnsw_checked = now
         if dimension not in self._hnsw_dims:
             return False
-        got = self._big_users.get(user_id)
-        if got is not None and got[1] > now:
-            return got[0]
-        limit = self.hnsw_from
-
-        def count(conn: Conn) -> bool:
-            row = conn.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM memory_vectors WHERE user_id = ? "
-                "LIMIT ?) AS s",
-                (user_id, limit),
-            ).fetchone()
-            return int(row[0]) >= limit
-
-        big: bool = await self._read(count)
-        if len(self._big_users) > 100_000:
-            self._big_users.clear()
-        self._big_users[user_id] = (big, now + SIZE_TTL_S)
-        return big
+        return await self._user_size(user_id) >= self.hnsw_from
 
     async def set_vector_model(self, model: str, dimension: int, now: datetime) -> bool:
         """Record the embedder; make the HNSW index for its dimension unless `pg_hnsw_from`

@@ -9,6 +9,7 @@ from datetime import date
 
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 CONTEXT_WINDOW = 2
+MAX_QUERY_TERMS = 64  # distinct query words a full-text search uses
 CONTEXT_MAX_WORDS = 45
 
 

@@ -25,6 +25,7 @@ from memvault.storage.base import Candidate, Capabilities
 from memvault.storage.changes import ChangeStore
 from memvault.storage.fts_plan import TermStats, any_of
 from memvault.storage.runner import InlineRunner, Runner, ThreadRunner
+from memvault.storage.search_text import MAX_QUERY_TERMS
 from memvault.storage.sql import codec
 from memvault.storage.sql.backend import SqlBackend, _candidate
 from memvault.storage.sql.connection import SqliteConnections
@@ -33,7 +34,6 @@ from memvault.storage.sql.queries import Statements
 from memvault.storage.vectors import UserVectors, VectorCache
 
 _ANY = Filters()
-MAX_QUERY_TERMS = 64
 CACHE_VECTORS_FROM = 256  # smaller users are read, not kept, on a first search (vectors.py)
 SEEN_USERS = 100_000  # small users whose searches are counted
 KEEP_AFTER = 3  # a small user's matrix is kept from its third search
