@@ -113,9 +113,10 @@ def _normal(table: str, columns: Sequence[str], row: Sequence[Any]) -> tuple[Any
     return tuple(out)
 
 
-def _read_batch(
-    conn: Conn, backend: SqlBackend, table: Table, key: str, after: Any, n: int
+def _read_rows(
+    backend: SqlBackend, table: Table, key: str, after: Any, n: int, conn: Conn
 ) -> list[tuple[Any, ...]]:
+    """Up to `n` rows of `table` past the key `after`, in key order."""
     cols = ", ".join(_quote(c) for c in _columns(table))
     where = "" if after is None else f"WHERE {_order(backend, table, key)} > ? "
     params: tuple[Any, ...] = (n,) if after is None else (after, n)
@@ -123,34 +124,20 @@ def _read_batch(
     return [tuple(r) for r in conn.execute(sql, params).fetchall()]
 
 
-def _read_rows(
-    backend: SqlBackend, table: Table, key: str, after: Any, n: int, conn: Conn
-) -> list[tuple[Any, ...]]:
-    return _read_batch(conn, backend, table, key, after, n)
-
-
 def _write_rows(sql: str, values: list[tuple[Any, ...]], conn: Conn) -> None:
     conn.executemany(sql, values)
-
-
-def _count_rows(table: Table, conn: Conn) -> int:
-    return _count(conn, table)
-
-
-def _last_key_of(backend: SqlBackend, table: Table, key: str, conn: Conn) -> Any:
-    return _last_key(conn, backend, table, key)
 
 
 def _run(sql: str, conn: Conn) -> None:
     conn.execute(sql)
 
 
-def _last_key(conn: Conn, backend: SqlBackend, table: Table, key: str) -> Any:
+def _last_key(backend: SqlBackend, table: Table, key: str, conn: Conn) -> Any:
     row = conn.execute(f"SELECT max({_order(backend, table, key)}) FROM {table.name}").fetchone()
     return None if row is None else row[0]
 
 
-def _count(conn: Conn, table: Table) -> int:
+def _count_rows(table: Table, conn: Conn) -> int:
     return int(conn.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0])
 
 
@@ -195,7 +182,7 @@ def transfer(
         tr = TableReport(table.name)
         report.tables.append(tr)
         total = source.db.read(functools.partial(_count_rows, table))
-        after = target.db.read(functools.partial(_last_key_of, target, table, key))
+        after = target.db.read(functools.partial(_last_key, target, table, key))
         insert = (
             f"INSERT INTO {table.name} ({', '.join(_quote(c) for c in columns)}) "
             f"VALUES ({', '.join('?' for _ in columns)})"
