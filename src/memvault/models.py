@@ -280,6 +280,9 @@ class Memory(Record):
     deleted_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    superseded_by: str | None = None
 
     @property
     def text(self) -> str:
@@ -289,6 +292,12 @@ class Memory(Record):
     def is_expired(self, now: datetime) -> bool:
         """True once `expires_at` has passed (seed 001's `is_expired`)."""
         return self.expires_at is not None and self.expires_at <= now
+
+    def is_valid(self, at: datetime) -> bool:
+        """True when the fact it states holds at `at` (between `valid_from`, or its
+        creation, and `valid_to`)."""
+        start = self.valid_from or self.created_at
+        return start <= at and (self.valid_to is None or self.valid_to > at)
 
 
 class _MemoryFields(BaseModel):
@@ -334,7 +343,7 @@ class _MemoryFields(BaseModel):
     def _ids(cls, v: Any) -> Any:
         return v if v is None else check_identifier(v, "id", limits.MAX_AGENT_ID_CHARS)
 
-    @field_validator("expires_at", mode="after", check_fields=False)
+    @field_validator("expires_at", "valid_from", "valid_to", mode="after", check_fields=False)
     @classmethod
     def _expires(cls, v: datetime | None) -> datetime | None:
         return v if v is None else to_utc(v)
@@ -355,6 +364,8 @@ class NewMemory(_MemoryFields):
     expires_at: AwareDatetime | None = None
     session_id: str | None = None
     agent_id: str | None = None
+    valid_from: AwareDatetime | None = None
+    valid_to: AwareDatetime | None = None
     embedding: Any = None  # a list of floats or a 1-D numpy array, kept as float32 numpy
 
     @field_validator("namespace", mode="before")
@@ -376,6 +387,7 @@ class NewMemory(_MemoryFields):
     def _one_expiry(self) -> NewMemory:
         if self.ttl_seconds is not None and self.expires_at is not None:
             raise invalid("invalid_ttl", "give ttl_seconds or expires_at, not both")
+        _check_validity(self.valid_from, self.valid_to)
         return self
 
 
@@ -393,6 +405,8 @@ class MemoryPatch(_MemoryFields):
     expires_at: AwareDatetime | None = None
     session_id: str | None = None
     agent_id: str | None = None
+    valid_from: AwareDatetime | None = None
+    valid_to: AwareDatetime | None = None
 
     @model_validator(mode="after")
     def _sane(self) -> MemoryPatch:
@@ -410,6 +424,11 @@ class MemoryPatch(_MemoryFields):
 
 
 METADATA_RANGE_OPS = ("gt", "gte", "lt", "lte", "ne")
+
+
+def _check_validity(start: datetime | None, end: datetime | None) -> None:
+    if start is not None and end is not None and start >= end:
+        raise invalid("invalid_validity", "valid_from must be before valid_to")
 
 
 def _check_range(name: str, value: dict[str, Any]) -> None:
@@ -449,6 +468,10 @@ class Filters(BaseModel):
     updated_before: AwareDatetime | None = None
     include_deleted: bool = False
     include_expired: bool = False
+    # Temporal validity: what held at `as_of` (default: now); `include_superseded` also
+    # returns memories whose validity has ended (replaced by a newer fact, or closed).
+    as_of: AwareDatetime | None = None
+    include_superseded: bool = False
 
     @field_validator("namespaces", mode="before")
     @classmethod
@@ -499,7 +522,9 @@ class Filters(BaseModel):
     def _imp(cls, v: Any) -> Any:
         return v if v is None else check_importance(v)
 
-    @field_validator("created_after", "created_before", "updated_after", "updated_before")
+    @field_validator(
+        "created_after", "created_before", "updated_after", "updated_before", "as_of"
+    )
     @classmethod
     def _utc(cls, v: datetime | None) -> datetime | None:
         return v if v is None else to_utc(v)

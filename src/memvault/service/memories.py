@@ -36,6 +36,8 @@ _PATCH_FIELDS = (
     "importance",
     "session_id",
     "agent_id",
+    "valid_from",
+    "valid_to",
 )
 _REVERT_FIELDS = (
     "content",
@@ -47,6 +49,9 @@ _REVERT_FIELDS = (
     "expires_at",
     "session_id",
     "agent_id",
+    "valid_from",
+    "valid_to",
+    "superseded_by",
 )
 
 
@@ -79,6 +84,9 @@ def build_memory(user_id: str, new: NewMemory, settings: Settings, now: datetime
             deleted_at=None,
             created_at=now,
             updated_at=now,
+            valid_from=new.valid_from,
+            valid_to=new.valid_to,
+            superseded_by=None,
         ),
     )
 
@@ -110,6 +118,12 @@ def apply_patch(
     memory_type = changes.get("memory_type", cur.memory_type)
     if memory_type == PERMANENT and changes.get("expires_at", cur.expires_at) is not None:
         raise InvalidArgumentError("permanent memories cannot expire", {"field": "expires_at"})
+    if "valid_to" in changes and changes["valid_to"] is None:
+        changes["superseded_by"] = None  # valid again: no longer replaced
+    start = changes.get("valid_from", cur.valid_from)
+    end = changes.get("valid_to", cur.valid_to)
+    if start is not None and end is not None and start >= end:
+        raise InvalidArgumentError("valid_from must be before valid_to", {"field": "valid_to"})
     if all(getattr(cur, k) == v for k, v in changes.items()):
         return cur
     return cur.model_copy(update={**changes, "version": cur.version + 1, "updated_at": now})
@@ -409,6 +423,8 @@ class MemoryOps:
             "expires_at",
             "session_id",
             "agent_id",
+            "valid_from",
+            "valid_to",
         ):
             if name in fields:
                 patch_data[name] = getattr(new, name)

@@ -44,6 +44,7 @@ COPY_ORDER: tuple[tuple[Table, str], ...] = (
     (tables.global_context, "key"),
     (tables.api_keys, "key_id"),
     (tables.audit_log, "audit_id"),
+    (tables.jobs, "job_id"),
 )
 # Integer keys drawn from a sequence on PostgreSQL: moved past the copied rows at the end.
 _SEQUENCES = {

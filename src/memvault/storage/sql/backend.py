@@ -469,8 +469,9 @@ class SqlBackend(RecordStore, KeyStore):
             row = conn.execute(
                 f"SELECT {codec.MEMORY_SELECT} FROM memories AS m WHERE m.user_id = ? "
                 "AND m.content_hash = ? AND m.namespace = ? AND m.deleted_at IS NULL "
-                "AND (m.expires_at IS NULL OR m.expires_at > ?) ORDER BY m.pk LIMIT 1",
-                (user_id, content_hash, namespace, at),
+                "AND (m.expires_at IS NULL OR m.expires_at > ?) "
+                "AND (m.valid_to IS NULL OR m.valid_to > ?) ORDER BY m.pk LIMIT 1",
+                (user_id, content_hash, namespace, at, at),
             ).fetchone()
             return None if row is None else self._memories([row])[0]
 

@@ -35,9 +35,13 @@ MEMORY_COLUMNS = (
     "deleted_at",
     "created_at",
     "updated_at",
+    "valid_from",
+    "valid_to",
+    "superseded_by",
 )
 MEMORY_SELECT = ", ".join(f"m.{c}" if c != "key" else 'm."key"' for c in MEMORY_COLUMNS)
 
+_VALIDITY_FIELDS = ("valid_from", "valid_to", "superseded_by")
 _EMPTY_LIST = "[]"
 _EMPTY_OBJ = "{}"
 
@@ -129,6 +133,9 @@ def memory_from_row(row: tuple[Any, ...], access: tuple[int, str] | None = None)
         deleted_at,
         created_at,
         updated_at,
+        valid_from,
+        valid_to,
+        superseded_by,
     ) = row
     if access is not None:
         access_count += access[0]
@@ -155,6 +162,9 @@ def memory_from_row(row: tuple[Any, ...], access: tuple[int, str] | None = None)
             "deleted_at": None if deleted_at is None else _iso(deleted_at),
             "created_at": _when(created_at),
             "updated_at": _when(updated_at),
+            "valid_from": None if valid_from is None else _iso(valid_from),
+            "valid_to": None if valid_to is None else _iso(valid_to),
+            "superseded_by": superseded_by,
         },
     )
 
@@ -200,6 +210,9 @@ def memory_values(m: Memory) -> dict[str, Any]:
         "deleted_at": ts(m.deleted_at),
         "created_at": ts(m.created_at),
         "updated_at": ts(m.updated_at),
+        "valid_from": ts(m.valid_from),
+        "valid_to": ts(m.valid_to),
+        "superseded_by": m.superseded_by,
     }
 
 
@@ -224,6 +237,9 @@ def snapshot_dict(m: Memory) -> dict[str, Any]:
         "deleted_at": ts(m.deleted_at),
         "created_at": ts(m.created_at),
         "updated_at": ts(m.updated_at),
+        "valid_from": ts(m.valid_from),
+        "valid_to": ts(m.valid_to),
+        "superseded_by": m.superseded_by,
     }
 
 
@@ -265,6 +281,9 @@ def history_from_row(row: tuple[Any, ...], live: dict[str, Any] | None) -> Histo
     """A history entry; `live` is the snapshot of the live row, for the one entry whose
     snapshot is not frozen yet (see `SqliteBackend._history_rows`)."""
     history_id, memory_id, version, operation, changed_at, actor, reason, snap = row
+    frozen = json.loads(snap) if snap is not None else dict(live or {})
+    for name in _VALIDITY_FIELDS:  # snapshots frozen before migration 0006 lack them
+        frozen.setdefault(name, None)
     return HistoryEntry.model_construct(
         history_id=history_id,
         memory_id=memory_id,
@@ -273,7 +292,7 @@ def history_from_row(row: tuple[Any, ...], live: dict[str, Any] | None) -> Histo
         changed_at=datetime.fromisoformat(changed_at),
         actor=actor,
         reason=reason,
-        snapshot=json.loads(snap) if snap is not None else dict(live or {}),
+        snapshot=frozen,
     )
 
 

@@ -426,6 +426,19 @@ def visibility(filters: Filters, pg: bool = False) -> tuple[list[Cond], list[Any
     if not f.include_expired:
         tokens.append("unexpired")
         conds.append(lambda: or_(_m.c.expires_at.is_(None), _m.c.expires_at > bindparam("now")))
+    if f.as_of is not None:
+        # What held then: begun (valid_from, or stored) by then and not yet ended.
+        tokens.append("as_of")
+        params["as_of"] = _time_param(f.as_of)
+        conds.append(
+            lambda: and_(
+                func.coalesce(_m.c.valid_from, _m.c.created_at) <= bindparam("as_of"),
+                or_(_m.c.valid_to.is_(None), _m.c.valid_to > bindparam("as_of")),
+            )
+        )
+    elif not f.include_superseded:
+        tokens.append("valid")
+        conds.append(lambda: or_(_m.c.valid_to.is_(None), _m.c.valid_to > bindparam("now")))
 
     def add_in(name: str, column: Any, values: Sequence[Any]) -> None:
         tokens.append((name, len(values)))

@@ -73,6 +73,11 @@ memories = Table(
     Column("updated_at", Timestamp, nullable=False),
     # Neighbouring dialogue turns, for the full-text index only (migration 0003).
     Column("search_context", Text),
+    # When the stated fact holds (migration 0006): NULL from means since it was stored, NULL
+    # to means still; `superseded_by` names the memory that replaced it.
+    Column("valid_from", Timestamp),
+    Column("valid_to", Timestamp),
+    Column("superseded_by", String(40)),
 )
 Index(
     "uq_memories_live_key",
@@ -106,6 +111,13 @@ Index(
     memories.c.deleted_at,
     sqlite_where=memories.c.deleted_at.is_not(None),
     postgresql_where=memories.c.deleted_at.is_not(None),
+)
+Index(
+    "ix_memories_valid_to",
+    memories.c.user_id,
+    memories.c.valid_to,
+    sqlite_where=memories.c.valid_to.is_not(None),
+    postgresql_where=memories.c.valid_to.is_not(None),
 )
 
 memory_history = Table(
@@ -254,10 +266,32 @@ audit_log = Table(
 )
 Index("ix_audit_log_user", audit_log.c.user_id, audit_log.c.audit_id)
 
+# Background work with a lease (migration 0006): extraction of a message, a summary.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("job_id", String(40), primary_key=True),
+    Column("user_id", String(128), ForeignKey("users.user_id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("run_after", Timestamp, nullable=False),
+    Column("lease_token", String(40)),
+    Column("lease_until", Timestamp),
+    Column("last_error", Text),
+    Column("result", Json),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+Index("ix_jobs_due", jobs.c.status, jobs.c.run_after)
+Index("ix_jobs_user", jobs.c.user_id, jobs.c.created_at)
+
 __all__ = [
     "api_keys",
     "audit_log",
     "global_context",
+    "jobs",
     "memories",
     "memory_history",
     "memory_vectors",
