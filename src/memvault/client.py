@@ -176,7 +176,7 @@ class MemVault:
         metadata: dict[str, Any] | None = None,
         tags: Sequence[str] | None = None,
         category: str | None = None,
-        importance: float = 0.5,
+        importance: float | None = None,
         ttl_seconds: int | None = None,
         expires_at: datetime | None = None,
         session_id: str | None = None,
@@ -246,7 +246,7 @@ class MemVault:
         fact: str,
         category: str | None = None,
         *,
-        importance: float = 0.5,
+        importance: float | None = None,
         metadata: Mapping[str, Any] | None = None,
         actor: str | None = None,
     ) -> Memory:

@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     search_weight_assistant: float = Field(0.3, ge=0, le=10)
     search_weight_speaker: float = Field(0.2, ge=0, le=10)
     recency_half_life_days: float = Field(30.0, gt=0, le=36500)
+    auto_importance: bool = True
     dedup: Literal["facts", "all", "off"] = "facts"
     dedup_threshold: float = Field(0.95, gt=0, le=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"

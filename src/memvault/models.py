@@ -359,7 +359,7 @@ class NewMemory(_MemoryFields):
     metadata: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     category: str | None = None
-    importance: float = 0.5
+    importance: float | None = None  # None: derived from type, category and content
     ttl_seconds: int | None = None
     expires_at: AwareDatetime | None = None
     session_id: str | None = None
@@ -600,6 +600,30 @@ class Session(Record):
     created_at: datetime
     updated_at: datetime
     ended_at: datetime | None = None
+
+
+JOB_KINDS = ("extract", "summary")
+JOB_STATUSES = ("pending", "running", "done", "failed")
+
+
+class Job(Record):
+    """Background work kept in the store: extracting memories from a message (`extract`),
+    regenerating a user's summary (`summary`). `pending` until a worker leases it; `done`
+    with its `result`, or `failed` with `last_error` after the last attempt."""
+
+    job_id: str
+    user_id: str
+    kind: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    status: str = "pending"
+    attempts: int = 0
+    run_after: datetime
+    lease_token: str | None = Field(None, exclude=True)
+    lease_until: datetime | None = None
+    last_error: str | None = None
+    result: dict[str, Any] | None = None
+    created_at: datetime
+    updated_at: datetime
 
 
 class Summary(Record):

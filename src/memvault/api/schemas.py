@@ -32,7 +32,9 @@ class _Changeable(Body):
     metadata: dict[str, Any] | None = None
     tags: list[str] | None = None
     category: str | None = None
-    importance: float | None = Field(None, description="0.0 to 1.0; default 0.5")
+    importance: float | None = Field(
+        None, description="0.0 to 1.0; derived from type, category and content when absent"
+    )
     ttl_seconds: int | None = None
     expires_at: datetime | None = Field(None, description="ISO 8601 with an offset")
     session_id: str | None = None

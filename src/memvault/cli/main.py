@@ -146,7 +146,9 @@ def add(
     key: Annotated[str | None, typer.Option(help="Key, unique per user and namespace.")] = None,
     memory_type: Annotated[str | None, typer.Option("--type", help="Memory type.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="A tag (repeatable).")] = None,
-    importance: Annotated[float, typer.Option(help="0 to 1.")] = 0.5,
+    importance: Annotated[
+        float | None, typer.Option(help="0 to 1 (default: derived from type and content).")
+    ] = None,
     ttl: Annotated[int | None, typer.Option(help="Expire after this many seconds.")] = None,
     as_json: JsonOpt = False,
 ) -> None:

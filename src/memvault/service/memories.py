@@ -20,7 +20,9 @@ from memvault.models import (
     Page,
     VectorLike,
     construct,
+    content_text,
 )
+from memvault.service import importance as importance_rules
 from memvault.service import validate
 from memvault.service.ttl import expiry
 from memvault.storage.base import Backend, Change, PurgeCounts
@@ -59,6 +61,13 @@ def build_memory(user_id: str, new: NewMemory, settings: Settings, now: datetime
     """The stored form of a new memory (pure)."""
     memory_id = ids.new_id("mem")
     memory_type = new.memory_type or settings.default_memory_type
+    importance = new.importance
+    if importance is None:
+        importance = (
+            importance_rules.derive(memory_type, new.category, content_text(new.content))
+            if settings.auto_importance
+            else importance_rules.DEFAULT
+        )
     expires_at = expiry(now, new.ttl_seconds, new.expires_at)
     if memory_type == PERMANENT and expires_at is not None:
         raise InvalidArgumentError("permanent memories cannot expire", {"field": "expires_at"})
@@ -74,7 +83,7 @@ def build_memory(user_id: str, new: NewMemory, settings: Settings, now: datetime
             metadata=new.metadata,
             tags=new.tags,
             category=new.category,
-            importance=new.importance,
+            importance=importance,
             access_count=0,
             last_accessed_at=None,
             expires_at=expires_at,
@@ -161,7 +170,7 @@ class MemoryOps:
         metadata: dict[str, Any] | None = None,
         tags: Sequence[str] | None = None,
         category: str | None = None,
-        importance: float = 0.5,
+        importance: float | None = None,
         ttl_seconds: int | None = None,
         expires_at: datetime | None = None,
         session_id: str | None = None,

@@ -26,6 +26,7 @@ from memvault.models import (
     check_json,
     check_text,
 )
+from memvault.service import importance as importance_rules
 from memvault.service import validate
 from memvault.service.memories import PERMANENT, MemoryOps
 from memvault.service.ttl import local_day, next_streak
@@ -202,7 +203,7 @@ class PeopleOps(MemoryOps):
         fact: str,
         category: str | None = None,
         *,
-        importance: float = 0.5,
+        importance: float | None = None,
         metadata: Mapping[str, Any] | None = None,
         actor: str | None = None,
     ) -> Memory:
@@ -212,10 +213,17 @@ class PeopleOps(MemoryOps):
         cat = category or self.settings.default_fact_category
         text = _text(fact, "fact")
         meta = _json(metadata or {}, "metadata")
-        try:
-            imp = check_importance(importance)
-        except ValueError as exc:
-            raise validate.from_check(exc, "importance") from None
+        if importance is None:
+            imp = (
+                importance_rules.derive(FACT, cat, text)
+                if self.settings.auto_importance
+                else importance_rules.DEFAULT
+            )
+        else:
+            try:
+                imp = check_importance(importance)
+            except ValueError as exc:
+                raise validate.from_check(exc, "importance") from None
         now = self.clock.now()
         existing = await self.backend.find_by_hash(uid, FACTS_NAMESPACE, content_hash(text), now)
         if existing is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ from memvault.models import (
     ContextEntry,
     Filters,
     HistoryEntry,
+    Job,
     Memory,
     Message,
     Metrics,
@@ -60,6 +61,16 @@ class Merge:
     fn: MemoryChange
     change: Change
     vector: bytes | None = None
+
+
+@dataclass(frozen=True)
+class JobDone:
+    """A leased job to mark done in the transaction of its writes (`insert_memories`)."""
+
+    job_id: str
+    token: str
+    result: dict[str, Any] = field(default_factory=dict)
+    at: datetime | None = None
 
 
 @dataclass
@@ -125,9 +136,11 @@ class Backend(Protocol):
         now: datetime,
         vectors: Sequence[bytes | None] | None = None,
         merges: Sequence[Merge] = (),
+        job: JobDone | None = None,
     ) -> list[Memory]:
-        """Insert `memories` and apply `merges`, all in one transaction; returns the
-        inserted memories, then the merged ones."""
+        """Insert `memories`, apply `merges` and mark `job` done, all in one transaction
+        (a lost lease raises `ConflictError` and nothing is written); returns the inserted
+        memories, then the merged ones."""
         ...
 
     async def fetch(
@@ -185,7 +198,11 @@ class Backend(Protocol):
 
     # conversation, sessions, summary, metrics, global context
     async def add_message(
-        self, message: Message, cap: int, metrics: Callable[[Metrics], Metrics]
+        self,
+        message: Message,
+        cap: int,
+        metrics: Callable[[Metrics], Metrics],
+        jobs: Sequence[Job] = (),
     ) -> Message: ...
     async def messages(self, user_id: str, limit: int, session_id: str | None) -> list[Message]: ...
     async def clear_messages(self, user_id: str) -> int: ...
@@ -226,6 +243,29 @@ class Backend(Protocol):
     async def audit_log(
         self, user_id: str | None, after: int | None, limit: int
     ) -> list[AuditEntry]: ...
+
+    # jobs (storage/jobs.py)
+    async def enqueue_jobs(self, jobs: Sequence[Job]) -> list[Job]: ...
+    async def claim_jobs(
+        self,
+        now: datetime,
+        lease_s: float,
+        limit: int,
+        max_attempts: int,
+        kinds: Sequence[str] | None = None,
+    ) -> list[Job]: ...
+    async def complete_job(self, done: JobDone, now: datetime) -> bool: ...
+    async def fail_job(
+        self, job_id: str, token: str, error: str, now: datetime, retry_at: datetime | None
+    ) -> bool: ...
+    async def get_job(self, job_id: str) -> Job | None: ...
+    async def list_jobs(
+        self, user_id: str | None, status: str | None, limit: int, before: str | None = None
+    ) -> list[Job]: ...
+    async def retry_jobs(
+        self, job_ids: Sequence[str] | None, user_id: str | None, now: datetime
+    ) -> int: ...
+    async def job_counts(self, user_id: str | None = None) -> dict[str, int]: ...
 
     # change feed (for coherent caches)
     async def data_changed(self) -> bool: ...

@@ -4,13 +4,14 @@ the global context. A mixin of the SQLite backend (plain SQL that PostgreSQL als
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from memvault.errors import NotFoundError
-from memvault.models import ContextEntry, Message, Metrics, Session, Summary, User
+from memvault.models import ContextEntry, Job, Message, Metrics, Session, Summary, User
 from memvault.storage.access import AccessTracker
+from memvault.storage.jobs import insert_jobs
 from memvault.storage.keys import write_audit
 from memvault.storage.runner import Runner
 from memvault.storage.sql import codec
@@ -185,7 +186,14 @@ class RecordStore:
                         (user_id,),
                     ).fetchone()[0]
                 )
-                for table in ("memories", "memory_history", "messages", "sessions", "summaries")
+                for table in (
+                    "memories",
+                    "memory_history",
+                    "messages",
+                    "sessions",
+                    "summaries",
+                    "jobs",
+                )
             }
             conn.execute("DELETE FROM memory_history WHERE user_id = ?", (user_id,))
             gone = conn.execute("DELETE FROM users WHERE user_id = ?", (user_id,)).rowcount
@@ -202,8 +210,15 @@ class RecordStore:
 
     # ------------------------------------------------------------------ messages
     async def add_message(
-        self, message: Message, cap: int, metrics: Callable[[Metrics], Metrics]
+        self,
+        message: Message,
+        cap: int,
+        metrics: Callable[[Metrics], Metrics],
+        jobs: Sequence[Job] = (),
     ) -> Message:
+        """Append a message (trimming the history to `cap`), count it, and add `jobs`
+        (its extraction), all in one transaction."""
+
         def run(conn: Conn) -> Message:
             at = codec.ts(message.created_at)
             self._ensure_user(conn, message.user_id, None, at)
@@ -227,6 +242,8 @@ class RecordStore:
                 (message.user_id, message.user_id, cap),
             )
             self._update_metrics(conn, message.user_id, metrics)
+            if jobs:
+                insert_jobs(conn, jobs)
             return message
 
         result: Message = await self._write(run)

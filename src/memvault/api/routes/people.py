@@ -133,7 +133,7 @@ async def add_fact(user_id: str, body: schemas.FactCreate, who: Who) -> Response
         who.user(user_id),
         body.content,
         body.category,
-        importance=0.5 if body.importance is None else body.importance,
+        importance=body.importance,
         metadata=body.metadata,
         actor=who.actor,
     )

@@ -17,7 +17,15 @@ from typing import Any
 from memvault.errors import ConflictError, NotFoundError, UnavailableError
 from memvault.models import Filters, HistoryEntry, Memory, content_text
 from memvault.storage.access import AccessTracker
-from memvault.storage.base import Candidate, Change, MemoryChange, Merge, PurgeCounts
+from memvault.storage.base import (
+    Candidate,
+    Change,
+    JobDone,
+    MemoryChange,
+    Merge,
+    PurgeCounts,
+)
+from memvault.storage.jobs import JobStore, finish_job
 from memvault.storage.keys import KeyStore
 from memvault.storage.records import RecordStore
 from memvault.storage.runner import Runner
@@ -40,7 +48,7 @@ def _candidate(row: Sequence[Any], lexical: float = 0.0, vector: float | None = 
     )
 
 
-class SqlBackend(RecordStore, KeyStore):
+class SqlBackend(RecordStore, KeyStore, JobStore):
     """Everything SQLite and PostgreSQL do alike. Subclasses set `db`, `sql`, `runner`,
     `access` and implement the search and change-feed methods of `Backend`."""
 
@@ -286,9 +294,12 @@ class SqlBackend(RecordStore, KeyStore):
         now: datetime,
         vectors: Sequence[bytes | None] | None = None,
         merges: Sequence[Merge] = (),
+        job: JobDone | None = None,
     ) -> list[Memory]:
         def run(conn: Conn) -> list[Memory]:
             at = codec.ts(now)
+            if job is not None:
+                finish_job(conn, job, now)
             merged = [self._merge(conn, mg, now) for mg in merges]
             if not memories:
                 return merged

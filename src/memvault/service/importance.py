@@ -1,0 +1,64 @@
+"""The importance a new memory gets when its writer gives none (docs/extraction.md).
+
+A base by memory type, a bonus by category, then small content signals; clipped to
+[0.05, 0.95] so that an importance a user sets by hand (0 or 1) always outranks a derived
+one. Given importances are never changed.
+
+| type | base | | category | bonus |
+|---|---|---|---|---|
+| permanent | 0.90 | | health | +0.25 |
+| fact, preference | 0.60 | | identity | +0.20 |
+| event | 0.50 | | family, dates | +0.15 |
+| summary | 0.50 | | location, work, education, pets | +0.10 |
+| note and others | 0.50 | | plans, preferences | +0.05 |
+| conversation | 0.50 | | hobbies, general, others | 0 |
+
+Content: words of obligation or risk ("always", "never", "must", "allergic",
+"emergency", "important", "remember", "deadline") add 0.10; a date or a number adds 0.05;
+fewer than three words take 0.10 away; a question takes 0.15 away.
+"""
+
+from __future__ import annotations
+
+import re
+
+DEFAULT = 0.5
+_TYPE = {"permanent": 0.9, "fact": 0.6, "preference": 0.6, "event": 0.5, "summary": 0.5}
+_CATEGORY = {
+    "health": 0.25,
+    "identity": 0.2,
+    "family": 0.15,
+    "dates": 0.15,
+    "location": 0.1,
+    "work": 0.1,
+    "education": 0.1,
+    "pets": 0.1,
+    "plans": 0.05,
+    "preferences": 0.05,
+}
+_STRONG = re.compile(
+    r"\b(?:always|never|must|allerg\w*|emergency|important|remember|deadline|urgent|"
+    r"password|medication|diagnos\w*)\b",
+    re.I,
+)
+_DATE_OR_NUMBER = re.compile(
+    r"\b(?:\d+|january|february|march|april|may|june|july|august|september|october|"
+    r"november|december|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b",
+    re.I,
+)
+
+
+def derive(memory_type: str, category: str | None, text: str) -> float:
+    """The derived importance of a memory (see the module docstring)."""
+    score = _TYPE.get(memory_type, DEFAULT)
+    if category is not None:
+        score += _CATEGORY.get(category.lower(), 0.0)
+    if _STRONG.search(text):
+        score += 0.1
+    if _DATE_OR_NUMBER.search(text):
+        score += 0.05
+    if len(text.split()) < 3:
+        score -= 0.1
+    if text.rstrip().endswith("?"):
+        score -= 0.15
+    return round(min(0.95, max(0.05, score)), 3)
