@@ -27,6 +27,8 @@ from memvault.models import (
     ContextEntry,
     Filters,
     HistoryEntry,
+    Job,
+    JobReport,
     Memory,
     MemoryPatch,
     Message,
@@ -43,7 +45,9 @@ from memvault.service.access import AccessOps
 from memvault.service.admin import drive, open_backend
 from memvault.service.context import ContextOps
 from memvault.service.export import ExportOps
+from memvault.service.extraction import ExtractOps
 from memvault.service.search import Mode, Offload, ReindexReport
+from memvault.service.worker import AsyncWorker, ThreadWorker
 from memvault.storage.base import Backend, PurgeCounts
 
 T = TypeVar("T")
@@ -76,8 +80,10 @@ class _ThreadOffload(Offload):
         return await started
 
 
-class AsyncMemVault(ContextOps, AccessOps, ExportOps):
+class AsyncMemVault(ContextOps, ExtractOps, AccessOps, ExportOps):
     """The memvault service for asyncio code. Open with `await AsyncMemVault.open()`."""
+
+    _worker: AsyncWorker | ThreadWorker | None = None
 
     def __init__(
         self,
@@ -127,7 +133,35 @@ class AsyncMemVault(ContextOps, AccessOps, ExportOps):
         """Write pending access counts now."""
         await self.backend.flush()
 
+    def start_worker(self) -> None:
+        """Run due jobs (extraction, summaries) in the background until `close`: a task on
+        the running event loop, or a thread for the inline service (`MemVault`). Jobs this
+        service queues start the worker by themselves (setting `job_worker`)."""
+        if self._worker is not None:
+            return
+        poll = self.settings.job_poll_s
+        if type(self.offload) is Offload:  # inline: coroutines never suspend
+            self._worker = ThreadWorker(lambda: drive(self.run_jobs()), poll, "memvault-jobs")
+        else:
+            self._worker = AsyncWorker(self.run_jobs, poll)
+        self._worker.start()
+
+    def _jobs_queued(self) -> None:
+        if self._worker is not None:
+            self._worker.wake()
+        elif self.settings.job_worker:
+            self.start_worker()
+
+    async def stop_worker(self) -> None:
+        """Stop the background worker after the job in hand."""
+        worker, self._worker = self._worker, None
+        if isinstance(worker, AsyncWorker):
+            await worker.stop()
+        elif worker is not None:
+            worker.stop()
+
     async def close(self) -> None:
+        await self.stop_worker()
         await self.backend.close()
 
     async def __aenter__(self) -> AsyncMemVault:
@@ -223,16 +257,75 @@ class MemVault:
         *,
         session_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        extract: bool | None = None,
     ) -> Message:
         """Append to the conversation history, keeping the newest `max_messages` (seed 002's
         `MAX_MESSAGES`); counts towards the user's metrics and, for `user` messages, the daily
-        streak.
+        streak. `extract` queues it for memory extraction (see `AsyncMemVault.add_message`).
         """
         return drive(
             self._inner.add_message(
-                user_id, role, content, session_id=session_id, metadata=metadata
+                user_id, role, content, session_id=session_id, metadata=metadata, extract=extract
             )
         )
+
+    def remember(
+        self,
+        user_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        session_id: str | None = None,
+        wait: bool = False,
+    ) -> list[Message]:
+        """Add messages to the history and queue them for memory extraction; `wait=True`
+        runs this user's due jobs before returning."""
+        return drive(self._inner.remember(user_id, messages, session_id=session_id, wait=wait))
+
+    def run_jobs(
+        self,
+        *,
+        limit: int | None = None,
+        user_id: str | None = None,
+        kinds: Sequence[str] | None = None,
+    ) -> JobReport:
+        """Lease the due jobs (extraction, summaries) and run them now."""
+        return drive(self._inner.run_jobs(limit=limit, user_id=user_id, kinds=kinds))
+
+    def list_jobs(
+        self,
+        *,
+        user_id: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+    ) -> list[Job]:
+        """Jobs, newest first."""
+        return drive(
+            self._inner.list_jobs(user_id=user_id, status=status, limit=limit, before=before)
+        )
+
+    def get_job(self, job_id: str, *, user_id: str | None = None) -> Job:
+        return drive(self._inner.get_job(job_id, user_id=user_id))
+
+    def retry_jobs(
+        self, job_ids: Sequence[str] | None = None, *, user_id: str | None = None
+    ) -> int:
+        """Queue failed jobs again; returns how many."""
+        return drive(self._inner.retry_jobs(job_ids, user_id=user_id))
+
+    def job_counts(self, user_id: str | None = None) -> dict[str, int]:
+        return drive(self._inner.job_counts(user_id))
+
+    def generate_summary(self, user_id: str, *, mode: str | None = None) -> Summary:
+        """Build and store the user's summary from their facts and recent messages."""
+        return drive(self._inner.generate_summary(user_id, mode=mode))
+
+    def start_worker(self) -> None:
+        """Run due jobs on a background thread until `close`."""
+        self._inner.start_worker()
+
+    def stop_worker(self) -> None:
+        drive(self._inner.stop_worker())
 
     def add_permanent_memory(
         self, user_id: str, content: str | dict[str, Any], **fields: Any

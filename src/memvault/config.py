@@ -19,6 +19,7 @@ from memvault.limits import (
     MAX_RATE_PER_MINUTE,
     MAX_REQUEST_BYTES,
     MAX_ZMQ_MESSAGE_BYTES,
+    MESSAGE_ROLES,
 )
 
 
@@ -116,12 +117,50 @@ class Settings(BaseSettings):
     zmq_metrics_port: int = Field(0, ge=0, le=65535)
     search_concurrency: int = Field(8, ge=1, le=256)
     context_token_budget: int = Field(2000, ge=100, le=1_000_000)
+    # Extraction, consolidation, summaries (docs/extraction.md).
+    extractor: Literal["off", "rules", "llm"] = "off"
+    extract_roles: str = "user"
+    consolidate_threshold: float = Field(0.9, gt=0, le=1)
+    llm_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str | None = None
+    llm_timeout_s: float = Field(30.0, gt=0, le=600)
+    llm_retries: int = Field(2, ge=0, le=10)
+    llm_json_mode: bool = True
+    extract_prompt_file: str = ""
+    summary_prompt_file: str = ""
+    summary_mode: Literal["extractive", "llm"] = "extractive"
+    summary_every_facts: int = Field(10, ge=0, le=100_000)
+    summary_max_chars: int = Field(2000, ge=200, le=65_536)
+    job_worker: bool = True
+    job_lease_s: float = Field(120.0, ge=1, le=86_400)
+    job_max_attempts: int = Field(5, ge=1, le=100)
+    job_backoff_s: float = Field(10.0, ge=0, le=86_400)
+    job_poll_s: float = Field(1.0, gt=0, le=3600)
+    job_batch: int = Field(8, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _default_database_url(self) -> Settings:
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'memvault.db'}")
         return self
+
+    @model_validator(mode="after")
+    def _llm_needs_an_endpoint(self) -> Settings:
+        if (self.extractor == "llm" or self.summary_mode == "llm") and not (
+            self.llm_url and self.llm_model
+        ):
+            raise ValueError(
+                "extractor=llm or summary_mode=llm needs MEMVAULT_LLM_URL and MEMVAULT_LLM_MODEL"
+            )
+        roles = [r.strip() for r in self.extract_roles.split(",") if r.strip()]
+        if not roles or any(r not in MESSAGE_ROLES for r in roles):
+            raise ValueError(f"extract_roles must name roles among {list(MESSAGE_ROLES)}")
+        return self
+
+    @property
+    def extract_role_set(self) -> frozenset[str]:
+        return frozenset(r.strip() for r in self.extract_roles.split(",") if r.strip())
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:

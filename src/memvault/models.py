@@ -522,9 +522,7 @@ class Filters(BaseModel):
     def _imp(cls, v: Any) -> Any:
         return v if v is None else check_importance(v)
 
-    @field_validator(
-        "created_after", "created_before", "updated_after", "updated_before", "as_of"
-    )
+    @field_validator("created_after", "created_before", "updated_after", "updated_before", "as_of")
     @classmethod
     def _utc(cls, v: datetime | None) -> datetime | None:
         return v if v is None else to_utc(v)
@@ -624,6 +622,15 @@ class Job(Record):
     result: dict[str, Any] | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class JobReport(Record):
+    """What one `run_jobs` call did."""
+
+    claimed: int = 0
+    done: int = 0
+    retried: int = 0
+    failed: int = 0
 
 
 class Summary(Record):

@@ -38,6 +38,14 @@ FORBIDDEN = {
     ),
     "service": ("memvault.client", "memvault.cli", "memvault.memory_management"),
     "cli": ("memvault.storage",),
+    "extract": (
+        "memvault.storage",
+        "memvault.service",
+        "memvault.client",
+        "memvault.cli",
+        "memvault.api",
+        "memvault.zmq",
+    ),
     "api": ("memvault.storage", "memvault.cli.", "memvault.memory_management", "memvault.zmq"),
     "zmq": ("memvault.storage", "memvault.cli.", "memvault.memory_management", "memvault.api"),
     "client.py": (

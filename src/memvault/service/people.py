@@ -16,6 +16,7 @@ from memvault.errors import ConflictError, InvalidArgumentError, NotFoundError
 from memvault.models import (
     ContextEntry,
     Filters,
+    Job,
     Memory,
     Message,
     Metrics,
@@ -138,10 +139,18 @@ class PeopleOps(MemoryOps):
         *,
         session_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        extract: bool | None = None,
     ) -> Message:
         """Append to the conversation history, keeping the newest `max_messages` (seed 002's
         `MAX_MESSAGES`); counts towards the user's metrics and, for `user` messages, the
-        daily streak."""
+        daily streak.
+
+        `extract`: queue the message for memory extraction (in the same transaction; a
+        background worker does it). None: when an extractor is configured
+        (`MEMVAULT_EXTRACTOR`) and the role is among `extract_roles`; True: always (with
+        the rule extractor when none is configured); False: never."""
+        if extract is not None and not isinstance(extract, bool):
+            raise InvalidArgumentError("extract must be true, false or null", {"field": "extract"})
         uid = validate.user_id(user_id)
         if role not in limits.MESSAGE_ROLES:
             raise InvalidArgumentError(
@@ -179,7 +188,18 @@ class PeopleOps(MemoryOps):
                 update.update(current_streak=cur, longest_streak=longest, last_active_date=last)
             return m.model_copy(update=update)
 
-        return await self.backend.add_message(message, self.settings.max_messages, count)
+        jobs = await self._extraction_jobs(message, extract)
+        stored = await self.backend.add_message(message, self.settings.max_messages, count, jobs)
+        if jobs:
+            self._jobs_queued()
+        return stored
+
+    # Hooks the extraction layer (`service.extraction.ExtractOps`) fills in.
+    async def _extraction_jobs(self, message: Message, extract: bool | None) -> list[Job]:
+        return []
+
+    def _jobs_queued(self) -> None:
+        """Jobs were added: wake the worker, if any."""
 
     async def get_message_history(
         self, user_id: str, *, limit: int | None = None, session_id: str | None = None

@@ -253,6 +253,7 @@ class Backend(Protocol):
         limit: int,
         max_attempts: int,
         kinds: Sequence[str] | None = None,
+        user_id: str | None = None,
     ) -> list[Job]: ...
     async def complete_job(self, done: JobDone, now: datetime) -> bool: ...
     async def fail_job(

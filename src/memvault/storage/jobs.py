@@ -11,11 +11,11 @@ ends nothing: that transaction rolls back, so a job's writes land exactly once.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from memvault import ids
 from memvault.errors import ConflictError
 from memvault.models import Job, construct
 from memvault.storage.base import JobDone
@@ -115,19 +115,33 @@ class JobStore:
         limit: int,
         max_attempts: int,
         kinds: Sequence[str] | None = None,
+        user_id: str | None = None,
     ) -> list[Job]:
-        """Lease up to `limit` due jobs: pending ones whose time has come and running ones
-        whose lease ran out (their worker died). A job whose lease ran out after its last
-        attempt becomes `failed` instead."""
-        from datetime import timedelta
-
+        """Lease up to `limit` due jobs (of `kinds`, of `user_id` when given): pending ones
+        whose time has come and running ones whose lease ran out (their worker died). A job
+        whose lease ran out after its last attempt becomes `failed` instead. Looks first
+        with a read, so an idle worker's polling writes nothing."""
         at = codec.ts(now)
         until = codec.ts(now + timedelta(seconds=lease_s))
         kind_sql = ""
         kind_params: tuple[str, ...] = ()
         if kinds:
-            kind_sql = f" AND kind IN ({', '.join('?' for _ in kinds)})"
-            kind_params = tuple(kinds)
+            kind_sql += f" AND kind IN ({', '.join('?' for _ in kinds)})"
+            kind_params += tuple(kinds)
+        if user_id is not None:
+            kind_sql += " AND user_id = ?"
+            kind_params += (user_id,)
+        due_sql = (
+            "SELECT job_id FROM jobs WHERE ((status = 'pending' AND run_after <= ?) OR "
+            f"(status = 'running' AND lease_until <= ?)){kind_sql} "
+            "ORDER BY run_after, job_id LIMIT ?"
+        )
+
+        def peek(conn: Conn) -> bool:
+            return conn.execute(due_sql, (at, at, *kind_params, 1)).fetchone() is not None
+
+        if not await self._read(peek):
+            return []
 
         def run(conn: Conn) -> list[Job]:
             conn.execute(
@@ -136,15 +150,10 @@ class JobStore:
                 "updated_at = ? WHERE status = 'running' AND lease_until <= ? AND attempts >= ?",
                 (at, at, max_attempts),
             )
-            rows = conn.execute(
-                "SELECT job_id FROM jobs WHERE ((status = 'pending' AND run_after <= ?) OR "
-                f"(status = 'running' AND lease_until <= ?)){kind_sql} "
-                "ORDER BY run_after, job_id LIMIT ?",
-                (at, at, *kind_params, limit),
-            ).fetchall()
+            rows = conn.execute(due_sql, (at, at, *kind_params, limit)).fetchall()
             claimed: list[Job] = []
             for (job_id,) in rows:
-                token = ids.new_id("lease")
+                token = secrets.token_urlsafe(16)
                 conn.execute(
                     "UPDATE jobs SET status = 'running', lease_token = ?, lease_until = ?, "
                     "attempts = attempts + 1, updated_at = ? WHERE job_id = ?",
