@@ -25,7 +25,7 @@ ADMIN_URL = os.environ.get(
 )
 _TABLES = (
     "users, memories, memory_history, messages, sessions, summaries, user_metrics, "
-    "memory_vectors, vector_index, global_context, api_keys, audit_log"
+    "memory_vectors, vector_index, global_context, api_keys, audit_log, jobs"
 )
 _ran_postgres = False
 

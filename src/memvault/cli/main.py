@@ -254,13 +254,18 @@ def history(user: str, memory_id: str, as_json: JsonOpt = False) -> None:
         _print_json([e.model_dump(mode="json") for e in entries])
         return
     table = Table(title=f"history of {memory_id}")
-    for name in ("version", "operation", "changed_at", "actor", "content"):
+    for name in ("version", "operation", "changed_at", "actor", "reason", "content"):
         table.add_column(name, overflow="fold")
     for e in entries:
         content = e.snapshot.get("content")
         text = content if isinstance(content, str) else json.dumps(content)
         table.add_row(
-            str(e.version), e.operation, e.changed_at.isoformat(), e.actor or "", text[:100]
+            str(e.version),
+            e.operation,
+            e.changed_at.isoformat(),
+            e.actor or "",
+            e.reason or "",
+            text[:100],
         )
     out.print(table)
 
@@ -289,6 +294,10 @@ def search(
     tag: Annotated[
         list[str] | None, typer.Option(help="Only memories with any of these tags.")
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="What held at this time (ISO 8601 with an offset), not what holds now."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search a user's memories; the table shows why each one ranked."""
@@ -300,6 +309,7 @@ def search(
             mode=mode,  # type: ignore[arg-type]  # checked by the service
             memory_types=memory_type,
             tags=tag,
+            filters=None if as_of is None else {"as_of": as_of},
             explain=True,
         )
     if as_json:
@@ -504,5 +514,6 @@ def main() -> None:
 
 # Registers `serve` and `keys` on `app` (that module imports this one's helpers).
 from memvault.cli import export as _export  # noqa: E402, F401
+from memvault.cli import jobs as _jobs  # noqa: E402, F401
 from memvault.cli import orchestrator as _orchestrator  # noqa: E402, F401
 from memvault.cli import serve as _serve  # noqa: E402, F401

@@ -704,10 +704,10 @@ class RuleExtractor:
     name = "rules"
 
     def extract(self, turn: Turn, context: list[Turn]) -> list[Fact]:
-        facts: list[Fact] = []
+        found: list[tuple[int, int, Fact]] = []  # in the order they were said
         seen_slots: set[str] = set()
         seen_text: set[str] = set()
-        for sentence in sentences(turn.content):
+        for index, sentence in enumerate(sentences(turn.content)):
             if sentence.endswith("?") or len(sentence) > MAX_SENTENCE_CHARS:
                 continue
             if _SKIP_START.match(sentence):
@@ -727,10 +727,10 @@ class RuleExtractor:
                         if slot is None:
                             continue
                         seen_slots.add(slot)
-                        facts.append(
-                            Fact(text="", category=category, slot=slot, valid_from=valid_from,
-                                 ends=True)
-                        )  # fmt: skip
+                        ended = Fact(
+                            text="", category=category, slot=slot, valid_from=valid_from, ends=True
+                        )
+                        found.append((index, m.start(), ended))
                         continue
                     text = render(predicate, turn.speaker)
                     if text.casefold() in seen_text:
@@ -738,10 +738,9 @@ class RuleExtractor:
                     seen_text.add(text.casefold())
                     if slot is not None:
                         seen_slots.add(slot)
-                    facts.append(
-                        Fact(text=text, category=category, slot=slot, valid_from=valid_from)
-                    )
-        return facts
+                    fact = Fact(text=text, category=category, slot=slot, valid_from=valid_from)
+                    found.append((index, m.start(), fact))
+        return [f for _, _, f in sorted(found, key=lambda t: (t[0], t[1]))]
 
 
 _NEGATION = re.compile(r"\b(?:not|never|n't|no longer|don't|didn't|won't|wasn't)\s*$", re.I)

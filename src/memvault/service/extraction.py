@@ -201,35 +201,28 @@ class ExtractOps(SearchOps, PeopleOps):
             raise PayloadTooLargeError(
                 f"remember takes at most {MAX_REMEMBER} messages, got {len(messages)}"
             )
-        checked: list[dict[str, Any]] = []
+        built: list[tuple[Message, bool]] = []
         for index, item in enumerate(messages):
-            if not isinstance(item, Mapping):
-                raise InvalidArgumentError(
-                    "each message must be an object with role and content", {"index": index}
-                )
-            unknown = set(item) - {"role", "content", "metadata", "session_id"}
-            if unknown:
-                raise InvalidArgumentError(
-                    f"unknown message fields {sorted(unknown)}", {"index": index}
-                )
-            checked.append(dict(item))
-        stored: list[Message] = []
-        for index, item in enumerate(checked):
-            extract = item.get("role") in self.settings.extract_role_set
             try:
-                stored.append(
-                    await self.add_message(
-                        uid,
-                        item.get("role"),  # type: ignore[arg-type]
-                        item.get("content"),  # type: ignore[arg-type]
-                        session_id=item.get("session_id", session_id),
-                        metadata=item.get("metadata"),
-                        extract=extract,
+                if not isinstance(item, Mapping):
+                    raise InvalidArgumentError(
+                        "each message must be an object with role and content"
                     )
+                unknown = set(item) - {"role", "content", "metadata", "session_id"}
+                if unknown:
+                    raise InvalidArgumentError(f"unknown message fields {sorted(unknown)}")
+                message = self._new_message(
+                    uid,
+                    item.get("role"),  # type: ignore[arg-type]
+                    item.get("content"),  # type: ignore[arg-type]
+                    item.get("session_id", session_id),
+                    item.get("metadata"),
                 )
             except InvalidArgumentError as exc:
                 exc.details.setdefault("index", index)
                 raise
+            built.append((message, message.role in self.settings.extract_role_set))
+        stored = [await self._store_message(m, extract) for m, extract in built]
         if wait:
             while (await self.run_jobs(user_id=uid)).claimed:
                 pass
@@ -511,7 +504,8 @@ class ExtractOps(SearchOps, PeopleOps):
         if not every:
             return
         summary = await self.backend.get_summary(uid)
-        since = None if summary is None else summary.updated_at
+        # Changed strictly after the summary was written (the filter is inclusive).
+        since = None if summary is None else summary.updated_at + timedelta(microseconds=1)
         changed, _ = await self.backend.query(
             uid,
             Filters(memory_types=[FACT], updated_after=since, include_superseded=True),

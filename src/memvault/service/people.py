@@ -151,6 +151,18 @@ class PeopleOps(MemoryOps):
         the rule extractor when none is configured); False: never."""
         if extract is not None and not isinstance(extract, bool):
             raise InvalidArgumentError("extract must be true, false or null", {"field": "extract"})
+        message = self._new_message(user_id, role, content, session_id, metadata)
+        return await self._store_message(message, extract)
+
+    def _new_message(
+        self,
+        user_id: str,
+        role: str,
+        content: str,
+        session_id: str | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> Message:
+        """A message checked and stamped, not stored yet."""
         uid = validate.user_id(user_id)
         if role not in limits.MESSAGE_ROLES:
             raise InvalidArgumentError(
@@ -159,18 +171,20 @@ class PeopleOps(MemoryOps):
         text = _text(content, "content")
         sid = None if session_id is None else validate.session_id(session_id)
         meta = _json(metadata or {}, "metadata")
-        now = self.clock.now()
-        user = await self.backend.get_user(uid)
-        tz = None if user is None else user.timezone
-        message = Message.model_construct(
+        return Message.model_construct(
             message_id=ids.new_id("msg"),
             user_id=uid,
             role=role,
             content=text,
             session_id=sid,
             metadata=meta,
-            created_at=now,
+            created_at=self.clock.now(),
         )
+
+    async def _store_message(self, message: Message, extract: bool | None) -> Message:
+        uid, role, now = message.user_id, message.role, message.created_at
+        user = await self.backend.get_user(uid)
+        tz = None if user is None else user.timezone
 
         def count(m: Metrics) -> Metrics:
             by_role = dict(m.messages_by_role)

@@ -34,7 +34,9 @@ from memvault.storage.sql import codec
 from memvault.storage.sql.dbapi import Conn, Connections
 from memvault.storage.sql.queries import Statements, decode_cursor, encode_cursor
 
-_ANY = Filters()
+# Search winners passed the caller's filters already (an `as_of` may have picked ended
+# facts); read again, they are only checked to be live and unexpired.
+_WINNERS = Filters(include_superseded=True)
 _DELETED_AT = codec.MEMORY_COLUMNS.index("deleted_at")
 _EXPIRES_AT = codec.MEMORY_COLUMNS.index("expires_at")
 
@@ -498,7 +500,7 @@ class SqlBackend(RecordStore, KeyStore, JobStore):
             return {}
 
         def run(conn: Conn) -> dict[int, Memory]:
-            sql, params = self.sql.by_pks(_ANY, len(pks))
+            sql, params = self.sql.by_pks(_WINNERS, len(pks))
             params.update({f"pk_{i}": pk for i, pk in enumerate(pks)})
             params.update(user_id=user_id, now=at)
             out = {}
