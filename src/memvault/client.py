@@ -217,6 +217,8 @@ class MemVault:
         agent_id: str | None = None,
         embedding: VectorLike | None = None,
         actor: str | None = None,
+        valid_from: datetime | None = None,
+        valid_to: datetime | None = None,
     ) -> Memory:
         """Store one memory for `user_id` (created on first use) and return it."""
         return drive(
@@ -236,6 +238,8 @@ class MemVault:
                 agent_id=agent_id,
                 embedding=embedding,
                 actor=actor,
+                valid_from=valid_from,
+                valid_to=valid_to,
             )
         )
 

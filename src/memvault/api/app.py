@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None, *, vault: AsyncMemVault | None 
             return
         opened = await AsyncMemVault.open(s)
         _attach(app, opened)
+        if s.job_worker:  # extraction and summary jobs, left from before a restart too
+            opened.start_worker()
         try:
             yield
         finally:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memvault.models import ApiKey, Memory, SearchHit
+from memvault.models import ApiKey, Memory, Message, SearchHit
 
 Content = str | dict[str, Any]
 
@@ -39,6 +39,12 @@ class _Changeable(Body):
     expires_at: datetime | None = Field(None, description="ISO 8601 with an offset")
     session_id: str | None = None
     agent_id: str | None = None
+    valid_from: datetime | None = Field(
+        None, description="When the stated fact began to hold (default: when it was stored)"
+    )
+    valid_to: datetime | None = Field(
+        None, description="When it stopped holding; null (the default) while it holds"
+    )
 
 
 class MemoryFields(_Changeable):
@@ -106,6 +112,39 @@ class MessageCreate(Body):
     content: str
     session_id: str | None = None
     metadata: dict[str, Any] | None = None
+    extract: bool | None = Field(
+        None,
+        description="Queue it for memory extraction (default: when an extractor is "
+        "configured and the role is among `extract_roles`)",
+    )
+
+
+class RememberMessage(Body):
+    role: str
+    content: str
+    session_id: str | None = None
+    metadata: dict[str, Any] | None = Field(
+        None, description="`speaker`: who said it, by name (facts then name them)"
+    )
+
+
+class RememberRequest(Body):
+    messages: list[RememberMessage]
+    session_id: str | None = None
+    wait: bool = Field(False, description="Extract before answering instead of in the background")
+
+
+class Remembered(BaseModel):
+    messages: list[Message]
+    jobs: dict[str, int] = Field(description="The user's jobs by status after the call")
+
+
+class JobRetry(Body):
+    job_ids: list[str] | None = Field(None, description="Default: every failed job of the user")
+
+
+class SummaryGenerate(Body):
+    mode: Literal["extractive", "llm"] | None = None
 
 
 class FactCreate(Body):

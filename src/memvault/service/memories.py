@@ -177,6 +177,8 @@ class MemoryOps:
         agent_id: str | None = None,
         embedding: VectorLike | None = None,
         actor: str | None = None,
+        valid_from: datetime | None = None,
+        valid_to: datetime | None = None,
     ) -> Memory:
         """Store one memory for `user_id` (created on first use) and return it.
 
@@ -199,6 +201,9 @@ class MemoryOps:
             "session_id": session_id,
             "agent_id": agent_id,
         }
+        for name, when in (("valid_from", valid_from), ("valid_to", valid_to)):
+            if when is not None:
+                fields[name] = when
         if embedding is not None:
             fields["embedding"] = embedding
         created = await self.add_many(user_id, [fields], actor=actor)

@@ -60,6 +60,8 @@ class Orchestrator:
     def __init__(self, settings: Settings) -> None:
         self.settings = s = settings
         self.vault = AsyncMemVault.open_inline(s)
+        if s.job_worker and s.extractor != "off":
+            self.vault.start_worker()
         self.ctx = Context(
             vault=self.vault,
             cache=ReadCache(

@@ -17,7 +17,7 @@ from memvault.api import schemas
 from memvault.api.deps import Who, answer
 from memvault.api.errors import ERROR_RESPONSES
 from memvault.errors import InvalidArgumentError, NotFoundError
-from memvault.models import Memory, Message, Metrics, Session, Summary, User
+from memvault.models import Job, Memory, Message, Metrics, Session, Summary, User
 from memvault.service.export import document
 
 router = APIRouter(responses=ERROR_RESPONSES, prefix="/v1/users", tags=["users"])
@@ -104,8 +104,57 @@ async def add_message(user_id: str, body: schemas.MessageCreate, who: Who) -> Re
         body.content,
         session_id=body.session_id,
         metadata=body.metadata,
+        extract=body.extract,
     )
     return answer(msg, 201)
+
+
+@router.post(
+    "/{user_id}/remember",
+    status_code=202,
+    response_model=schemas.Remembered,
+    tags=["extraction"],
+    responses={200: {"model": schemas.Remembered, "description": "with wait: extracted"}},
+)
+async def remember(user_id: str, body: schemas.RememberRequest, who: Who) -> Response:
+    """Add a conversation's messages to the history and queue those of the extracting roles
+    for memory extraction (202: the worker does it; 200 with `wait`: done before the
+    answer)."""
+    uid = who.user(user_id)
+    stored = await who.vault.remember(
+        uid,
+        [m.fields() for m in body.messages],
+        session_id=body.session_id,
+        wait=body.wait,
+    )
+    counts = await who.vault.job_counts(uid)
+    return answer({"messages": stored, "jobs": counts}, 200 if body.wait else 202)
+
+
+@router.get("/{user_id}/jobs", response_model=list[Job], tags=["extraction"])
+async def list_jobs(
+    user_id: str,
+    who: Who,
+    status: Literal["pending", "running", "done", "failed"] | None = None,
+    limit: Limit = None,
+    before: str | None = None,
+) -> Response:
+    """The user's extraction and summary jobs, newest first (`before`: the last job_id of
+    the previous page)."""
+    uid = who.user(user_id)
+    return answer(await who.vault.list_jobs(user_id=uid, status=status, limit=limit, before=before))
+
+
+@router.get("/{user_id}/jobs/{job_id}", response_model=Job, tags=["extraction"])
+async def get_job(user_id: str, job_id: str, who: Who) -> Response:
+    return answer(await who.vault.get_job(job_id, user_id=who.user(user_id)))
+
+
+@router.post("/{user_id}/jobs/retry", response_model=dict[str, int], tags=["extraction"])
+async def retry_jobs(user_id: str, body: schemas.JobRetry, who: Who) -> Response:
+    """Queue the user's failed jobs (or those named) again."""
+    n = await who.vault.retry_jobs(body.job_ids, user_id=who.user(user_id))
+    return answer({"queued": n})
 
 
 @router.get("/{user_id}/messages", response_model=list[Message], tags=["messages"])
@@ -201,6 +250,13 @@ async def end_session(user_id: str, session_id: str, who: Who) -> Response:
 async def put_summary(user_id: str, body: schemas.SummaryPut, who: Who) -> Response:
     """Replace the user's one summary (created_at kept, updated_at moves)."""
     return answer(await who.vault.save_summary(who.user(user_id), body.content))
+
+
+@router.post("/{user_id}/summary/generate", response_model=Summary, tags=["summary"])
+async def generate_summary(user_id: str, body: schemas.SummaryGenerate, who: Who) -> Response:
+    """Build the summary from the user's most important current facts and recent messages
+    and store it (extractive, or by the configured LLM)."""
+    return answer(await who.vault.generate_summary(who.user(user_id), mode=body.mode))
 
 
 @router.get("/{user_id}/summary", response_model=Summary, tags=["summary"])
