@@ -51,6 +51,18 @@ MAX_SEARCH_K = 100
 MAX_EMBEDDING_DIMENSION = 8_192
 """Numbers in a caller-given embedding (`add(..., embedding=[...])`)."""
 
+MAX_REMEMBER_MESSAGES = 100
+"""Messages in one `remember` call (`POST /v1/users/{user_id}/remember`)."""
+
+MAX_FACTS_PER_MESSAGE = 20
+"""Facts kept from one message (an extractor's further answers are dropped)."""
+
+MAX_FACT_CHARS = 500
+"""An extracted fact's text; a longer one from a model is dropped."""
+
+MAX_FACT_SOURCES = 20
+"""Message ids a fact keeps in metadata `sources` (the newest)."""
+
 MAX_RATE_PER_MINUTE = 1_000_000
 """Upper bound for an API key's rate limit (requests per minute)."""
 

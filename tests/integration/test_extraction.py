@@ -365,3 +365,29 @@ def test_erasing_a_user_takes_their_jobs(xv: MemVault, clock: FrozenClock) -> No
     xv.add_message("u", "user", "I live in Oslo.", extract=True)
     assert xv.erase_user("u")["jobs"] == 1
     assert xv.list_jobs() == []
+
+
+def test_named_speakers_keep_their_own_slots(xv: MemVault, clock: FrozenClock) -> None:
+    """One conversation of two people (one user id): a slot is per speaker."""
+    xv.remember(
+        "conv",
+        [
+            {"role": "user", "content": "I live in Boston.", "metadata": {"speaker": "Ann"}},
+            {"role": "user", "content": "I live in Denver.", "metadata": {"speaker": "Bo"}},
+            {"role": "user", "content": "I'm a huge fan of jazz.", "metadata": {"speaker": "Ann"}},
+            {"role": "user", "content": "I'm a huge fan of jazz.", "metadata": {"speaker": "Bo"}},
+        ],
+        wait=True,
+    )
+    clock.advance(60)
+    xv.remember(
+        "conv",
+        [{"role": "user", "content": "I moved to Austin.", "metadata": {"speaker": "Bo"}}],
+        wait=True,
+    )
+    assert current(xv, "conv") == [
+        "Ann likes jazz",
+        "Ann lives in Boston",
+        "Bo likes jazz",
+        "Bo lives in Austin",
+    ]

@@ -40,6 +40,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/memories/{memory_id}/restore"): {},
     ("POST", "/v1/users/{user_id}/sessions/{session_id}/end"): {},
     ("POST", "/v1/admin/purge"): {},
+    ("POST", "/v1/users/{user_id}/remember"): {"messages": [{"role": "user", "content": "x"}]},
+    ("POST", "/v1/users/{user_id}/jobs/retry"): {"job_ids": ["{job_id}"]},
+    ("POST", "/v1/users/{user_id}/summary/generate"): {},
 }
 # Routes whose answer is not about one user: checked for leaks, not for a refusal.
 SHARED = {("GET", "/v1/global-context"), ("GET", "/v1/keys")}
@@ -50,11 +53,12 @@ OPEN = {"/healthz", "/readyz", "/metrics"}
 async def setup(
     settings: Settings, clock: FrozenClock
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str], str]]:
-    vault = await AsyncMemVault.open(settings, clock=clock)
+    vault = await AsyncMemVault.open(settings.model_copy(update={"job_worker": False}), clock=clock)
     bob_mem = await vault.add("bob", f"{SECRET} memory", namespace="notes", key="diary")
     await vault.add("bob", f"{SECRET} deleted")
     bob_session = await vault.create_session("bob")
-    await vault.add_message("bob", "user", f"{SECRET} message")
+    await vault.add_message("bob", "user", f"{SECRET} message", extract=True)
+    (bob_job,) = await vault.list_jobs(user_id="bob")
     await vault.add_user_fact("bob", f"{SECRET} fact", "misc")
     await vault.save_summary("bob", f"{SECRET} summary")
     bob_key, _ = await vault.create_api_key("bob")
@@ -68,6 +72,7 @@ async def setup(
         "namespace": "notes",
         "key": "diary",
         "name": "visits",
+        "job_id": bob_job.job_id,
     }
     app = create_app(vault=vault)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -149,7 +154,9 @@ async def test_another_users_ids_are_not_found_for_a_user_key(
         r = await client.request(method, template.format(**mine), json=body, headers=h)
         assert SECRET not in r.text, (method, template, r.text[:300])
         assert r.status_code < 500, (method, template, r.text[:300])
-        if any(f"{{{name}}}" in template for name in ("memory_id", "session_id", "key_id")):
+        if any(
+            f"{{{name}}}" in template for name in ("memory_id", "session_id", "key_id", "job_id")
+        ):
             by_id += 1
             assert r.status_code == 404, (method, template, r.status_code, r.text[:300])
             assert r.json()["error"]["code"] == "NOT_FOUND"
@@ -178,6 +185,7 @@ async def test_bobs_records_are_untouched_after_the_walk(
     assert (await vault.get_summary("bob")).content == f"{SECRET} summary"  # type: ignore[union-attr]
     assert (await vault.get_user("bob")).username is None
     assert len(await vault.get_message_history("bob")) == 1
+    assert [j.status for j in await vault.list_jobs(user_id="bob")] == ["pending"]
     assert (await vault.get_session("bob", ids["session_id"])).status == "active"
     assert [k.key_id for k in await vault.list_api_keys("bob")] == [ids["key_id"]]
     assert await vault.count("bob") == 3

@@ -29,10 +29,11 @@ from typing import Any
 
 import httpx
 
+from memvault import limits
 from memvault.extract import CATEGORIES, ExtractionError, Fact, Turn
 
-MAX_FACTS = 20
-MAX_FACT_CHARS = 500
+MAX_FACTS = limits.MAX_FACTS_PER_MESSAGE
+MAX_FACT_CHARS = limits.MAX_FACT_CHARS
 _SLOT_RE = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 _FENCE_RE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
 

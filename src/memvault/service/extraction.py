@@ -40,6 +40,7 @@ from memvault.errors import (
     InvalidArgumentError,
     MemvaultError,
     NotFoundError,
+    PayloadTooLargeError,
     UnavailableError,
 )
 from memvault.extract import CATEGORIES, ExtractionError, Extractor, Fact, Turn
@@ -65,8 +66,6 @@ from memvault.storage.sql.codec import content_hash
 log = logging.getLogger("memvault.extraction")
 
 CONTEXT_TURNS = 2  # messages before the extracted one that the extractor sees
-MAX_SOURCES = 20  # message ids a fact remembers in metadata `sources`
-MAX_REMEMBER = 100  # messages in one `remember` call
 SUMMARY_FACTS = 60  # facts an extractive summary considers, most important first
 SUMMARY_RECENT = 3  # recent user messages an extractive summary mentions
 SUMMARY_ORDER = (
@@ -195,11 +194,10 @@ class ExtractOps(SearchOps, PeopleOps):
             raise InvalidArgumentError("messages must be a list of {role, content} objects")
         if not messages:
             raise InvalidArgumentError("messages must not be empty")
-        if len(messages) > MAX_REMEMBER:
-            from memvault.errors import PayloadTooLargeError
-
+        if len(messages) > limits.MAX_REMEMBER_MESSAGES:
             raise PayloadTooLargeError(
-                f"remember takes at most {MAX_REMEMBER} messages, got {len(messages)}"
+                f"remember takes at most {limits.MAX_REMEMBER_MESSAGES} messages, "
+                f"got {len(messages)}"
             )
         built: list[tuple[Message, bool]] = []
         for index, item in enumerate(messages):
@@ -371,9 +369,9 @@ class ExtractOps(SearchOps, PeopleOps):
         seen: set[str] = set()
         said = turn.created_at
         source = turn.message_id
-        for fact in facts[: limits.MAX_BATCH]:
+        for fact in facts[: limits.MAX_FACTS_PER_MESSAGE]:
             if fact.ends:
-                for old in await self._slot_holders(uid, fact.slot, now):
+                for old in await self._slot_holders(uid, fact.slot, turn.speaker, now):
                     if old.memory_id in plan.touched:
                         continue
                     end = _end_time(old, fact.valid_from or said, now)
@@ -418,7 +416,7 @@ class ExtractOps(SearchOps, PeopleOps):
             if fact.slot is not None:
                 holders = [
                     h
-                    for h in await self._slot_holders(uid, fact.slot, now)
+                    for h in await self._slot_holders(uid, fact.slot, turn.speaker, now)
                     if h.memory_id not in plan.touched
                 ]
                 if any(content_hash(h.content) == content_hash(new.content) for h in holders):
@@ -444,9 +442,12 @@ class ExtractOps(SearchOps, PeopleOps):
                         )
                     )
             elif vec is not None:
-                near = await self.backend.vector_search(
-                    uid, vec, Filters(namespaces=[FACTS_NAMESPACE], memory_types=[FACT]), 1, now
+                about = Filters(
+                    namespaces=[FACTS_NAMESPACE],
+                    memory_types=[FACT],
+                    metadata={"speaker": turn.speaker},
                 )
+                near = await self.backend.vector_search(uid, vec, about, 1, now)
                 sim = near[0].vector if near else None
                 if sim is not None and sim >= self.settings.consolidate_threshold:
                     rows = await self.backend.hits(uid, [near[0].pk], now, count_access=False)
@@ -484,13 +485,20 @@ class ExtractOps(SearchOps, PeopleOps):
             )
         )
 
-    async def _slot_holders(self, uid: str, slot: str | None, now: datetime) -> list[Memory]:
-        """The user's current facts for `slot`."""
+    async def _slot_holders(
+        self, uid: str, slot: str | None, speaker: str | None, now: datetime
+    ) -> list[Memory]:
+        """The user's current facts for `slot`, about the same person (a conversation of
+        several named speakers keeps one home, one job ... for each of them)."""
         if slot is None:
             return []
         items, _ = await self.backend.query(
             uid,
-            Filters(namespaces=[FACTS_NAMESPACE], memory_types=[FACT], metadata={"slot": slot}),
+            Filters(
+                namespaces=[FACTS_NAMESPACE],
+                memory_types=[FACT],
+                metadata={"slot": slot, "speaker": speaker},
+            ),
             "created_asc",
             None,
             limits.MAX_PAGE_LIMIT,
@@ -685,7 +693,7 @@ def _add_source(
     kept = [s for s in sources if isinstance(s, str)] if isinstance(sources, list) else []
     if source is not None and source not in kept:
         kept.append(source)
-    meta = {**cur.metadata, "sources": kept[-MAX_SOURCES:]}
+    meta = {**cur.metadata, "sources": kept[-limits.MAX_FACT_SOURCES :]}
     return cur.model_copy(
         update={
             "metadata": meta,
