@@ -712,8 +712,16 @@ class RuleExtractor:
                 continue
             if _SKIP_START.match(sentence):
                 continue
+            # Every rule starts at a first-person word: try them only there (a scan of
+            # every position by every rule cost 225 us a LoCoMo turn; this, a tenth).
+            anchors = [a.start() for a in _ANCHOR.finditer(sentence)]
+            if not anchors:
+                continue
             for rule in _RULES:
-                for m in rule.pattern.finditer(sentence):
+                for pos in anchors:
+                    m = rule.pattern.match(sentence, pos)
+                    if m is None:
+                        continue
                     if _negated_before(sentence, m.start()) and not rule.ends:
                         continue
                     built = rule.build(m)
@@ -743,6 +751,7 @@ class RuleExtractor:
         return [f for _, _, f in sorted(found, key=lambda t: (t[0], t[1]))]
 
 
+_ANCHOR = re.compile(r"""(?:^|(?<=[\s,;("]))(?=i\b|i'|im\b|my\b|we\b|call\s+me\b)""", re.I)
 _NEGATION = re.compile(r"\b(?:not|never|n't|no longer|don't|didn't|won't|wasn't)\s*$", re.I)
 
 
