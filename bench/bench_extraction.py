@@ -59,7 +59,7 @@ def recall(limit: int | None) -> None:
     print("|---|---:|---:|---:|---:|---:|")
     per_category: dict[str, dict[str, float]] = {}
     for name, (data, took) in results.items():
-        (res,) = data["results"] if "results" in data else data.values()
+        (res,) = data["results"].values()
         o = res["overall"]
         print(
             f"| {name} | {o['recall@1']:.3f} | {o['recall@5']:.3f} | {o['recall@10']:.3f} "

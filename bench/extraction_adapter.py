@@ -31,6 +31,8 @@ _spec.loader.exec_module(_raw)
 MemvaultRetriever = _raw.MemvaultRetriever
 
 CHUNK = 100  # messages per remember call (limits.MAX_REMEMBER_MESSAGES)
+# Which source turns a fact hit stands for: all of them, or the first or last not yet listed.
+SOURCES = os.environ.get("MV_FACT_SOURCES", "all")
 
 
 class FactsRetriever(MemvaultRetriever):  # type: ignore[misc,valid-type]
@@ -82,6 +84,11 @@ class FactsRetriever(MemvaultRetriever):  # type: ignore[misc,valid-type]
             m = hit.memory
             if m.memory_type == "fact":
                 ids = [self.source[s] for s in m.metadata.get("sources", []) if s in self.source]
+                ids = [i for i in ids if i not in out]
+                if SOURCES == "first":
+                    ids = ids[:1]
+                elif SOURCES == "last":
+                    ids = ids[-1:]
             else:
                 ids = [str(m.metadata["turn_id"])]
             for turn_id in ids:
