@@ -391,3 +391,32 @@ def test_named_speakers_keep_their_own_slots(xv: MemVault, clock: FrozenClock) -
         "Bo likes jazz",
         "Bo lives in Austin",
     ]
+
+
+def test_an_llm_judges_which_known_fact_a_new_one_contradicts(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    with chat_server() as server:
+        v = _vault(settings, clock, extractor="llm", llm_url=server.url, llm_model="m")
+        try:
+            server.script(facts_reply({"text": "Likes coffee", "category": "preferences"}))
+            say(v, clock, "I love coffee.")
+            (coffee,) = v.get_user_facts("u")
+            server.script(
+                facts_reply(
+                    {"text": "Dislikes coffee", "category": "preferences", "replaces": ["F1"]},
+                    {"text": "Drinks tea", "category": "preferences", "replaces": ["F9"]},
+                )
+            )
+            say(v, clock, "I've gone off coffee, I only drink tea now.")
+            prompt = server.requests[-1]["messages"][1]["content"]
+            assert "Known facts:\n[F1] Likes coffee" in prompt
+            assert current(v) == ["Dislikes coffee", "Drinks tea"]
+            old = v.get("u", coffee.memory_id)
+            assert old.valid_to is not None
+            assert old.superseded_by == v.get_user_facts("u")[0].memory_id
+            assert "the extractor found it contradicted" in str(
+                v.history("u", coffee.memory_id)[-1].reason
+            )
+        finally:
+            v.close()

@@ -161,3 +161,22 @@ def test_summarizer(server: ChatServer) -> None:
     server.script(Reply("   "))
     with pytest.raises(ExtractionError, match="empty"):
         LlmSummarizer(client(server)).summarize(["x"], [], "Dana")
+
+
+def test_known_facts_are_shown_and_only_their_refs_kept(server: ChatServer) -> None:
+    from memvault.extract import Known
+
+    server.script(
+        facts_reply(
+            {"text": "Dislikes coffee", "replaces": ["F1", "F7", 3]},
+            {"text": "Drinks tea", "replaces": "F1"},
+        )
+    )
+    got = LlmExtractor(client(server)).extract(
+        TURN, [], [Known("F1", "Likes coffee"), Known("F2", "Lives in Lisbon", "location.home")]
+    )
+    assert [(f.text, f.replaces) for f in got] == [("Dislikes coffee", ("F1",)), ("Drinks tea", ())]
+    user = server.requests[0]["messages"][1]["content"]
+    assert user.startswith(
+        "Known facts:\n[F1] Likes coffee\n[F2] Lives in Lisbon (slot location.home)\n\n"
+    )

@@ -16,6 +16,7 @@ each fact, whether it is new, repeats a stored memory (merge) or replaces one (s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -74,14 +75,27 @@ class Fact:
     valid_from: datetime | None = None
     ends: bool = False
     tags: tuple[str, ...] = field(default_factory=tuple)
+    replaces: tuple[str, ...] = ()  # refs of `Known` facts this one makes untrue
+
+
+@dataclass(frozen=True)
+class Known:
+    """A current fact of the user, shown to an extractor that can judge contradictions
+    (`Extractor.reads_known`): `ref` is how its answer names it."""
+
+    ref: str
+    text: str
+    slot: str | None = None
 
 
 class Extractor(Protocol):
     """What the service calls; may block (it runs off the event loop)."""
 
     name: str
+    reads_known: bool  # True: the service passes the user's current facts like the message
 
-    def extract(self, turn: Turn, context: list[Turn]) -> list[Fact]:
+    def extract(self, turn: Turn, context: list[Turn], known: Sequence[Known] = ()) -> list[Fact]:
         """The facts `turn` states; `context` is the messages just before it, oldest
-        first. Raises `ExtractionError`."""
+        first; `known`, the user's current facts closest to it (when `reads_known`).
+        Raises `ExtractionError`."""
         ...

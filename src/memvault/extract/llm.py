@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from memvault import limits
-from memvault.extract import CATEGORIES, ExtractionError, Fact, Turn
+from memvault.extract import CATEGORIES, ExtractionError, Fact, Known, Turn
 
 MAX_FACTS = limits.MAX_FACTS_PER_MESSAGE
 MAX_FACT_CHARS = limits.MAX_FACT_CHARS
@@ -42,7 +42,7 @@ You extract long-term memories about a person from their messages to an assistan
 Today is {today}. The person is {speaker}.
 
 Return only JSON: {"facts": [{"text": "...", "category": "...", "slot": null,
-"importance": null, "valid_from": null, "ends": false}]}
+"importance": null, "valid_from": null, "ends": false, "replaces": []}]}
 
 - text: one short standalone statement about the person, present tense, without "I"
   ("Lives in Lisbon", "Is allergic to peanuts", "Plans to visit Rome in May").
@@ -55,6 +55,9 @@ Return only JSON: {"facts": [{"text": "...", "category": "...", "slot": null,
 - valid_from: the date (YYYY-MM-DD) the fact holds from when the message says one, else null.
 - ends: true when the message says a slot no longer holds ("I quit my job"): then give
   the slot and leave text empty.
+- replaces: the refs (such as "F2") of the known facts, listed with the message, that
+  this fact makes untrue ("Dislikes coffee" replaces "Likes coffee"); else [].
+  Repeating a known fact is not a new fact: leave it out.
 
 Only what the person states about themselves and means; no questions, hypotheticals,
 jokes or facts about other people. When there is nothing to remember: {"facts": []}.
@@ -150,8 +153,9 @@ class ChatClient:
         self._client.close()
 
 
-def parse_facts(answer: str, said_at: datetime) -> list[Fact]:
-    """The well-formed facts of a model's answer (see the module docstring)."""
+def parse_facts(answer: str, said_at: datetime, refs: set[str] | None = None) -> list[Fact]:
+    """The well-formed facts of a model's answer (see the module docstring); `replaces`
+    keeps only refs of the known facts that were shown (`refs`)."""
     fenced = _FENCE_RE.match(answer)
     text = fenced.group(1) if fenced else answer.strip()
     try:
@@ -189,6 +193,13 @@ def parse_facts(answer: str, said_at: datetime) -> list[Fact]:
             or not 0.0 <= float(importance) <= 1.0
         ):
             importance = None
+        replaces = item.get("replaces")
+        shown = refs or set()
+        kept = (
+            tuple(dict.fromkeys(r for r in replaces if isinstance(r, str) and r in shown))
+            if isinstance(replaces, list)
+            else ()
+        )
         out.append(
             Fact(
                 text=fact_text,
@@ -197,6 +208,7 @@ def parse_facts(answer: str, said_at: datetime) -> list[Fact]:
                 importance=None if importance is None else float(importance),
                 valid_from=_date(item.get("valid_from"), said_at),
                 ends=ends,
+                replaces=kept,
             )
         )
     return out
@@ -216,9 +228,14 @@ def _date(value: Any, said_at: datetime) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-def _transcript(turn: Turn, context: list[Turn]) -> str:
+def _transcript(turn: Turn, context: list[Turn], known: Sequence[Known]) -> str:
+    head = ""
+    if known:
+        facts = [f"[{k.ref}] {k.text}" + (f" (slot {k.slot})" if k.slot else "") for k in known]
+        head += "Known facts:\n" + "\n".join(facts) + "\n\n"
     lines = [f"{t.speaker or t.role}: {t.content}" for t in context]
-    head = "Earlier messages:\n" + "\n".join(lines) + "\n\n" if lines else ""
+    if lines:
+        head += "Earlier messages:\n" + "\n".join(lines) + "\n\n"
     return f"{head}Message to extract from ({turn.speaker or turn.role}):\n{turn.content}"
 
 
@@ -226,12 +243,13 @@ class LlmExtractor:
     """Facts from a chat model; see the module docstring."""
 
     name = "llm"
+    reads_known = True
 
     def __init__(self, client: ChatClient, prompt: str = EXTRACT_PROMPT) -> None:
         self.client = client
         self.prompt = prompt
 
-    def extract(self, turn: Turn, context: list[Turn]) -> list[Fact]:
+    def extract(self, turn: Turn, context: list[Turn], known: Sequence[Known] = ()) -> list[Fact]:
         system = fill(
             self.prompt,
             today=turn.created_at.date().isoformat(),
@@ -240,11 +258,11 @@ class LlmExtractor:
         answer = self.client.complete(
             [
                 {"role": "system", "content": system},
-                {"role": "user", "content": _transcript(turn, context)},
+                {"role": "user", "content": _transcript(turn, context, known)},
             ],
             want_json=True,
         )
-        return parse_facts(answer, turn.created_at)
+        return parse_facts(answer, turn.created_at, {k.ref for k in known})
 
 
 class LlmSummarizer:

@@ -36,11 +36,11 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from memvault.extract import Fact, Turn
+from memvault.extract import Fact, Known, Turn
 
 MAX_OBJECT_CHARS = 80
 MAX_SENTENCE_CHARS = 600
@@ -702,8 +702,9 @@ class RuleExtractor:
     """English self-disclosure patterns; see the module docstring."""
 
     name = "rules"
+    reads_known = False  # contradictions are found by slot, in the service
 
-    def extract(self, turn: Turn, context: list[Turn]) -> list[Fact]:
+    def extract(self, turn: Turn, context: list[Turn], known: Sequence[Known] = ()) -> list[Fact]:
         found: list[tuple[int, int, Fact]] = []  # in the order they were said
         seen_slots: set[str] = set()
         seen_text: set[str] = set()

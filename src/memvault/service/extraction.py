@@ -43,7 +43,7 @@ from memvault.errors import (
     PayloadTooLargeError,
     UnavailableError,
 )
-from memvault.extract import CATEGORIES, ExtractionError, Extractor, Fact, Turn
+from memvault.extract import CATEGORIES, ExtractionError, Extractor, Fact, Known, Turn
 from memvault.models import (
     JOB_KINDS,
     JOB_STATUSES,
@@ -56,6 +56,7 @@ from memvault.models import (
     Summary,
     construct,
 )
+from memvault.search.text import query_terms
 from memvault.service import validate
 from memvault.service.memories import build_memory
 from memvault.service.people import FACT, FACTS_NAMESPACE, PeopleOps
@@ -66,6 +67,7 @@ from memvault.storage.sql.codec import content_hash
 log = logging.getLogger("memvault.extraction")
 
 CONTEXT_TURNS = 2  # messages before the extracted one that the extractor sees
+KNOWN_FACTS = 8  # current facts shown to an extractor that judges contradictions
 SUMMARY_FACTS = 60  # facts an extractive summary considers, most important first
 SUMMARY_RECENT = 3  # recent user messages an extractive summary mentions
 SUMMARY_ORDER = (
@@ -338,9 +340,21 @@ class ExtractOps(SearchOps, PeopleOps):
         except (KeyError, TypeError, ValueError) as exc:
             raise ExtractionError(f"malformed extract job payload: {exc}", retry=False) from exc
         extractor = self._extractor(name)
-        facts = await self.offload.run(extractor.extract, turn, context)
         now = self.clock.now()
-        plan = await self._consolidate(job.user_id, facts, turn, f"extractor:{name}", now)
+        known: dict[str, Memory] = {}
+        if getattr(extractor, "reads_known", False):
+            known = await self._known_facts(job.user_id, turn, now)
+        shown = [
+            Known(
+                ref,
+                m.text,
+                m.metadata.get("slot") if isinstance(m.metadata.get("slot"), str) else None,
+            )
+            for ref, m in known.items()
+        ]
+        facts = await self.offload.run(extractor.extract, turn, context, shown)
+        now = self.clock.now()
+        plan = await self._consolidate(job.user_id, facts, turn, f"extractor:{name}", now, known)
         assert job.lease_token is not None
         result = {
             "extractor": name,
@@ -361,8 +375,33 @@ class ExtractOps(SearchOps, PeopleOps):
         if plan.added or plan.superseded_ids or plan.ended_ids:
             await self._maybe_queue_summary(job.user_id, now)
 
+    async def _known_facts(self, uid: str, turn: Turn, now: datetime) -> dict[str, Memory]:
+        """The user's current facts (about the same speaker) closest to the message, by
+        ref (`F1`, `F2`, ...), for an extractor that judges contradictions."""
+        about = Filters(
+            namespaces=[FACTS_NAMESPACE], memory_types=[FACT], metadata={"speaker": turn.speaker}
+        )
+        text = turn.content[: limits.MAX_QUERY_CHARS]
+        vec = None
+        if await self._vectors_usable():
+            got = await self._embed([text])
+            vec = None if got is None else got[0]
+        if vec is not None:
+            found = await self.backend.vector_search(uid, vec, about, KNOWN_FACTS, now)
+        else:
+            found = await self.backend.lexical(uid, query_terms(text), about, KNOWN_FACTS, now)
+        pks = [c.pk for c in found]
+        rows = await self.backend.hits(uid, pks, now, count_access=False)
+        return {f"F{i + 1}": rows[pk] for i, pk in enumerate(p for p in pks if p in rows)}
+
     async def _consolidate(
-        self, uid: str, facts: Sequence[Fact], turn: Turn, actor: str, now: datetime
+        self,
+        uid: str,
+        facts: Sequence[Fact],
+        turn: Turn,
+        actor: str,
+        now: datetime,
+        known: Mapping[str, Memory] | None = None,
     ) -> _Plan:
         plan = _Plan()
         built: list[tuple[Memory, Fact]] = []
@@ -413,6 +452,21 @@ class ExtractOps(SearchOps, PeopleOps):
         vecs = await self._vectors_for([m for m, _ in built], None)
         for i, (new, fact) in enumerate(built):
             vec = None if vecs is None else vecs[i]
+            for ref in fact.replaces:  # the extractor judged it untrue now
+                replaced = (known or {}).get(ref)
+                if replaced is None or replaced.memory_id in plan.touched:
+                    continue
+                self._plan_supersede(
+                    plan,
+                    uid,
+                    replaced,
+                    new,
+                    _end_time(replaced, new.valid_from or said, now),
+                    actor,
+                    f"superseded by {new.memory_id} (the extractor found it contradicted): "
+                    f"{_short(replaced.text)!r} -> {_short(new.text)!r}",
+                    now,
+                )
             if fact.slot is not None:
                 holders = [
                     h
@@ -426,20 +480,16 @@ class ExtractOps(SearchOps, PeopleOps):
                     self._plan_merge(plan, uid, same, source, fact, actor, "same slot value", now)
                     continue
                 for old in holders:
-                    end = _end_time(old, new.valid_from or said, now)
-                    plan.touched.add(old.memory_id)
-                    plan.superseded_ids.append(old.memory_id)
-                    reason = (
+                    self._plan_supersede(
+                        plan,
+                        uid,
+                        old,
+                        new,
+                        _end_time(old, new.valid_from or said, now),
+                        actor,
                         f"superseded by {new.memory_id} ({fact.slot}): "
-                        f"{_short(old.text)!r} -> {_short(new.text)!r}"
-                    )
-                    plan.merges.append(
-                        Merge(
-                            uid,
-                            old.memory_id,
-                            functools.partial(_close, end=end, by=new.memory_id, now=now),
-                            Change("supersede", actor, reason),
-                        )
+                        f"{_short(old.text)!r} -> {_short(new.text)!r}",
+                        now,
                     )
             elif vec is not None:
                 about = Filters(
@@ -460,6 +510,28 @@ class ExtractOps(SearchOps, PeopleOps):
             plan.added.append(new)
             plan.vectors.append(None if vec is None else vec.tobytes())
         return plan
+
+    def _plan_supersede(
+        self,
+        plan: _Plan,
+        uid: str,
+        old: Memory,
+        new: Memory,
+        end: datetime,
+        actor: str,
+        reason: str,
+        now: datetime,
+    ) -> None:
+        plan.touched.add(old.memory_id)
+        plan.superseded_ids.append(old.memory_id)
+        plan.merges.append(
+            Merge(
+                uid,
+                old.memory_id,
+                functools.partial(_close, end=end, by=new.memory_id, now=now),
+                Change("supersede", actor, reason),
+            )
+        )
 
     def _plan_merge(
         self,
