@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from types import TracebackType
@@ -43,6 +43,7 @@ from memvault.models import (
 )
 from memvault.service.access import AccessOps
 from memvault.service.admin import drive, open_backend
+from memvault.service.archive import ImportOps, ImportReport, Line
 from memvault.service.context import ContextOps
 from memvault.service.export import ExportOps
 from memvault.service.extraction import ExtractOps
@@ -80,7 +81,7 @@ class _ThreadOffload(Offload):
         return await started
 
 
-class AsyncMemVault(ContextOps, ExtractOps, AccessOps, ExportOps):
+class AsyncMemVault(ContextOps, ExtractOps, ImportOps, AccessOps, ExportOps):
     """The memvault service for asyncio code. Open with `await AsyncMemVault.open()`."""
 
     _worker: AsyncWorker | ThreadWorker | None = None
@@ -272,6 +273,28 @@ class MemVault:
                 user_id, role, content, session_id=session_id, metadata=metadata, extract=extract
             )
         )
+
+    def import_archive(
+        self,
+        lines: Iterable[Line],
+        *,
+        dry_run: bool = False,
+        user_id: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImportReport:
+        """Restore an archive's records (see `memvault.service.archive`)."""
+        return drive(
+            self._inner.import_archive(lines, dry_run=dry_run, user_id=user_id, progress=progress)
+        )
+
+    def export_all(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Everything in the store as `(kind, record)`, header first."""
+        records = self._inner.export_all()
+        while True:
+            try:
+                yield drive(_next(records))
+            except StopAsyncIteration:
+                return
 
     def remember(
         self,

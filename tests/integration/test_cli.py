@@ -138,19 +138,42 @@ def test_search_and_reindex(tmp_path: Path) -> None:
     assert run(tmp_path, "search", "alice", "   ").returncode == 2
 
 
-def test_export_a_user_as_json_and_jsonl(tmp_path: Path) -> None:
+def test_export_and_import(tmp_path: Path) -> None:
     run(tmp_path, "add", "alice", "likes tea")
     run(tmp_path, "add", "bob", "likes coffee")
-    doc = json.loads(run(tmp_path, "export", "alice").stdout)
+    doc = json.loads(run(tmp_path, "export", "--user", "alice", "--format", "json").stdout)
     assert doc["format"] == "memvault-export"
     assert [m["content"] for m in doc["memories"]] == ["likes tea"]
     out = tmp_path / "alice.jsonl"
-    r = run(tmp_path, "export", "alice", "--format", "jsonl", "--output", str(out))
-    assert r.returncode == 0
+    r = run(tmp_path, "export", "--user", "alice", str(out))
+    assert r.returncode == 0, r.stderr
     kinds = [json.loads(line)["kind"] for line in out.read_text().splitlines()]
     assert kinds[:3] == ["header", "user", "memory"]
-    missing = tmp_path / "nobody.json"
-    r = run(tmp_path, "export", "nobody", "--output", str(missing))
+    missing = tmp_path / "nobody.jsonl"
+    r = run(tmp_path, "export", "--user", "nobody", str(missing))
     assert r.returncode == 3  # NOT_FOUND
     assert not missing.exists()
-    assert run(tmp_path, "export", "alice", "--format", "xml").returncode == 2
+    assert run(tmp_path, "export", "--user", "alice", "--format", "xml").returncode == 2
+    assert run(tmp_path, "export", "--format", "json").returncode == 2  # all: jsonl only
+    everything = tmp_path / "all.jsonl"
+    assert run(tmp_path, "export", str(everything)).returncode == 0
+    # Into an empty store: a dry run writes nothing, the import everything, again nothing.
+    other = tmp_path / "other"
+    r = run(other, "import", str(everything), "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["counts"]["memory"] == {"imported": 2}
+    assert run(other, "users").stdout.count("alice") == 0
+    r = run(other, "import", str(everything))
+    assert r.returncode == 0, r.stderr
+    assert "memory: 2 imported" in r.stdout
+    r = run(other, "import", str(everything), "--json")
+    assert json.loads(r.stdout)["counts"]["memory"] == {"exists": 2}
+    assert (
+        run(other, "export", "-").stdout.splitlines()[1:] == everything.read_text().splitlines()[1:]
+    )
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(everything.read_text().splitlines()[0] + "\n{not json\n")
+    r = run(other, "import", str(bad))
+    assert r.returncode == 2
+    assert "line 2" in r.stderr
+    assert run(other, "import", str(tmp_path / "absent.jsonl")).returncode == 3

@@ -43,6 +43,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/users/{user_id}/remember"): {"messages": [{"role": "user", "content": "x"}]},
     ("POST", "/v1/users/{user_id}/jobs/retry"): {"job_ids": ["{job_id}"]},
     ("POST", "/v1/users/{user_id}/summary/generate"): {},
+    ("POST", "/v1/users/{user_id}/import"): {},
 }
 # Routes whose answer is not about one user: checked for leaks, not for a refusal.
 SHARED = {("GET", "/v1/global-context"), ("GET", "/v1/keys")}

@@ -1,4 +1,5 @@
-"""`memvault export USER`: everything a user owns, as one JSON document or JSON lines."""
+"""`memvault export` and `memvault import`: archives of one user or of the whole store
+(docs/export.md)."""
 
 from __future__ import annotations
 
@@ -9,48 +10,123 @@ from pathlib import Path
 from typing import Annotated, Any, TextIO
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from memvault.cli.main import _vault, app, err, fail
+from memvault.cli.main import JsonOpt, _print_json, _vault, app, err, fail, out
 from memvault.errors import ErrorCode
+from memvault.service.archive import parse_lines
 from memvault.service.export import assemble
 
 
 @app.command()
 def export(
-    user: Annotated[str, typer.Argument(help="The user whose records to export.")],
-    fmt: Annotated[
-        str, typer.Option("--format", help="json (one document) or jsonl (a line per record).")
-    ] = "json",
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="Write the archive here (default, or '-': standard output)."),
     ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="Only this user (default: everything).")
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="jsonl (a line per record) or json (one document; --user)."),
+    ] = "jsonl",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Same as FILE.")] = None,
 ) -> None:
-    """Export everything USER owns: profile, memories (deleted and expired too) with their
-    history, messages, sessions, summary and metrics (the same records as
-    GET /v1/users/{user_id}/export)."""
+    """Export an archive: everything in the store, or everything USER owns (profile,
+    memories with their history, deleted and expired ones too, messages, sessions, summary,
+    metrics; the whole store adds the global context). `memvault import` reads it back."""
     if fmt not in ("json", "jsonl"):
         fail(ErrorCode.INVALID_ARGUMENT, f"--format must be json or jsonl, got {fmt!r}")
+    if fmt == "json" and user is None:
+        fail(ErrorCode.INVALID_ARGUMENT, "--format json needs --user (the whole store is jsonl)")
+    if file is not None and output is not None:
+        fail(ErrorCode.INVALID_ARGUMENT, "give FILE or --output, not both")
+    target = output or file
+    to_stdout = target is None or str(target) == "-"
     with _vault() as vault:
-        exported = vault.export_user(user)
+        exported = vault.export_user(user) if user is not None else vault.export_all()
         records = itertools.chain([next(exported)], exported)  # NOT_FOUND before any output
-        stream: TextIO = sys.stdout if output is None else output.open("w", encoding="utf-8")
+        stream: TextIO = (
+            sys.stdout if to_stdout else target.open("w", encoding="utf-8")  # type: ignore[union-attr]
+        )
         try:
-            count = _write(records, fmt, stream)
+            count = _write(records, fmt, stream, progress=not to_stdout)
         finally:
-            if output is not None:
+            if not to_stdout:
                 stream.close()
-    if output is not None:
-        err.print(f"wrote {count} records of {user} to {output}", highlight=False)
+    if not to_stdout:
+        what = f"of {user}" if user is not None else "of the whole store"
+        err.print(f"wrote {count} records {what} to {target}", highlight=False)
 
 
-def _write(records: Any, fmt: str, stream: TextIO) -> int:
+def _write(records: Any, fmt: str, stream: TextIO, *, progress: bool) -> int:
     count = 0
     if fmt == "jsonl":
-        for kind, record in records:
-            stream.write(json.dumps({"kind": kind, "record": record}, ensure_ascii=False) + "\n")
-            count += 1
+        with Progress(
+            TextColumn("exporting"), TextColumn("{task.completed} records"),
+            console=err, disable=not progress, transient=True,
+        ) as bar:  # fmt: skip
+            task = bar.add_task("export", total=None)
+            for kind, record in records:
+                line = json.dumps({"kind": kind, "record": record}, ensure_ascii=False)
+                stream.write(line + "\n")
+                count += 1
+                if count % 500 == 0:
+                    bar.update(task, completed=count)
         return count
     items = list(records)
     json.dump(assemble(items), stream, ensure_ascii=False, indent=2)
     stream.write("\n")
     return len(items)
+
+
+@app.command("import")
+def import_cmd(
+    file: Annotated[Path, typer.Argument(help="An archive from `memvault export` ('-': stdin).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every line and count, write nothing.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import an archive: records the store lacks are added as they were (ids, versions,
+    times, history); records it has are left alone, so importing twice adds nothing."""
+    reading_stdin = str(file) == "-"
+    if not reading_stdin and not file.is_file():
+        fail(ErrorCode.NOT_FOUND, f"no file {file}")
+    total = None
+    if not reading_stdin:
+        with file.open("rb") as f:
+            total = max(0, sum(1 for line in f if line.strip()) - 1)  # the header is not a record
+    stream = sys.stdin if reading_stdin else file.open(encoding="utf-8")
+    try:
+        with (
+            _vault() as vault,
+            Progress(
+                TextColumn("checking" if dry_run else "importing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=err,
+                transient=True,
+                disable=as_json,
+            ) as bar,
+        ):
+            task = bar.add_task("import", total=total)
+            report = vault.import_archive(
+                parse_lines(stream),
+                dry_run=dry_run,
+                progress=lambda n: bar.update(task, completed=n),
+            )
+    finally:
+        if not reading_stdin:
+            stream.close()
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    verb = "would import" if dry_run else "imported"
+    out.print(f"{report.records} records ({report.scope} archive); {verb}:", highlight=False)
+    for kind, outcomes in report.counts.items():
+        parts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
+        out.print(f"  {kind}: {parts}", highlight=False)
+    if report.embedded:
+        out.print(f"  vectors computed for {report.embedded} memories", highlight=False)

@@ -4,22 +4,35 @@ a JSONL stream (`memvault.service.export.document` builds the former)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
 from typing import Any
 
 from memvault.clock import Clock
 from memvault.errors import NotFoundError
-from memvault.models import Filters
+from memvault.models import Filters, User
 from memvault.service import validate
 from memvault.storage.base import Backend
 
 EXPORT_FORMAT = "memvault-export"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
+"""1: one user's records. 2: adds `scope` (`user` or `all`), `global_context` records, and
+`user_id` on history records."""
 _PAGE = 500
 _ALL = 1_000_000_000
-KINDS = ("header", "user", "memory", "history", "message", "session", "summary", "metrics")
+KINDS = (
+    "header",
+    "user",
+    "memory",
+    "history",
+    "message",
+    "session",
+    "summary",
+    "metrics",
+    "global_context",
+)
 """Record kinds, in the order an export yields them."""
 
-_EVERYTHING = Filters(include_deleted=True, include_expired=True)
+_EVERYTHING = Filters(include_deleted=True, include_expired=True, include_superseded=True)
 
 
 class ExportOps:
@@ -46,10 +59,45 @@ class ExportOps:
             {
                 "format": EXPORT_FORMAT,
                 "version": EXPORT_VERSION,
+                "scope": "user",
                 "user_id": uid,
                 "exported_at": now.isoformat(),
             },
         )
+        async for item in self._user_records(user, now):
+            yield item
+
+    async def export_all(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Yield `(kind, record)` for the whole store: a header (`scope: all`), then each
+        user's records as `export_user` gives them (users in id order), then the global
+        context. API keys, the audit log, vectors and jobs are not exported (vectors are
+        computed again on import)."""
+        now = self.clock.now()
+        yield (
+            "header",
+            {
+                "format": EXPORT_FORMAT,
+                "version": EXPORT_VERSION,
+                "scope": "all",
+                "exported_at": now.isoformat(),
+            },
+        )
+        after: str | None = None
+        while True:
+            users = await self.backend.list_users(_PAGE, after)
+            for user in users:
+                async for item in self._user_records(user, now):
+                    yield item
+            if len(users) < _PAGE:
+                break
+            after = users[-1].user_id
+        for entry in await self.backend.list_context():
+            yield "global_context", entry.model_dump(mode="json")
+
+    async def _user_records(
+        self, user: User, now: datetime
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        uid = user.user_id
         yield "user", user.model_dump(mode="json")
         changed: list[str] = []
         cursor: str | None = None
@@ -65,7 +113,8 @@ class ExportOps:
                 break
         for memory_id in changed:
             for h in await self.backend.history(uid, memory_id):
-                yield "history", h.model_dump(mode="json")
+                if h.history_id:  # 0: a creation implied by the memory row, not stored
+                    yield "history", {"user_id": uid, **h.model_dump(mode="json")}
         for msg in await self.backend.messages(uid, _ALL, None):
             yield "message", msg.model_dump(mode="json")
         for s in await self.backend.list_sessions(uid, _ALL, None):

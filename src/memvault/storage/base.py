@@ -74,6 +74,53 @@ class JobDone:
 
 
 @dataclass
+class Restore:
+    """Archived records to put back as they were (`Backend.restore`)."""
+
+    users: list[User] = field(default_factory=list)
+    memories: list[Memory] = field(default_factory=list)
+    history: list[tuple[str, HistoryEntry]] = field(default_factory=list)  # (user_id, entry)
+    messages: list[Message] = field(default_factory=list)
+    sessions: list[Session] = field(default_factory=list)
+    summaries: list[Summary] = field(default_factory=list)
+    metrics: list[Metrics] = field(default_factory=list)
+    context: list[ContextEntry] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return sum(
+            len(x)
+            for x in (
+                self.users,
+                self.memories,
+                self.history,
+                self.messages,
+                self.sessions,
+                self.summaries,
+                self.metrics,
+                self.context,
+            )
+        )
+
+
+@dataclass
+class RestoreCounts:
+    """What a restore did, by kind then outcome (`imported`, `exists`, `key_taken`,
+    `no_memory`), and the memories it added (to embed)."""
+
+    by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
+    new_memories: list[tuple[str, str]] = field(default_factory=list)  # (user_id, memory_id)
+
+    def add(self, kind: str, outcome: str, n: int = 1) -> None:
+        got = self.by_kind.setdefault(kind, {})
+        got[outcome] = got.get(outcome, 0) + n
+
+    def merge(self, other: RestoreCounts) -> None:
+        for kind, outcomes in other.by_kind.items():
+            for outcome, n in outcomes.items():
+                self.add(kind, outcome, n)
+
+
+@dataclass
 class Candidate:
     """A search candidate before the winners are read in full: what scoring needs."""
 
@@ -243,6 +290,12 @@ class Backend(Protocol):
     async def audit_log(
         self, user_id: str | None, after: int | None, limit: int
     ) -> list[AuditEntry]: ...
+
+    # restore (storage/restore.py)
+    async def restore(self, batch: Restore, now: datetime, dry_run: bool) -> RestoreCounts:
+        """Insert the records of `batch` the store lacks, as they were, in one transaction
+        (rolled back when `dry_run`); existing ids are skipped, never overwritten."""
+        ...
 
     # jobs (storage/jobs.py)
     async def enqueue_jobs(self, jobs: Sequence[Job]) -> list[Job]: ...

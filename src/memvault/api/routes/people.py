@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from memvault import limits
@@ -18,6 +18,7 @@ from memvault.api.deps import Who, answer
 from memvault.api.errors import ERROR_RESPONSES
 from memvault.errors import InvalidArgumentError, NotFoundError
 from memvault.models import Job, Memory, Message, Metrics, Session, Summary, User
+from memvault.service.archive import parse_lines
 from memvault.service.export import document
 
 router = APIRouter(responses=ERROR_RESPONSES, prefix="/v1/users", tags=["users"])
@@ -88,6 +89,34 @@ async def export_user(
             yield _line(kind, record)
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+@router.post(
+    "/{user_id}/import",
+    response_model=dict[str, Any],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-ndjson": {
+                    "schema": {"type": "string", "description": "an archive (JSON lines)"}
+                }
+            },
+        }
+    },
+)
+async def import_user(user_id: str, request: Request, who: Who, dry_run: bool = False) -> Response:
+    """Import an archive of this user (`GET .../export?format=jsonl`, `memvault export
+    --user`): records the store lacks are added as they were, existing ones are left alone
+    (importing twice adds nothing). Every record must belong to the user. `dry_run` checks
+    and counts without writing. Bodies are limited by `max_request_bytes`; larger archives
+    go through `memvault import`."""
+    uid = who.user(user_id)
+    body = await request.body()
+    report = await who.vault.import_archive(
+        parse_lines(body.splitlines()), dry_run=dry_run, user_id=uid
+    )
+    return answer(report.as_dict())
 
 
 def _line(kind: str, record: dict[str, object]) -> bytes:

@@ -28,6 +28,7 @@ from memvault.storage.base import (
 from memvault.storage.jobs import JobStore, finish_job
 from memvault.storage.keys import KeyStore
 from memvault.storage.records import RecordStore
+from memvault.storage.restore import RestoreStore
 from memvault.storage.runner import Runner
 from memvault.storage.search_text import CONTEXT_WINDOW, search_context
 from memvault.storage.sql import codec
@@ -50,7 +51,7 @@ def _candidate(row: Sequence[Any], lexical: float = 0.0, vector: float | None = 
     )
 
 
-class SqlBackend(RecordStore, KeyStore, JobStore):
+class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
     """Everything SQLite and PostgreSQL do alike. Subclasses set `db`, `sql`, `runner`,
     `access` and implement the search and change-feed methods of `Backend`."""
 
