@@ -14,6 +14,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -43,11 +44,12 @@ from memvault.models import (
 )
 from memvault.service.access import AccessOps
 from memvault.service.admin import drive, open_backend
-from memvault.service.archive import ImportOps, ImportReport, Line
+from memvault.service.archive import ImportReport, Line
 from memvault.service.context import ContextOps
 from memvault.service.export import ExportOps
 from memvault.service.extraction import ExtractOps
 from memvault.service.search import Mode, Offload, ReindexReport
+from memvault.service.seeds import SeedImportOps, SeedReport
 from memvault.service.worker import AsyncWorker, ThreadWorker
 from memvault.storage.base import Backend, PurgeCounts
 
@@ -81,7 +83,7 @@ class _ThreadOffload(Offload):
         return await started
 
 
-class AsyncMemVault(ContextOps, ExtractOps, ImportOps, AccessOps, ExportOps):
+class AsyncMemVault(ContextOps, ExtractOps, SeedImportOps, AccessOps, ExportOps):
     """The memvault service for asyncio code. Open with `await AsyncMemVault.open()`."""
 
     _worker: AsyncWorker | ThreadWorker | None = None
@@ -286,6 +288,14 @@ class MemVault:
         return drive(
             self._inner.import_archive(lines, dry_run=dry_run, user_id=user_id, progress=progress)
         )
+
+    def import_seed_sql(self, url: str, *, dry_run: bool = False) -> SeedReport:
+        """Import seed 001's and seed 003's tables from the database at `url`."""
+        return drive(self._inner.import_seed_sql(url, dry_run=dry_run))
+
+    def import_seed_elysia(self, data_dir: str | Path, *, dry_run: bool = False) -> SeedReport:
+        """Import seed 002's JSON data directory."""
+        return drive(self._inner.import_seed_elysia(data_dir, dry_run=dry_run))
 
     def export_all(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Everything in the store as `(kind, record)`, header first."""

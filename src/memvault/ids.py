@@ -6,6 +6,7 @@ layout of a ULID, so ids sort by creation time within a millisecond's resolution
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -49,6 +50,17 @@ def new_id(prefix: str) -> str:
     if head[0] != ms:
         head = _last_head = (ms, _encode(ms, 10))
     return f"{prefix}_{head[1]}{_encode(rand, 16)}"
+
+
+def derived_id(prefix: str, at_ms: int, source: str) -> str:
+    """A stable id for a record imported from elsewhere: the time part from `at_ms`, the
+    80 random bits from a hash of `source` (the same source always gives the same id, so
+    importing it again finds it)."""
+    if prefix not in PREFIXES:
+        raise ValueError(f"unknown id prefix {prefix!r}; allowed: {sorted(PREFIXES)}")
+    digest = int.from_bytes(hashlib.sha256(source.encode()).digest()[:10], "big")
+    ms = min(max(at_ms, 0), (1 << 48) - 1)
+    return f"{prefix}_{_encode(ms, 10)}{_encode(digest, 16)}"
 
 
 def is_valid_id(value: str, prefix: str) -> bool:

@@ -130,3 +130,50 @@ def import_cmd(
         out.print(f"  {kind}: {parts}", highlight=False)
     if report.embedded:
         out.print(f"  vectors computed for {report.embedded} memories", highlight=False)
+
+
+seed_app = typer.Typer(
+    help="Import data from the systems memvault replaces (docs/export.md).", no_args_is_help=True
+)
+app.add_typer(seed_app, name="import-seed")
+
+
+def _seed_report(report: Any, as_json: bool) -> None:
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    verb = "would import" if report.dry_run else "imported"
+    out.print(f"from {report.source}:", highlight=False)
+    for name, entry in report.sources.items():
+        skipped = ", ".join(f"{n} {why}" for why, n in sorted(entry["skipped"].items()))
+        line = f"  {name}: {entry['rows']} read" + (f"; skipped: {skipped}" if skipped else "")
+        out.print(line, highlight=False, markup=False)
+    out.print(f"{verb}:", highlight=False)
+    for kind, outcomes in report.counts.items():
+        parts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
+        out.print(f"  {kind}: {parts}", highlight=False)
+
+
+@seed_app.command("sql")
+def import_seed_sql(
+    url: Annotated[str, typer.Argument(help="sqlite:///path.db or postgresql://...")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count only.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Seed 001's long_term_memory and seed 003's user_memories tables, read from URL."""
+    with _vault() as vault:
+        report = vault.import_seed_sql(url, dry_run=dry_run)
+    _seed_report(report, as_json)
+
+
+@seed_app.command("elysia")
+def import_seed_elysia(
+    data_dir: Annotated[Path, typer.Argument(help="Seed 002's DATA_DIR.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count only.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Seed 002's JSON files: profiles, conversation history, facts, metrics, permanent
+    memories, global context."""
+    with _vault() as vault:
+        report = vault.import_seed_elysia(data_dir, dry_run=dry_run)
+    _seed_report(report, as_json)
