@@ -1,7 +1,8 @@
 """Shared fixtures: settings on a fresh store of each backend, a frozen clock, vaults.
 
 A test that asks for `settings` (or `vault`, `avault`) runs once per backend: on a SQLite file
-under `tmp_path` and on PostgreSQL (a database made for this run, emptied before each test).
+under `tmp_path`, on PostgreSQL (a database made for this run, emptied before each test) and
+on JSON files under `tmp_path`.
 A module narrows that with `BACKENDS = ("sqlite",)` when what it checks is one backend's own
 (and says why). PostgreSQL tests carry the `postgres` marker; when the server cannot be
 reached they fail with the URL they tried (`-m "not postgres"` leaves them out on purpose).
@@ -19,7 +20,7 @@ import pytest
 
 from memvault import AsyncMemVault, FrozenClock, MemVault, Settings
 
-ALL_BACKENDS = ("sqlite", "postgres")
+ALL_BACKENDS = ("sqlite", "postgres", "jsonfs")
 ADMIN_URL = os.environ.get(
     "MEMVAULT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -116,6 +117,8 @@ def backend_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) ->
     if backend == "postgres":
         db: PostgresDatabase = request.getfixturevalue("postgres_db")
         return db.fresh()
+    if backend == "jsonfs":
+        return f"jsonfs://{tmp_path / 'jsonfs'}"
     return f"sqlite:///{tmp_path / 'mv.db'}"
 
 

@@ -18,10 +18,13 @@ from memvault.service.export import KINDS
 
 
 def stored_bytes(settings: Settings) -> bytes:
-    """Everything the store holds: the SQLite files (with the WAL), or every PostgreSQL
-    row as text."""
+    """Everything the store holds: the SQLite files (with the WAL), every JSON file, or
+    every PostgreSQL row as text."""
     if settings.database_url.startswith("sqlite"):
         return b"".join(p.read_bytes() for p in settings.data_dir.glob("mv.db*"))
+    if settings.database_url.startswith("jsonfs"):
+        root = settings.data_dir / "jsonfs"
+        return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
     import psycopg
 
     with psycopg.connect(settings.database_url) as conn:

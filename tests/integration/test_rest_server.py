@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,14 @@ from hypothesis import settings as hsettings
 
 from memvault import FrozenClock, MemVault, Settings
 from tests.integration.rest_helpers import Keys, free_port, live_server
+
+
+@schemathesis.serializer("application/x-ndjson")
+def _ndjson(ctx: Any, value: Any) -> bytes:
+    """An archive body (`POST .../import`): whatever was drawn, as text lines."""
+    if isinstance(value, bytes):
+        return value
+    return (value if isinstance(value, str) else json.dumps(value)).encode()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from memvault.extract import Turn
 from memvault.extract.rules import RuleExtractor, when
-from memvault.service.importance import derive
+from memvault.importance import derive
 
 SAID = datetime(2026, 6, 15, 9, 30, tzinfo=UTC)  # a Monday
 X = RuleExtractor()

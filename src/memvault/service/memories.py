@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from memvault import ids, limits
+from memvault import importance as importance_rules
 from memvault.clock import Clock
 from memvault.config import Settings
 from memvault.errors import ConflictError, InvalidArgumentError, NotFoundError, PayloadTooLargeError
@@ -22,7 +23,6 @@ from memvault.models import (
     construct,
     content_text,
 )
-from memvault.service import importance as importance_rules
 from memvault.service import validate
 from memvault.service.ttl import expiry
 from memvault.storage.base import Backend, Change, PurgeCounts

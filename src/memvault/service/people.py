@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from memvault import ids, limits
+from memvault import importance as importance_rules
 from memvault.clock import Clock
 from memvault.config import Settings
 from memvault.errors import ConflictError, InvalidArgumentError, NotFoundError
@@ -27,7 +28,6 @@ from memvault.models import (
     check_json,
     check_text,
 )
-from memvault.service import importance as importance_rules
 from memvault.service import validate
 from memvault.service.memories import PERMANENT, MemoryOps
 from memvault.service.ttl import local_day, next_streak

@@ -22,6 +22,7 @@ _BUILTIN = {
     "sqlite": "memvault.storage.registry:open_sqlite",
     "postgresql": "memvault.storage.registry:open_postgres",
     "postgres": "memvault.storage.registry:open_postgres",
+    "jsonfs": "memvault.storage.registry:open_jsonfs",
 }
 
 
@@ -33,6 +34,16 @@ def open_sqlite(url: str, settings: Settings, *, threaded: bool) -> Backend:
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
     return cast(Backend, SqliteBackend(path, settings, threaded=threaded))
+
+
+def open_jsonfs(url: str, settings: Settings, *, threaded: bool) -> Backend:
+    from memvault.storage.jsonfs import JsonfsBackend, jsonfs_path
+
+    try:
+        path = jsonfs_path(url)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    return cast(Backend, JsonfsBackend(path, settings, threaded=threaded))
 
 
 def open_postgres(url: str, settings: Settings, *, threaded: bool) -> Backend:

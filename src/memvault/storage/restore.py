@@ -38,85 +38,7 @@ class RestoreStore:
         when `dry_run`: the counts say what would happen)."""
 
         def run(conn: Conn) -> RestoreCounts:
-            counts = RestoreCounts()
-            for u in batch.users:
-                done = conn.execute(
-                    "INSERT INTO users (user_id, username, profile, timezone, created_at, "
-                    "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
-                    (
-                        u.user_id,
-                        u.username,
-                        codec.dumps(u.profile),
-                        u.timezone,
-                        codec.ts(u.created_at),
-                        codec.ts(u.updated_at),
-                    ),
-                ).rowcount
-                counts.add("user", "imported" if done else "exists")
-            self._restore_memories(conn, batch, counts, now)
-            for user_id, h in batch.history:
-                self._restore_history(conn, user_id, h, counts)
-            for m in batch.messages:
-                if _exists(conn, "messages", "message_id", m.message_id):
-                    counts.add("message", "exists")
-                    continue
-                self._ensure_user(conn, m.user_id, None, codec.ts(m.created_at))
-                conn.execute(
-                    "INSERT INTO messages (message_id, user_id, session_id, role, content, "
-                    "metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        m.message_id,
-                        m.user_id,
-                        m.session_id,
-                        m.role,
-                        m.content,
-                        codec.dumps(m.metadata),
-                        codec.ts(m.created_at),
-                    ),
-                )
-                counts.add("message", "imported")
-            for s in batch.sessions:
-                if _exists(conn, "sessions", "session_id", s.session_id):
-                    counts.add("session", "exists")
-                    continue
-                self._ensure_user(conn, s.user_id, None, codec.ts(s.created_at))
-                self._put_session(conn, s, insert=True)
-                counts.add("session", "imported")
-            for sm in batch.summaries:
-                self._ensure_user(conn, sm.user_id, None, codec.ts(sm.created_at))
-                done = conn.execute(
-                    "INSERT INTO summaries (user_id, content, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
-                    (sm.user_id, sm.content, codec.ts(sm.created_at), codec.ts(sm.updated_at)),
-                ).rowcount
-                counts.add("summary", "imported" if done else "exists")
-            for mt in batch.metrics:
-                self._ensure_user(conn, mt.user_id, None, codec.ts(now))
-                done = conn.execute(
-                    "INSERT INTO user_metrics (user_id, total_messages, messages_by_role, "
-                    "counters, first_interaction_at, last_interaction_at, current_streak, "
-                    "longest_streak, last_active_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (user_id) DO NOTHING",
-                    (
-                        mt.user_id,
-                        mt.total_messages,
-                        codec.dumps(mt.messages_by_role),
-                        codec.dumps(mt.counters),
-                        codec.ts(mt.first_interaction_at),
-                        codec.ts(mt.last_interaction_at),
-                        mt.current_streak,
-                        mt.longest_streak,
-                        None if mt.last_active_date is None else mt.last_active_date.isoformat(),
-                    ),
-                ).rowcount
-                counts.add("metrics", "imported" if done else "exists")
-            for c in batch.context:
-                done = conn.execute(
-                    "INSERT INTO global_context (key, value, updated_at, updated_by) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
-                    (c.key, codec.dumps(c.value), codec.ts(c.updated_at), c.updated_by),
-                ).rowcount
-                counts.add("global_context", "imported" if done else "exists")
+            counts = self._restore_in(conn, batch, now)
             if dry_run:
                 raise _DryRun(counts)
             return counts
@@ -126,6 +48,89 @@ class RestoreStore:
         except _DryRun as stop:
             return stop.counts
         return result
+
+    def _restore_in(self, conn: Conn, batch: Restore, now: datetime) -> RestoreCounts:
+        """`restore` inside the caller's transaction."""
+        counts = RestoreCounts()
+        for u in batch.users:
+            done = conn.execute(
+                "INSERT INTO users (user_id, username, profile, timezone, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
+                (
+                    u.user_id,
+                    u.username,
+                    codec.dumps(u.profile),
+                    u.timezone,
+                    codec.ts(u.created_at),
+                    codec.ts(u.updated_at),
+                ),
+            ).rowcount
+            counts.add("user", "imported" if done else "exists")
+        self._restore_memories(conn, batch, counts, now)
+        for user_id, h in batch.history:
+            self._restore_history(conn, user_id, h, counts)
+        for m in batch.messages:
+            if _exists(conn, "messages", "message_id", m.message_id):
+                counts.add("message", "exists")
+                continue
+            self._ensure_user(conn, m.user_id, None, codec.ts(m.created_at))
+            conn.execute(
+                "INSERT INTO messages (message_id, user_id, session_id, role, content, "
+                "metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    m.message_id,
+                    m.user_id,
+                    m.session_id,
+                    m.role,
+                    m.content,
+                    codec.dumps(m.metadata),
+                    codec.ts(m.created_at),
+                ),
+            )
+            counts.add("message", "imported")
+        for s in batch.sessions:
+            if _exists(conn, "sessions", "session_id", s.session_id):
+                counts.add("session", "exists")
+                continue
+            self._ensure_user(conn, s.user_id, None, codec.ts(s.created_at))
+            self._put_session(conn, s, insert=True)
+            counts.add("session", "imported")
+        for sm in batch.summaries:
+            self._ensure_user(conn, sm.user_id, None, codec.ts(sm.created_at))
+            done = conn.execute(
+                "INSERT INTO summaries (user_id, content, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
+                (sm.user_id, sm.content, codec.ts(sm.created_at), codec.ts(sm.updated_at)),
+            ).rowcount
+            counts.add("summary", "imported" if done else "exists")
+        for mt in batch.metrics:
+            self._ensure_user(conn, mt.user_id, None, codec.ts(now))
+            done = conn.execute(
+                "INSERT INTO user_metrics (user_id, total_messages, messages_by_role, "
+                "counters, first_interaction_at, last_interaction_at, current_streak, "
+                "longest_streak, last_active_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (user_id) DO NOTHING",
+                (
+                    mt.user_id,
+                    mt.total_messages,
+                    codec.dumps(mt.messages_by_role),
+                    codec.dumps(mt.counters),
+                    codec.ts(mt.first_interaction_at),
+                    codec.ts(mt.last_interaction_at),
+                    mt.current_streak,
+                    mt.longest_streak,
+                    None if mt.last_active_date is None else mt.last_active_date.isoformat(),
+                ),
+            ).rowcount
+            counts.add("metrics", "imported" if done else "exists")
+        for c in batch.context:
+            done = conn.execute(
+                "INSERT INTO global_context (key, value, updated_at, updated_by) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                (c.key, codec.dumps(c.value), codec.ts(c.updated_at), c.updated_by),
+            ).rowcount
+            counts.add("global_context", "imported" if done else "exists")
+        return counts
 
     def _restore_memories(
         self, conn: Conn, batch: Restore, counts: RestoreCounts, now: datetime

@@ -1,0 +1,790 @@
+"""The JSON-file backend (`jsonfs:///path`, or seed 002's `DATA_DIR`): seed 002's layout,
+safe files, and everything memvault does (docs/backends.md#json-files).
+
+The files are the store. Each process keeps a private SQLite index of them (in a temporary
+directory) so that search, listings and every rule work as on the other backends:
+
+- at open, every file is read into the index (seed 002's own records are converted on
+  the way, with stable ids);
+- a write takes the store's lock (`flock` on `.memvault/lock`, across processes), brings
+  the index up to date with what other processes wrote (`.memvault/generation`), runs,
+  and writes the files of every user it touched, each one atomically (temp file, fsync,
+  rename, directory fsync), then moves the generation on;
+- a read first checks the generation (one small file) and reloads what changed.
+
+A crash leaves every file whole: the previous version or the new one. The layout:
+
+```
+users_index.json            users, their folders and generations
+global_context.json         key -> value (seed 002's)
+memvault_store.json         format, global-context metadata, the embedder of the vectors
+api_keys.json, audit_log.jsonl
+<user>/user_profile.json, conversation_history.json, user_facts.json,
+       interaction_metrics.json, permanent_memories.json     (seed 002's files)
+<user>/memories.json, memory_history.json, sessions.json, summary.json, vectors.json,
+       jobs.json                                              (memvault's, beside them)
+```
+
+A user's folder is the user id when it is a plain lower-case name (`[a-z0-9][a-z0-9._-]*`,
+at most 64 characters, not a reserved device name), and `_` + a hash of the id otherwise;
+no id reaches a path outside the data directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from memvault import seed_records as seed
+from memvault.config import Settings
+from memvault.errors import ConfigurationError, ConflictError, UnavailableError
+from memvault.models import HistoryEntry, Memory, Message, Metrics, Session, Summary, User
+from memvault.storage.base import Capabilities, Restore
+from memvault.storage.sql import codec
+from memvault.storage.sql.connection import SqliteConnections
+from memvault.storage.sql.dbapi import Conn
+from memvault.storage.sqlite import SqliteBackend
+
+FORMAT = "memvault-jsonfs"
+VERSION = 1
+FACTS_NAMESPACE, PERMANENT_NAMESPACE = "facts", "permanent"
+_PLAIN_DIR = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_RESERVED = frozenset(
+    {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+)
+_USER_TABLES = (
+    "users",
+    "memories",
+    "memory_history",
+    "messages",
+    "sessions",
+    "summaries",
+    "user_metrics",
+    "memory_vectors",
+    "jobs",
+)
+_GLOBAL_TABLES = ("global_context", "api_keys", "audit_log", "vector_index")
+_KEY_COLS = "key_id, key_hash, prefix, user_id, name, rate_per_minute, created_at, revoked_at"
+_JOB_COLS = (
+    "job_id, kind, payload, status, attempts, run_after, lease_token, lease_until, last_error, "
+    "result, created_at, updated_at"
+)
+
+
+def jsonfs_path(url: str) -> Path:
+    """`jsonfs:///abs/dir` or `jsonfs://relative/dir` -> the data directory."""
+    if not url.startswith("jsonfs://"):
+        raise ValueError(f"not a jsonfs URL: {url!r} (expected jsonfs:///path/to/dir)")
+    rest = url[len("jsonfs://") :]
+    if not rest.strip("/"):
+        raise ValueError("a jsonfs URL names a directory: jsonfs:///path/to/dir")
+    return Path(rest)
+
+
+def user_dir_name(user_id: str) -> str:
+    """The folder of a user (see the module docstring): never a path, never `..`."""
+    base = user_id.split(".", 1)[0]
+    if _PLAIN_DIR.match(user_id) and base not in _RESERVED and ".." not in user_id:
+        return user_id
+    return "_" + hashlib.sha256(user_id.encode()).hexdigest()[:40]
+
+
+class Files:
+    """Whole-file JSON reads and atomic writes under one directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.meta = self.root / ".memvault"
+        self.meta.mkdir(exist_ok=True)
+        self._lock_fd = os.open(self.meta / "lock", os.O_CREAT | os.O_RDWR, 0o600)
+        self._held = threading.local()
+        self._written: dict[Path, str] = {}  # path -> digest of what this process wrote
+
+    def inside(self, *parts: str) -> Path:
+        path = self.root.joinpath(*parts).resolve()
+        if path != self.root and self.root not in path.parents:
+            raise ConflictError(f"refusing a path outside the data directory: {parts!r}")
+        return path
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """The store's write lock, across processes (re-entrant within a thread)."""
+        depth = getattr(self._held, "depth", 0)
+        if depth == 0:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._held.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._held.depth -= 1
+            if self._held.depth == 0:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def read(self, path: Path) -> Any:
+        """The JSON in `path`, or None when there is no such file."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise UnavailableError(f"cannot read {path}: {exc.strerror}") from exc
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise UnavailableError(
+                f"{path} is not valid JSON ({exc}); nothing was changed"
+            ) from exc
+
+    def write(self, path: Path, value: Any) -> None:
+        """Write `value` as JSON: a temp file beside it, fsync, rename, fsync the folder.
+        Skipped when this process last wrote exactly this."""
+        data = json.dumps(value, ensure_ascii=False, indent=1, sort_keys=False).encode()
+        self.write_bytes(path, data)
+
+    def write_bytes(self, path: Path, data: bytes) -> None:
+        digest = hashlib.sha256(data).hexdigest()
+        if self._written.get(path) == digest and path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(path.parent)
+        self._written[path] = digest
+
+    def remove_dir(self, path: Path) -> None:
+        if path.exists():
+            gone = path.with_name(f".{path.name}.removed-{os.getpid()}")
+            os.replace(path, gone)
+            _fsync_dir(path.parent)
+            shutil.rmtree(gone, ignore_errors=True)
+        for p in list(self._written):
+            if path in p.parents:
+                del self._written[p]
+
+    def generation(self) -> int:
+        try:
+            return int((self.meta / "generation").read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._lock_fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class JsonfsBackend(SqliteBackend):
+    """Seed 002's JSON layout, with a private SQLite index per process."""
+
+    capabilities = Capabilities(lexical=True, vector=True, listen_notify=False)
+
+    def __init__(self, root: Path, settings: Settings, *, threaded: bool) -> None:
+        self.files = Files(root)
+        self._index_dir = Path(tempfile.mkdtemp(prefix="memvault-jsonfs-"))
+        self._generation = -1
+        self._user_generations: dict[str, int] = {}
+        super().__init__(self._index_dir / "index.db", settings, threaded=threaded)
+        self.sqlite: SqliteConnections = self.db  # type: ignore[assignment]
+        self._install_dirty_triggers()
+        try:
+            self.db.write(self._sync_now)
+        except BaseException:
+            self._drop_index()
+            raise
+
+    # ------------------------------------------------------------------ plumbing
+    def _install_dirty_triggers(self) -> None:
+        conn = self.sqlite.writer
+        # No constraint on the table: a conflict clause of the statement that fires a
+        # trigger (an upsert) would override one inside the trigger.
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS mv_dirty (k TEXT NOT NULL)")
+        for table in _USER_TABLES:
+            for event, row in (("INSERT", "new"), ("UPDATE", "new"), ("DELETE", "old")):
+                key = f"'u:' || {row}.user_id"
+                conn.execute(
+                    f"CREATE TEMP TRIGGER IF NOT EXISTS mv_{table}_{event.lower()} AFTER {event} "
+                    f"ON main.{table} BEGIN INSERT INTO mv_dirty (k) SELECT {key} "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM mv_dirty WHERE k = {key}); END"
+                )
+        for table in _GLOBAL_TABLES:
+            for event in ("INSERT", "UPDATE", "DELETE"):
+                conn.execute(
+                    f"CREATE TEMP TRIGGER IF NOT EXISTS mv_{table}_{event.lower()} AFTER {event} "
+                    f"ON main.{table} BEGIN INSERT INTO mv_dirty (k) SELECT 'g' "
+                    "WHERE NOT EXISTS (SELECT 1 FROM mv_dirty WHERE k = 'g'); END"
+                )
+
+    async def _write(self, fn: Callable[[Any], Any]) -> Any:
+        def run(conn: Conn) -> Any:
+            with self.files.locked():
+                self._sync(conn)
+                conn.execute("DELETE FROM temp.mv_dirty")
+                result = fn(conn)
+                if self.access.due():
+                    SqliteBackend._flush_access(self, conn)
+                self._persist(conn)
+                return result
+
+        return await self.runner.write(self.db.write, run)
+
+    def _flush_access(self, conn: Conn) -> None:
+        with self.files.locked():
+            self._sync(conn)
+            conn.execute("DELETE FROM temp.mv_dirty")
+            SqliteBackend._flush_access(self, conn)
+            self._persist(conn)
+
+    async def _read(self, fn: Callable[[Any], Any]) -> Any:
+        await self._catch_up()
+        return await super()._read(fn)
+
+    async def _point_read(self, fn: Callable[[Any], Any]) -> Any:
+        await self._catch_up()
+        return await super()._point_read(fn)
+
+    async def _catch_up(self) -> None:
+        if self.files.generation() != self._generation:
+            await self.runner.write(self.db.write, self._sync_now)
+
+    def _sync_now(self, conn: Conn) -> None:
+        with self.files.locked():
+            self._sync(conn)
+            conn.execute("DELETE FROM temp.mv_dirty")
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        fd = os.open(self.files.meta / f"{name}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConflictError(f"another {name} is running on this store") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            self._drop_index()
+
+    def close_now(self) -> None:
+        try:
+            super().close_now()
+        finally:
+            self._drop_index()
+
+    def _drop_index(self) -> None:
+        self.files.close()
+        shutil.rmtree(self._index_dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ loading
+    def _sync(self, conn: Conn) -> None:
+        """Bring the index up to what the files hold (under the lock)."""
+        generation = self.files.generation()
+        if generation == self._generation:
+            return
+        index = self.files.read(self.files.inside("users_index.json")) or {}
+        listed = _index_users(index)
+        if self._generation == -1:  # first look: seed 002 folders the index does not list
+            for user_id, folder in self._seed_folders():
+                listed.setdefault(user_id, {"dir": folder, "generation": 0})
+        for user_id, info in listed.items():
+            gen = int(info.get("generation", 0)) if isinstance(info, dict) else 0
+            if self._user_generations.get(user_id) != gen or user_id not in self._user_generations:
+                self._load_user(conn, user_id, info if isinstance(info, dict) else {})
+                self._user_generations[user_id] = gen
+        for user_id in list(self._user_generations):
+            if user_id not in listed:
+                _delete_user_rows(conn, user_id)
+                del self._user_generations[user_id]
+                self.vectors.drop(user_id)
+        self._load_globals(conn)
+        self._generation = generation
+
+    def _seed_folders(self) -> list[tuple[str, str]]:
+        """(user id, folder) of the seed 002 user folders in the data directory."""
+        out = []
+        for p in sorted(self.files.root.iterdir()):
+            if p.is_dir() and not p.name.startswith(".") and (p / "user_profile.json").exists():
+                profile = self.files.read(p / "user_profile.json")
+                uid = profile.get("user_id") if isinstance(profile, dict) else None
+                out.append((str(uid) if uid is not None else p.name, p.name))
+        return out
+
+    def _load_user(self, conn: Conn, user_id: str, info: dict[str, Any]) -> None:
+        _delete_user_rows(conn, user_id)
+        self.vectors.drop(user_id)
+        folder = self.files.inside(str(info.get("dir") or user_dir_name(user_id)))
+        now = datetime.now(UTC)
+
+        def read(name: str) -> Any:
+            return self.files.read(folder / name)
+
+        profile = read("user_profile.json")
+        if not isinstance(profile, dict):
+            profile = {"user_id": user_id, "username": info.get("username")}
+        batch = Restore(users=[_user_from(user_id, profile, now)])
+        memories: list[Memory] = []
+        for i, item in enumerate(_list(read("user_facts.json"), "facts")):
+            if isinstance(item, dict) and "memory_id" in item:
+                memories.append(_memory_from(item))
+            else:
+                with contextlib.suppress(seed.SkipRow):
+                    memories.append(seed.elysia_fact(user_id, i, item, None, now))
+        for i, item in enumerate(_list(read("permanent_memories.json"), "memories")):
+            if isinstance(item, dict) and "memory_id" in item:
+                memories.append(_memory_from(item))
+            else:
+                with contextlib.suppress(seed.SkipRow):
+                    memories.append(seed.elysia_permanent(user_id, i, item, now))
+        memories += [_memory_from(m) for m in _list(read("memories.json"))]
+        memories.sort(key=lambda m: (m.created_at, m.memory_id))
+        batch.memories = memories
+        for h in _list(read("memory_history.json")):
+            entry = HistoryEntry.model_validate(
+                {"history_id": 1, **h, "snapshot": h.get("snapshot") or {}}
+            )
+            batch.history.append((user_id, entry))
+        for i, item in enumerate(_list(read("conversation_history.json"), "messages", "history")):
+            if isinstance(item, dict) and "message_id" in item:
+                batch.messages.append(
+                    Message.model_validate({**_message_fields(item), "user_id": user_id})
+                )
+            else:
+                with contextlib.suppress(seed.SkipRow):
+                    batch.messages.append(seed.elysia_message(user_id, i, item, now))
+        batch.sessions = [Session.model_validate(s) for s in _list(read("sessions.json"))]
+        summary = read("summary.json")
+        if isinstance(summary, dict):
+            batch.summaries.append(Summary.model_validate(summary))
+        metrics = read("interaction_metrics.json")
+        if isinstance(metrics, dict):
+            if "counters" in metrics and isinstance(metrics["counters"], dict):
+                batch.metrics.append(Metrics.model_validate({**metrics, "user_id": user_id}))
+            else:
+                with contextlib.suppress(seed.SkipRow):
+                    batch.metrics.append(seed.elysia_metrics(user_id, metrics))
+        self._restore_in(conn, batch, now)
+        vectors = read("vectors.json")
+        if isinstance(vectors, dict):
+            pks = dict(
+                conn.execute(
+                    "SELECT memory_id, pk FROM memories WHERE user_id = ?", (user_id,)
+                ).fetchall()
+            )
+            for memory_id, blob in (vectors.get("vectors") or {}).items():
+                if memory_id in pks:
+                    conn.execute(
+                        "INSERT INTO memory_vectors (memory_pk, user_id, vector) VALUES (?, ?, ?)",
+                        (pks[memory_id], user_id, base64.b64decode(blob)),
+                    )
+        for j in _list(read("jobs.json")):
+            conn.execute(
+                f"INSERT INTO jobs (user_id, {_JOB_COLS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    user_id,
+                    j["job_id"],
+                    j["kind"],
+                    codec.dumps(j.get("payload") or {}),
+                    j["status"],
+                    j.get("attempts", 0),
+                    j["run_after"],
+                    j.get("lease_token"),
+                    j.get("lease_until"),
+                    j.get("last_error"),
+                    None if j.get("result") is None else codec.dumps(j["result"]),
+                    j["created_at"],
+                    j["updated_at"],
+                ),
+            )
+
+    def _load_globals(self, conn: Conn) -> None:
+        store = self.files.read(self.files.inside("memvault_store.json")) or {}
+        if store and store.get("format") != FORMAT:
+            raise ConfigurationError(
+                f"{self.files.root} holds another format's memvault_store.json"
+            )
+        meta = store.get("context") or {}
+        conn.execute("DELETE FROM global_context")
+        for key, value in (self.files.read(self.files.inside("global_context.json")) or {}).items():
+            m = meta.get(key) or {}
+            conn.execute(
+                "INSERT INTO global_context (key, value, updated_at, updated_by) "
+                "VALUES (?, ?, ?, ?)",
+                (
+                    key,
+                    codec.dumps(value),
+                    m.get("updated_at") or codec.ts(datetime.now(UTC)),
+                    m.get("updated_by"),
+                ),
+            )
+        conn.execute("DELETE FROM vector_index")
+        vi = store.get("vector_index")
+        if isinstance(vi, dict):
+            conn.execute(
+                "INSERT INTO vector_index (id, model, dimension, created_at) VALUES (1, ?, ?, ?)",
+                (vi["model"], vi["dimension"], vi["created_at"]),
+            )
+        conn.execute("DELETE FROM api_keys")
+        for k in self.files.read(self.files.inside("api_keys.json")) or []:
+            conn.execute(
+                f"INSERT INTO api_keys ({_KEY_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                tuple(k.get(c) for c in _KEY_COLS.split(", ")),
+            )
+        conn.execute("DELETE FROM audit_log")
+        path = self.files.inside("audit_log.jsonl")
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    a = json.loads(line)
+                    conn.execute(
+                        "INSERT INTO audit_log (audit_id, at, actor, action, user_id, details) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            a["audit_id"],
+                            a["at"],
+                            a.get("actor"),
+                            a["action"],
+                            a.get("user_id"),
+                            codec.dumps(a.get("details") or {}),
+                        ),
+                    )
+
+    # ------------------------------------------------------------------ writing
+    def _persist(self, conn: Conn) -> None:
+        """Write the files of what this transaction changed (under the lock)."""
+        dirty = [k for (k,) in conn.execute("SELECT DISTINCT k FROM temp.mv_dirty").fetchall()]
+        if not dirty:
+            return
+        index = self.files.read(self.files.inside("users_index.json")) or {}
+        users = _index_users(index)
+        for key in dirty:
+            if not key.startswith("u:"):
+                continue
+            user_id = key[2:]
+            exists = conn.execute("SELECT 1 FROM users WHERE user_id = ?", (user_id,)).fetchone()
+            folder_name = str((users.get(user_id) or {}).get("dir") or user_dir_name(user_id))
+            folder = self.files.inside(folder_name)
+            if exists is None:
+                self.files.remove_dir(folder)
+                users.pop(user_id, None)
+                self._user_generations.pop(user_id, None)
+                continue
+            username = self._dump_user(conn, user_id, folder)
+            entry = users.get(user_id) or {}
+            gen = int(entry.get("generation", 0)) + 1
+            users[user_id] = {"username": username, "dir": folder_name, "generation": gen}
+            self._user_generations[user_id] = gen
+        if "g" in dirty:
+            self._dump_globals(conn)
+        self.files.write(self.files.inside("users_index.json"), {"users": users})
+        self._generation = self.files.generation() + 1
+        self.files.write_bytes(self.files.meta / "generation", str(self._generation).encode())
+        conn.execute("DELETE FROM temp.mv_dirty")
+
+    def _dump_user(self, conn: Conn, user_id: str, folder: Path) -> str | None:
+        u = conn.execute(
+            "SELECT user_id, username, profile, timezone, created_at, updated_at FROM users "
+            "WHERE user_id = ?",
+            (user_id,),
+        ).fetchone()
+
+        def w(name: str, value: Any) -> None:
+            self.files.write(folder / name, value)
+
+        w(
+            "user_profile.json",
+            {
+                "user_id": u[0],
+                "username": u[1],
+                "created_at": u[4],
+                "updated_at": u[5],
+                "timezone": u[3],
+                "profile": codec.loads_obj(u[2]),
+            },
+        )
+        rows = conn.execute(
+            f"SELECT {codec.MEMORY_SELECT} FROM memories AS m WHERE m.user_id = ? ORDER BY m.pk",
+            (user_id,),
+        ).fetchall()
+        facts, permanent, other = [], [], []
+        for row in rows:
+            m = codec.memory_from_row(row)
+            d = m.model_dump(mode="json")
+            live = m.deleted_at is None and m.valid_to is None
+            if live and m.namespace == FACTS_NAMESPACE and m.memory_type == "fact":
+                facts.append({"id": m.memory_id, "fact": m.text, "timestamp": d["created_at"], **d})
+            elif live and m.memory_type == "permanent":
+                permanent.append({"id": m.memory_id, "timestamp": d["created_at"], **d})
+            else:
+                other.append(d)
+        w("user_facts.json", facts)
+        w("permanent_memories.json", permanent)
+        w("memories.json", other)
+        w(
+            "memory_history.json",
+            [
+                {
+                    "memory_id": r[0],
+                    "version": r[1],
+                    "operation": r[2],
+                    "changed_at": r[3],
+                    "actor": r[4],
+                    "reason": r[5],
+                    "snapshot": None if r[6] is None else json.loads(r[6]),
+                }
+                for r in conn.execute(
+                    "SELECT memory_id, version, operation, changed_at, actor, reason, snapshot "
+                    "FROM memory_history WHERE user_id = ? ORDER BY history_id",
+                    (user_id,),
+                )
+            ],
+        )
+        w(
+            "conversation_history.json",
+            [
+                {
+                    "id": r[0],
+                    "message_id": r[0],
+                    "role": r[2],
+                    "content": r[3],
+                    "timestamp": r[5],
+                    "created_at": r[5],
+                    "session_id": r[1],
+                    "metadata": codec.loads_obj(r[4]),
+                }
+                for r in conn.execute(
+                    "SELECT message_id, session_id, role, content, metadata, created_at "
+                    "FROM messages WHERE user_id = ? ORDER BY pk",
+                    (user_id,),
+                )
+            ],
+        )
+        w(
+            "sessions.json",
+            [
+                {
+                    "session_id": r[0],
+                    "user_id": user_id,
+                    "agent_id": r[1],
+                    "metadata": codec.loads_obj(r[2]),
+                    "status": r[3],
+                    "created_at": r[4],
+                    "updated_at": r[5],
+                    "ended_at": r[6],
+                }
+                for r in conn.execute(
+                    "SELECT session_id, agent_id, metadata, status, created_at, updated_at, "
+                    "ended_at FROM sessions WHERE user_id = ? ORDER BY created_at, session_id",
+                    (user_id,),
+                )
+            ],
+        )
+        s = conn.execute(
+            "SELECT content, created_at, updated_at FROM summaries WHERE user_id = ?", (user_id,)
+        ).fetchone()
+        summary_path = folder / "summary.json"
+        if s is not None:
+            w(
+                "summary.json",
+                {"user_id": user_id, "content": s[0], "created_at": s[1], "updated_at": s[2]},
+            )
+        elif summary_path.exists():
+            summary_path.unlink()
+        mt = self._get_metrics(conn, user_id)
+        if mt is not None:
+            w("interaction_metrics.json", mt.model_dump(mode="json"))
+        w(
+            "vectors.json",
+            {
+                "vectors": {
+                    r[0]: base64.b64encode(r[1]).decode()
+                    for r in conn.execute(
+                        "SELECT m.memory_id, v.vector FROM memory_vectors v JOIN memories m "
+                        "ON m.pk = v.memory_pk WHERE v.user_id = ? ORDER BY v.seq",
+                        (user_id,),
+                    )
+                }
+            },
+        )
+        w(
+            "jobs.json",
+            [
+                dict(
+                    zip(
+                        _JOB_COLS.split(", "),
+                        [
+                            *r[:2],
+                            codec.loads_obj(r[2]),
+                            *r[3:9],
+                            None if r[9] is None else codec.loads_obj(r[9]),
+                            *r[10:],
+                        ],
+                        strict=True,
+                    )
+                )
+                for r in conn.execute(
+                    f"SELECT {_JOB_COLS} FROM jobs WHERE user_id = ? ORDER BY job_id", (user_id,)
+                )
+            ],
+        )
+        username: str | None = u[1]
+        return username
+
+    def _dump_globals(self, conn: Conn) -> None:
+        context, meta = {}, {}
+        for key, value, at, by in conn.execute(
+            "SELECT key, value, updated_at, updated_by FROM global_context ORDER BY key"
+        ):
+            context[key] = json.loads(value)
+            meta[key] = {"updated_at": at, "updated_by": by}
+        self.files.write(self.files.inside("global_context.json"), context)
+        vi = conn.execute("SELECT model, dimension, created_at FROM vector_index").fetchone()
+        self.files.write(
+            self.files.inside("memvault_store.json"),
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "context": meta,
+                "vector_index": None
+                if vi is None
+                else {"model": vi[0], "dimension": vi[1], "created_at": vi[2]},
+            },
+        )
+        self.files.write(
+            self.files.inside("api_keys.json"),
+            [
+                dict(zip(_KEY_COLS.split(", "), r, strict=True))
+                for r in conn.execute(f"SELECT {_KEY_COLS} FROM api_keys ORDER BY key_id")
+            ],
+        )
+        lines = [
+            json.dumps(
+                {
+                    "audit_id": r[0],
+                    "at": r[1],
+                    "actor": r[2],
+                    "action": r[3],
+                    "user_id": r[4],
+                    "details": json.loads(r[5]),
+                },
+                ensure_ascii=False,
+            )
+            for r in conn.execute(
+                "SELECT audit_id, at, actor, action, user_id, details FROM audit_log "
+                "ORDER BY audit_id"
+            )
+        ]
+        self.files.write_bytes(
+            self.files.inside("audit_log.jsonl"),
+            ("\n".join(lines) + "\n" if lines else "").encode(),
+        )
+
+
+def _index_users(index: Any) -> dict[str, Any]:
+    """users_index.json as {user_id: info}; seed 002 wrote a plain mapping or a list."""
+    entries = index.get("users", index) if isinstance(index, dict) else index
+    if isinstance(entries, dict):
+        return {str(k): (v if isinstance(v, dict) else {}) for k, v in entries.items()}
+    if isinstance(entries, list):
+        out: dict[str, Any] = {}
+        for item in entries:
+            if isinstance(item, dict) and "user_id" in item:
+                out[str(item["user_id"])] = item
+            elif isinstance(item, str | int):
+                out[str(item)] = {}
+        return out
+    return {}
+
+
+def _list(data: Any, *names: str) -> list[Any]:
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        for name in names:
+            if isinstance(data.get(name), list):
+                return list(data[name])
+    return []
+
+
+_MEMORY_FIELDS = frozenset(Memory.model_fields)
+_MESSAGE_FIELDS = frozenset(Message.model_fields)
+
+
+def _memory_from(d: dict[str, Any]) -> Memory:
+    return Memory.model_validate({k: v for k, v in d.items() if k in _MEMORY_FIELDS})
+
+
+def _message_fields(d: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in d.items() if k in _MESSAGE_FIELDS}
+    out.setdefault("created_at", d.get("timestamp"))
+    return out
+
+
+def _user_from(user_id: str, profile: dict[str, Any], now: datetime) -> User:
+    nested = profile.get("profile")
+    extra = (
+        nested
+        if isinstance(nested, dict)
+        else {
+            k: v
+            for k, v in profile.items()
+            if k not in ("user_id", "username", "created_at", "updated_at", "timezone")
+        }
+    )
+    created = profile.get("created_at") or now.isoformat()
+    return User.model_validate(
+        {
+            "user_id": user_id,
+            "username": profile.get("username"),
+            "profile": extra,
+            "timezone": profile.get("timezone"),
+            "created_at": _aware(created),
+            "updated_at": _aware(profile.get("updated_at") or created),
+        }
+    )
+
+
+def _aware(value: str) -> datetime:
+    when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _delete_user_rows(conn: Conn, user_id: str) -> None:
+    conn.execute("DELETE FROM memory_history WHERE user_id = ?", (user_id,))
+    conn.execute("DELETE FROM users WHERE user_id = ?", (user_id,))  # the rest cascades
