@@ -212,16 +212,31 @@ _config: dict[str, Any] = {}
 _store: SqlMemoryStore | None = None
 
 
+def settings_for(config: dict[str, Any] | None = None) -> Settings:
+    """The settings of `config`; a `DATA_DIR` that already holds seed 002's JSON files (and
+    no database URL given) is opened in place, as the JSON-file backend."""
+    settings = load_settings(config)
+    if "database_url" in settings.model_fields_set:
+        return settings
+    data = settings.data_dir
+    seed_files = (data / "users_index.json").exists() or any(
+        (p / "user_profile.json").exists() for p in data.glob("*") if p.is_dir()
+    )
+    if seed_files and not (data / "memvault.db").exists():
+        return settings.model_copy(update={"database_url": f"jsonfs://{data.resolve()}"})
+    return settings
+
+
 def create_memory_store(config: dict[str, Any] | None = None) -> SqlMemoryStore:
     """The factory (seed 002's `memory_store_factory`): a new store for `config`."""
-    return SqlMemoryStore(load_settings(config))
+    return SqlMemoryStore(settings_for(config))
 
 
 def initialize(config: dict[str, Any] | None = None) -> None:
     """Set the configuration (`MAX_MESSAGES`, `DATA_DIR`, `DATABASE_URL`, or any memvault
     setting) that `get_memory_store` uses; closes a store opened with an older one."""
     global _store, _config
-    settings = load_settings(config)  # fail now on a bad value, not on first use
+    settings = settings_for(config)  # fail now on a bad value, not on first use
     with _lock:
         if _store is not None:
             _store.close()
@@ -235,5 +250,5 @@ def get_memory_store() -> SqlMemoryStore:
     global _store
     with _lock:
         if _store is None:
-            _store = SqlMemoryStore(load_settings(_config))
+            _store = SqlMemoryStore(settings_for(_config))
         return _store

@@ -15,7 +15,7 @@ directory) so that search, listings and every rule work as on the other backends
 A crash leaves every file whole: the previous version or the new one. The layout:
 
 ```
-users_index.json            users, their folders and generations
+users_index.json            user id -> username, folder, generation
 global_context.json         key -> value (seed 002's)
 memvault_store.json         format, global-context metadata, the embedder of the vectors
 api_keys.json, audit_log.jsonl
@@ -183,6 +183,18 @@ class Files:
             if path in p.parents:
                 del self._written[p]
 
+    def clear_stale(self) -> int:
+        """Remove temp files a crashed writer left (call under the lock: no write is under
+        way); returns how many."""
+        gone = 0
+        for path in self.root.rglob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                gone += 1
+        for path in self.root.glob(".*.removed-*"):
+            shutil.rmtree(path, ignore_errors=True)
+        return gone
+
     def generation(self) -> int:
         try:
             return int((self.meta / "generation").read_text() or 0)
@@ -216,6 +228,8 @@ class JsonfsBackend(SqliteBackend):
         self.sqlite: SqliteConnections = self.db  # type: ignore[assignment]
         self._install_dirty_triggers()
         try:
+            with self.files.locked():
+                self.files.clear_stale()
             self.db.write(self._sync_now)
         except BaseException:
             self._drop_index()
@@ -508,11 +522,12 @@ class JsonfsBackend(SqliteBackend):
             username = self._dump_user(conn, user_id, folder)
             entry = users.get(user_id) or {}
             gen = int(entry.get("generation", 0)) + 1
-            users[user_id] = {"username": username, "dir": folder_name, "generation": gen}
+            users[user_id] = {**entry, "username": username, "dir": folder_name, "generation": gen}
             self._user_generations[user_id] = gen
         if "g" in dirty:
             self._dump_globals(conn)
-        self.files.write(self.files.inside("users_index.json"), {"users": users})
+        # Seed 002's shape: user id -> its entry (memvault adds `dir` and `generation`).
+        self.files.write(self.files.inside("users_index.json"), users)
         self._generation = self.files.generation() + 1
         self.files.write_bytes(self.files.meta / "generation", str(self._generation).encode())
         conn.execute("DELETE FROM temp.mv_dirty")
