@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     zmq_metrics_port: int = Field(0, ge=0, le=65535)
     search_concurrency: int = Field(8, ge=1, le=256)
     context_token_budget: int = Field(2000, ge=100, le=1_000_000)
+    # Encryption at rest of the JSON-file backend (docs/backends.md#encryption).
+    encryption_key: str | None = None
+    encryption_key_file: str = ""
+    encryption_old_keys: str = ""
     # Extraction, consolidation, summaries (docs/extraction.md).
     extractor: Literal["off", "rules", "llm"] = "off"
     extract_roles: str = "user"

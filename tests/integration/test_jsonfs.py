@@ -216,3 +216,94 @@ def test_seed_002s_own_calls_on_its_data_directory(tmp_path: Path) -> None:
     on_disk = json.loads((data / "user123" / "conversation_history.json").read_text())
     assert on_disk[-1]["content"] == "Back again"
     assert not (data / "memvault.db").exists()
+
+
+def test_encrypted_files_round_trip_and_refuse_a_wrong_key(tmp_path: Path) -> None:
+    from memvault.crypto import new_key
+    from memvault.errors import ConfigurationError
+
+    root = tmp_path / "data"
+    key = new_key()
+    with MemVault(_settings(root, encryption_key=key)) as v:
+        v.add("alice", "Prefers oolong tea", tags=["secret-tag"])
+        v.add_message("alice", "user", "my secret message")
+        v.set_global_context("motto", "hidden value")
+    for path in root.rglob("*.json*"):
+        blob = path.read_bytes()
+        assert blob.startswith(b"MVAE1\n"), path
+        assert b"oolong" not in blob
+        assert b"secret" not in blob
+        assert b"hidden" not in blob
+    with MemVault(_settings(root, encryption_key=key)) as v:
+        assert [m.content for m in v.list_memories("alice").items] == ["Prefers oolong tea"]
+        assert v.get_global_context() == {"motto": "hidden value"}
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    for wrong in (new_key(), None):
+        with pytest.raises(ConfigurationError, match="encrypted"):
+            MemVault(_settings(root, encryption_key=wrong))
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    # A file moved over another one does not decrypt.
+    alice = next(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    (alice / "summary.json").write_bytes((alice / "memories.json").read_bytes())
+    with pytest.raises(ConfigurationError, match="changed or moved"):
+        MemVault(_settings(root, encryption_key=key))
+
+
+def test_key_rotation(tmp_path: Path) -> None:
+    from memvault.crypto import new_key
+    from memvault.errors import ConfigurationError
+    from memvault.service import admin
+
+    root = tmp_path / "data"
+    old, new = new_key(), new_key()
+    with MemVault(_settings(root, encryption_key=old)) as v:
+        v.add("alice", "Prefers oolong tea")
+        v.create_api_key("alice")
+    written = admin.rotate_encryption_key(_settings(root, encryption_key=old), new)
+    assert written >= 5
+    with MemVault(_settings(root, encryption_key=new)) as v:
+        assert v.count("alice") == 1
+        assert len(v.list_api_keys()) == 1
+    with pytest.raises(ConfigurationError):
+        MemVault(_settings(root, encryption_key=old))
+    # The old key kept as an old key still reads what it wrote (an interrupted rotation).
+    with MemVault(_settings(root, encryption_key=new, encryption_old_keys=old)) as v:
+        assert v.count("alice") == 1
+    # Turning encryption on for a plain store: files are read plain and written encrypted.
+    plain = tmp_path / "plain"
+    with MemVault(_settings(plain)) as v:
+        v.add("bob", "plain note")
+    with MemVault(_settings(plain, encryption_key=new)) as v:
+        v.add("bob", "second note")
+        assert v.count("bob") == 2
+    bob = next(p for p in plain.iterdir() if p.name == "bob")
+    assert (bob / "memories.json").read_bytes().startswith(b"MVAE1\n")
+
+
+def test_encryption_cli(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    key_file, new_file = tmp_path / "key", tmp_path / "new"
+    env = dict(_env(), MEMVAULT_DATABASE_URL=f"jsonfs://{root}", MEMVAULT_DATA_DIR=str(tmp_path))
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "memvault", *args],
+            capture_output=True,
+            text=True,
+            env={**env, **extra},
+            timeout=120,
+            check=False,
+        )
+
+    assert run("encryption", "keygen", "-o", str(key_file)).returncode == 0
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert run("encryption", "keygen", "-o", str(new_file)).returncode == 0
+    with_key = {"MEMVAULT_ENCRYPTION_KEY_FILE": str(key_file)}
+    assert run("add", "alice", "likes tea", **with_key).returncode == 0
+    r = run("list", "alice")
+    assert r.returncode == 9
+    assert "encrypted" in r.stderr
+    r = run("encryption", "rotate", "--new-key-file", str(new_file), **with_key)
+    assert r.returncode == 0, r.stderr
+    r = run("list", "alice", "--json", MEMVAULT_ENCRYPTION_KEY_FILE=str(new_file))
+    assert [m["content"] for m in json.loads(r.stdout)["items"]] == ["likes tea"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, TextIO
@@ -12,7 +13,7 @@ from typing import Annotated, Any, TextIO
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from memvault.cli.main import JsonOpt, _print_json, _vault, app, err, fail, out
+from memvault.cli.main import JsonOpt, _print_json, _settings, _vault, app, err, fail, out
 from memvault.errors import ErrorCode
 from memvault.service.archive import parse_lines
 from memvault.service.export import assemble
@@ -177,3 +178,52 @@ def import_seed_elysia(
     with _vault() as vault:
         report = vault.import_seed_elysia(data_dir, dry_run=dry_run)
     _seed_report(report, as_json)
+
+
+crypt_app = typer.Typer(
+    help="Encryption at rest of the JSON-file backend (docs/backends.md#encryption).",
+    no_args_is_help=True,
+)
+app.add_typer(crypt_app, name="encryption")
+
+
+@crypt_app.command("keygen")
+def encryption_keygen(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write it to this file (mode 600).")
+    ] = None,
+) -> None:
+    """Print a new key (32 random bytes, URL-safe base64), or write it to a file."""
+    from memvault.crypto import new_key
+
+    key = new_key()
+    if output is None:
+        out.print(key, highlight=False)
+        return
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    err.print(f"wrote a new key to {output}", highlight=False)
+
+
+@crypt_app.command("rotate")
+def encryption_rotate(
+    new_key_file: Annotated[Path, typer.Option(help="A file holding the new key.")],
+) -> None:
+    """Write every file of the store again under the new key (read with the configured
+    key, or one of MEMVAULT_ENCRYPTION_OLD_KEYS). Then configure the new key."""
+    from memvault.errors import ConfigurationError, MemvaultError
+    from memvault.service import admin
+
+    settings = _settings()
+    try:
+        text = new_key_file.read_text(encoding="ascii")
+        n = admin.rotate_encryption_key(settings, text)
+    except OSError as exc:
+        fail(ErrorCode.NOT_FOUND, f"cannot read {new_key_file}: {exc.strerror}")
+    except ConfigurationError as exc:
+        err.print(f"error: configuration: {exc}", highlight=False, markup=False)
+        raise typer.Exit(9) from None
+    except MemvaultError as exc:
+        fail(exc.code, exc.message)
+    out.print(f"{n} files written under the new key", highlight=False)

@@ -72,3 +72,27 @@ def transfer_store(
             drive(target.close())
     finally:
         drive(source.close())
+
+
+def rotate_encryption_key(settings: Settings, new_key: str) -> int:
+    """Write every file of the JSON-file store at `settings.database_url` again under
+    `new_key` (the files are read with the configured key or old keys). Returns how many
+    files were written.
+
+    Raises:
+        InvalidArgumentError: the store is not the JSON-file backend.
+        ConfigurationError: a file does not decrypt with the keys given (nothing written).
+    """
+    from memvault.crypto import Cipher, parse_key
+    from memvault.storage.jsonfs import JsonfsBackend
+
+    key = parse_key(new_key, "new encryption key")
+    backend = open_backend(settings.database_url, settings, threaded=False)
+    try:
+        if not isinstance(backend, JsonfsBackend):
+            raise InvalidArgumentError(
+                "encryption at rest is a setting of the JSON-file backend (jsonfs:///dir)"
+            )
+        return backend.rotate(Cipher(key))
+    finally:
+        drive(backend.close())

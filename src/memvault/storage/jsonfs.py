@@ -49,6 +49,7 @@ from typing import Any
 
 from memvault import seed_records as seed
 from memvault.config import Settings
+from memvault.crypto import Cipher, decrypt, parse_key, read_key_file
 from memvault.errors import ConfigurationError, ConflictError, UnavailableError
 from memvault.models import HistoryEntry, Memory, Message, Metrics, Session, Summary, User
 from memvault.storage.base import Capabilities, Restore
@@ -101,10 +102,29 @@ def user_dir_name(user_id: str) -> str:
     return "_" + hashlib.sha256(user_id.encode()).hexdigest()[:40]
 
 
-class Files:
-    """Whole-file JSON reads and atomic writes under one directory."""
+def cipher_for(settings: Settings) -> Cipher | None:
+    """The cipher of the configured key (None: files are written in plain JSON)."""
+    key = None
+    if settings.encryption_key:
+        key = parse_key(settings.encryption_key)
+    elif settings.encryption_key_file:
+        key = read_key_file(settings.encryption_key_file)
+    old = [
+        parse_key(k, "old encryption key")
+        for k in settings.encryption_old_keys.split(",")
+        if k.strip()
+    ]
+    if key is None:
+        return Cipher(old[0], old) if old else None
+    return Cipher(key, old)
 
-    def __init__(self, root: Path) -> None:
+
+class Files:
+    """Whole-file JSON reads and atomic writes under one directory, encrypted when a
+    cipher is given (`memvault.crypto`)."""
+
+    def __init__(self, root: Path, cipher: Cipher | None = None) -> None:
+        self.cipher = cipher
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.meta = self.root / ".memvault"
@@ -133,14 +153,24 @@ class Files:
             if self._held.depth == 0:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def read(self, path: Path) -> Any:
-        """The JSON in `path`, or None when there is no such file."""
+    def _where(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def read_bytes(self, path: Path) -> bytes | None:
+        """The (decrypted) bytes of `path`, or None when there is no such file."""
         try:
-            data = path.read_bytes()
+            blob = path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise UnavailableError(f"cannot read {path}: {exc.strerror}") from exc
+        return decrypt(blob, self._where(path), self.cipher)
+
+    def read(self, path: Path) -> Any:
+        """The JSON in `path`, or None when there is no such file."""
+        data = self.read_bytes(path)
+        if data is None:
+            return None
         try:
             return json.loads(data)
         except ValueError as exc:
@@ -154,10 +184,12 @@ class Files:
         data = json.dumps(value, ensure_ascii=False, indent=1, sort_keys=False).encode()
         self.write_bytes(path, data)
 
-    def write_bytes(self, path: Path, data: bytes) -> None:
+    def write_bytes(self, path: Path, data: bytes, *, plain: bool = False) -> None:
         digest = hashlib.sha256(data).hexdigest()
         if self._written.get(path) == digest and path.exists():
             return
+        if self.cipher is not None and not plain:
+            data = self.cipher.encrypt(data, self._where(path))
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
@@ -220,7 +252,7 @@ class JsonfsBackend(SqliteBackend):
     capabilities = Capabilities(lexical=True, vector=True, listen_notify=False)
 
     def __init__(self, root: Path, settings: Settings, *, threaded: bool) -> None:
-        self.files = Files(root)
+        self.files = Files(root, cipher_for(settings))
         self._index_dir = Path(tempfile.mkdtemp(prefix="memvault-jsonfs-"))
         self._generation = -1
         self._user_generations: dict[str, int] = {}
@@ -324,6 +356,34 @@ class JsonfsBackend(SqliteBackend):
     def _drop_index(self) -> None:
         self.files.close()
         shutil.rmtree(self._index_dir, ignore_errors=True)
+
+    def rotate(self, new: Cipher) -> int:
+        """Write every file again under `new` (under the lock; each file atomically, so an
+        interrupted rotation leaves files under either key: keep the old one among
+        `encryption_old_keys` until a rotation has finished). Returns the files written."""
+        done = 0
+        with self.files.locked():
+            paths = [
+                p
+                for p in self.files.root.rglob("*")
+                if p.is_file()
+                and not p.name.startswith(".")
+                and self.files.meta not in p.parents
+                and p.suffix in (".json", ".jsonl")
+            ]
+            for path in paths:
+                data = self.files.read_bytes(path)
+                if data is None:
+                    continue
+                old, self.files.cipher = self.files.cipher, new
+                try:
+                    self.files._written.pop(path, None)
+                    self.files.write_bytes(path, data)
+                finally:
+                    self.files.cipher = old
+                done += 1
+            self.files.cipher = new
+        return done
 
     # ------------------------------------------------------------------ loading
     def _sync(self, conn: Conn) -> None:
@@ -481,9 +541,9 @@ class JsonfsBackend(SqliteBackend):
                 tuple(k.get(c) for c in _KEY_COLS.split(", ")),
             )
         conn.execute("DELETE FROM audit_log")
-        path = self.files.inside("audit_log.jsonl")
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
+        audit = self.files.read_bytes(self.files.inside("audit_log.jsonl"))
+        if audit:
+            for line in audit.decode("utf-8").splitlines():
                 if line.strip():
                     a = json.loads(line)
                     conn.execute(
@@ -529,7 +589,9 @@ class JsonfsBackend(SqliteBackend):
         # Seed 002's shape: user id -> its entry (memvault adds `dir` and `generation`).
         self.files.write(self.files.inside("users_index.json"), users)
         self._generation = self.files.generation() + 1
-        self.files.write_bytes(self.files.meta / "generation", str(self._generation).encode())
+        self.files.write_bytes(
+            self.files.meta / "generation", str(self._generation).encode(), plain=True
+        )
         conn.execute("DELETE FROM temp.mv_dirty")
 
     def _dump_user(self, conn: Conn, user_id: str, folder: Path) -> str | None:

@@ -1,0 +1,103 @@
+"""Encryption at rest for the JSON-file backend's files: AES-256-GCM.
+
+A key is 32 random bytes written as URL-safe base64 (the form `memvault encryption keygen`
+prints, and a Fernet key has). An encrypted file is
+
+    b"MVAE1\\n" + key id (8 bytes: SHA-256 of the key) + nonce (12 bytes) + ciphertext+tag
+
+with the file's path inside the data directory as associated data, so a file copied over
+another one does not decrypt. Files without the header are read as plain JSON (a seed 002
+directory before its first write); every write encrypts. A file under a key memvault was
+not given, or one that was changed, stops the store from opening with a message saying
+which; nothing is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from memvault.errors import ConfigurationError
+
+MAGIC = b"MVAE1\n"
+_ID, _NONCE = 8, 12
+
+
+def new_key() -> str:
+    """A fresh key, as URL-safe base64."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def parse_key(text: str, what: str = "encryption key") -> bytes:
+    try:
+        key = base64.urlsafe_b64decode(text.strip().encode())
+    except (binascii.Error, ValueError):
+        raise ConfigurationError(f"the {what} is not URL-safe base64") from None
+    if len(key) != 32:
+        raise ConfigurationError(f"the {what} must be 32 bytes (base64 of 32 random bytes)")
+    return key
+
+
+def read_key_file(path: str) -> bytes:
+    try:
+        text = Path(path).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read the key file {path}: {exc}") from None
+    return parse_key(text, f"key in {path}")
+
+
+def key_id(key: bytes) -> bytes:
+    return hashlib.sha256(key).digest()[:_ID]
+
+
+class Cipher:
+    """Encrypts with `key`; decrypts with it or any of `old` (during a rotation)."""
+
+    def __init__(self, key: bytes, old: Sequence[bytes] = ()) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._current = (key_id(key), AESGCM(key))
+        self._keys = {key_id(k): AESGCM(k) for k in (*old, key)}
+
+    def encrypt(self, data: bytes, where: str) -> bytes:
+        kid, aead = self._current
+        nonce = os.urandom(_NONCE)
+        return MAGIC + kid + nonce + aead.encrypt(nonce, data, where.encode())
+
+    def decrypt(self, blob: bytes, where: str) -> bytes:
+        return decrypt(blob, where, self)
+
+
+def is_encrypted(blob: bytes) -> bool:
+    return blob.startswith(MAGIC)
+
+
+def decrypt(blob: bytes, where: str, cipher: Cipher | None) -> bytes:
+    """The plain bytes of a file's contents (plain files pass through)."""
+    if not blob.startswith(MAGIC):
+        return blob
+    from cryptography.exceptions import InvalidTag
+
+    head = len(MAGIC)
+    kid = blob[head : head + _ID]
+    if cipher is None:
+        raise ConfigurationError(
+            f"{where} is encrypted: set MEMVAULT_ENCRYPTION_KEY or MEMVAULT_ENCRYPTION_KEY_FILE"
+        )
+    aead = cipher._keys.get(kid)
+    if aead is None:
+        raise ConfigurationError(
+            f"{where} is encrypted with a key memvault was not given (key id {kid.hex()}); "
+            "set it as the key, or among MEMVAULT_ENCRYPTION_OLD_KEYS"
+        )
+    nonce = blob[head + _ID : head + _ID + _NONCE]
+    try:
+        return bytes(aead.decrypt(nonce, blob[head + _ID + _NONCE :], where.encode()))
+    except InvalidTag:
+        raise ConfigurationError(
+            f"{where} does not decrypt with its key: the file was changed or moved"
+        ) from None
