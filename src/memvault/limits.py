@@ -9,6 +9,10 @@ from __future__ import annotations
 MAX_CONTENT_CHARS = 65_536
 """Memory content, message content, summary content (characters)."""
 
+COMPRESS_CONTENT_FROM = 16_384
+"""Memory content longer than this (characters) is stored zstd-compressed; keyword search
+and the search context read its first this-many characters."""
+
 MAX_USER_ID_CHARS = 128
 MAX_USERNAME_CHARS = 256
 MAX_NAMESPACE_CHARS = 128

@@ -105,7 +105,7 @@ def test_purge_and_erase_user(tmp_path: Path) -> None:
 
 def test_db_commands(tmp_path: Path) -> None:
     assert run(tmp_path, "db", "upgrade").returncode == 0
-    assert run(tmp_path, "db", "current").stdout.strip() == "0006"
+    assert run(tmp_path, "db", "current").stdout.strip() == "0007"
     sql = run(tmp_path, "db", "sql", "--dialect", "postgresql").stdout
     assert "CREATE TABLE memories" in sql
 

@@ -47,6 +47,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import zstandard
+
 from memvault import seed_records as seed
 from memvault.config import Settings
 from memvault.crypto import Cipher, decrypt, parse_key, read_key_file
@@ -59,6 +61,8 @@ from memvault.storage.sql.dbapi import Conn
 from memvault.storage.sqlite import SqliteBackend
 
 FORMAT = "memvault-jsonfs"
+ZSTD_MAGIC = b"MVZ1\n"
+COMPRESS_FILE_FROM = 65_536  # bytes: memvault's own files larger than this are compressed
 VERSION = 1
 FACTS_NAMESPACE, PERMANENT_NAMESPACE = "facts", "permanent"
 _PLAIN_DIR = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -82,6 +86,9 @@ _JOB_COLS = (
     "job_id, kind, payload, status, attempts, run_after, lease_token, lease_until, last_error, "
     "result, created_at, updated_at"
 )
+
+
+_COMPRESSED = frozenset({"memories.json", "memory_history.json", "vectors.json", "jobs.json"})
 
 
 def jsonfs_path(url: str) -> Path:
@@ -164,7 +171,10 @@ class Files:
             return None
         except OSError as exc:
             raise UnavailableError(f"cannot read {path}: {exc.strerror}") from exc
-        return decrypt(blob, self._where(path), self.cipher)
+        data = decrypt(blob, self._where(path), self.cipher)
+        if data.startswith(ZSTD_MAGIC):
+            data = zstandard.ZstdDecompressor().decompress(data[len(ZSTD_MAGIC) :])
+        return data
 
     def read(self, path: Path) -> Any:
         """The JSON in `path`, or None when there is no such file."""
@@ -178,10 +188,13 @@ class Files:
                 f"{path} is not valid JSON ({exc}); nothing was changed"
             ) from exc
 
-    def write(self, path: Path, value: Any) -> None:
+    def write(self, path: Path, value: Any, *, compress: bool = False) -> None:
         """Write `value` as JSON: a temp file beside it, fsync, rename, fsync the folder.
-        Skipped when this process last wrote exactly this."""
+        Skipped when this process last wrote exactly this. `compress`: zstd when larger
+        than `COMPRESS_FILE_FROM` (memvault's own files; seed 002's stay plain JSON)."""
         data = json.dumps(value, ensure_ascii=False, indent=1, sort_keys=False).encode()
+        if compress and len(data) > COMPRESS_FILE_FROM:
+            data = ZSTD_MAGIC + zstandard.ZstdCompressor(level=3).compress(data)
         self.write_bytes(path, data)
 
     def write_bytes(self, path: Path, data: bytes, *, plain: bool = False) -> None:
@@ -602,7 +615,7 @@ class JsonfsBackend(SqliteBackend):
         ).fetchone()
 
         def w(name: str, value: Any) -> None:
-            self.files.write(folder / name, value)
+            self.files.write(folder / name, value, compress=name in _COMPRESSED)
 
         w(
             "user_profile.json",

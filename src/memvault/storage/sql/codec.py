@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from datetime import UTC, date, datetime
 from typing import Any
 
+import zstandard
+
+from memvault.limits import COMPRESS_CONTENT_FROM
 from memvault.models import Content, HistoryEntry, Memory, construct, content_text
 
 MEMORY_COLUMNS = (
@@ -38,6 +42,7 @@ MEMORY_COLUMNS = (
     "valid_from",
     "valid_to",
     "superseded_by",
+    "content_z",
 )
 MEMORY_SELECT = ", ".join(f"m.{c}" if c != "key" else 'm."key"' for c in MEMORY_COLUMNS)
 
@@ -103,6 +108,26 @@ def loads_obj(value: str | None) -> dict[str, Any]:
     return out
 
 
+_ZIP = threading.local()
+
+
+def _zip(text: str) -> bytes:
+    """zstd at level 3 (a compressor per thread: they are not thread-safe)."""
+    z = getattr(_ZIP, "c", None)
+    if z is None:
+        z = _ZIP.c = zstandard.ZstdCompressor(level=3)
+    out: bytes = z.compress(text.encode())
+    return out
+
+
+def _unzip(blob: bytes | memoryview) -> str:
+    d = getattr(_ZIP, "d", None)
+    if d is None:
+        d = _ZIP.d = zstandard.ZstdDecompressor()
+    text: str = d.decompress(bytes(blob)).decode()
+    return text
+
+
 def content_hash(content: Content) -> str:
     """Hash of the normalised text: exact-duplicate detection across white space and case."""
     normal = " ".join(content_text(content).split()).casefold()
@@ -136,6 +161,7 @@ def memory_from_row(row: tuple[Any, ...], access: tuple[int, str] | None = None)
         valid_from,
         valid_to,
         superseded_by,
+        content_z,
     ) = row
     if access is not None:
         access_count += access[0]
@@ -148,7 +174,13 @@ def memory_from_row(row: tuple[Any, ...], access: tuple[int, str] | None = None)
             "namespace": namespace,
             "key": key,
             "memory_type": memory_type,
-            "content": content if content_object is None else json.loads(content_object),
+            "content": (
+                json.loads(content_object)
+                if content_object is not None
+                else content
+                if content_z is None
+                else _unzip(content_z)
+            ),
             "metadata": loads_obj(metadata),
             "tags": loads_tags(tags),
             "category": category,
@@ -188,13 +220,19 @@ def _when(text: str) -> datetime:
 def memory_values(m: Memory) -> dict[str, Any]:
     """Column values for an insert or a full-row update."""
     is_obj = isinstance(m.content, dict)
+    text = content_text(m.content)
+    zipped = None
+    if len(text) > COMPRESS_CONTENT_FROM:
+        zipped = _zip(text)
+        text = text[:COMPRESS_CONTENT_FROM]
     return {
+        "content_z": zipped,
         "memory_id": m.memory_id,
         "user_id": m.user_id,
         "namespace": m.namespace,
         "key": m.key,
         "memory_type": m.memory_type,
-        "content": content_text(m.content),
+        "content": text,
         "content_object": dumps(m.content) if is_obj else None,
         "content_hash": content_hash(m.content),
         "metadata": dumps(m.metadata),

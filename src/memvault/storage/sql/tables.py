@@ -78,6 +78,9 @@ memories = Table(
     Column("valid_from", Timestamp),
     Column("valid_to", Timestamp),
     Column("superseded_by", String(40)),
+    # The whole text, zstd-compressed, when it is longer than limits.COMPRESS_CONTENT_FROM
+    # (`content` then holds its beginning; migration 0007).
+    Column("content_z", LargeBinary),
 )
 Index(
     "uq_memories_live_key",
