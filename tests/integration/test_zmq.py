@@ -362,3 +362,27 @@ def test_a_keys_rate_limit_applies_on_zeromq_too(
     assert codes[3] == "RATE_LIMITED"
     assert c.health()["error"]["details"]["retry_after_s"] >= 1
     c.close()
+
+
+def test_remember_and_summaries(server: Running, keys: dict[str, str]) -> None:
+    c = client(server, "alice", keys)
+    r = c.remember([{"role": "user", "content": "I live in Lisbon and I'm vegetarian."}], wait=True)
+    assert r["status"] == "success", r
+    assert r["data"]["jobs"]["done"] == 1
+    assert c.get_summary()["data"] == {"summary": None}
+    s = c.generate_summary()["data"]
+    assert s["content"].startswith("Location: Lives in Lisbon.")
+    assert c.get_summary()["data"]["summary"]["content"] == s["content"]
+    assert c.add_message("user", "My name is Alice.", extract=True)["status"] == "success"
+    jobs = c.remember([{"role": "user", "content": "I play chess."}])["data"]["jobs"]
+    assert sum(jobs.values()) == 3  # the server's worker may have run them already
+    for bad in ([], [{"role": "robot", "content": "x"}], "hello"):
+        assert c.remember(bad)["error"]["code"] == "INVALID_ARGUMENT"  # type: ignore[arg-type]
+    assert c.call("remember", {"messages": [], "wait": "yes"})["error"]["code"] == (
+        "INVALID_ARGUMENT"
+    )
+    assert c.generate_summary(mode="poem")["error"]["code"] == "INVALID_ARGUMENT"
+    bob = client(server, "bob", keys)
+    assert bob.generate_summary()["error"]["code"] == "NOT_FOUND"
+    c.close()
+    bob.close()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -222,11 +223,36 @@ class ExtractOps(SearchOps, PeopleOps):
                 exc.details.setdefault("index", index)
                 raise
             built.append((message, message.role in self.settings.extract_role_set))
-        stored = [await self._store_message(m, extract) for m, extract in built]
+        stored: list[Message] = []
+        queued: list[str] = []
+        for m, extract in built:
+            message, jobs = await self._store_message(m, extract)
+            stored.append(message)
+            queued += [j.job_id for j in jobs]
         if wait:
+            await self._wait_for(uid, queued)
+        return stored
+
+    async def _wait_for(self, uid: str, job_ids: list[str]) -> None:
+        """Run this user's due jobs until those of `job_ids` are settled: done, failed, or
+        waiting for a retry. A job another worker holds is waited for (polling), up to
+        `job_lease_s`."""
+        deadline = time.monotonic() + self.settings.job_lease_s
+        while True:
             while (await self.run_jobs(user_id=uid)).claimed:
                 pass
-        return stored
+            now = self.clock.now()
+            busy = False
+            for job_id in job_ids:
+                job = await self.backend.get_job(job_id)
+                if job is not None and (
+                    job.status == "running" or (job.status == "pending" and job.run_after <= now)
+                ):
+                    busy = True
+                    break
+            if not busy or time.monotonic() > deadline:
+                return
+            await self.offload.run(time.sleep, 0.02)
 
     # ------------------------------------------------------------------ jobs
     async def run_jobs(

@@ -152,7 +152,8 @@ class PeopleOps(MemoryOps):
         if extract is not None and not isinstance(extract, bool):
             raise InvalidArgumentError("extract must be true, false or null", {"field": "extract"})
         message = self._new_message(user_id, role, content, session_id, metadata)
-        return await self._store_message(message, extract)
+        stored, _ = await self._store_message(message, extract)
+        return stored
 
     def _new_message(
         self,
@@ -181,7 +182,9 @@ class PeopleOps(MemoryOps):
             created_at=self.clock.now(),
         )
 
-    async def _store_message(self, message: Message, extract: bool | None) -> Message:
+    async def _store_message(
+        self, message: Message, extract: bool | None
+    ) -> tuple[Message, list[Job]]:
         uid, role, now = message.user_id, message.role, message.created_at
         user = await self.backend.get_user(uid)
         tz = None if user is None else user.timezone
@@ -206,7 +209,7 @@ class PeopleOps(MemoryOps):
         stored = await self.backend.add_message(message, self.settings.max_messages, count, jobs)
         if jobs:
             self._jobs_queued()
-        return stored
+        return stored, jobs
 
     # Hooks the extraction layer (`service.extraction.ExtractOps`) fills in.
     async def _extraction_jobs(self, message: Message, extract: bool | None) -> list[Job]:

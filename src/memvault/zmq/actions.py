@@ -31,6 +31,8 @@ WRITES = frozenset(
         "update_memory",
         "delete_memory",
         "add_message",
+        "remember",
+        "generate_summary",
     }
 )
 
@@ -247,8 +249,41 @@ async def add_message(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
         p.get("content"),  # type: ignore[arg-type]
         session_id=_opt_str(p, "session_id"),
         metadata=_dict(p, "metadata"),
+        extract=p.get("extract"),
     )
     return msg.model_dump(mode="json")
+
+
+@action("remember")
+async def remember(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
+    """Messages added and queued for memory extraction (`wait`: extracted first)."""
+    uid = _user(ctx, who, p)
+    wait = p.get("wait", False)
+    if not isinstance(wait, bool):
+        raise InvalidArgumentError("payload.wait must be true or false", {"field": "wait"})
+    stored = await ctx.vault.remember(
+        uid,
+        p.get("messages"),  # type: ignore[arg-type]  # checked by the service
+        session_id=_opt_str(p, "session_id"),
+        wait=wait,
+    )
+    return {
+        "messages": [m.model_dump(mode="json") for m in stored],
+        "jobs": await ctx.vault.job_counts(uid),
+    }
+
+
+@action("generate_summary")
+async def generate_summary(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
+    """Build and store the user's summary from their facts and recent messages."""
+    summary = await ctx.vault.generate_summary(_user(ctx, who, p), mode=_opt_str(p, "mode"))
+    return summary.model_dump(mode="json")
+
+
+@action("get_summary")
+async def get_summary(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
+    summary = await ctx.vault.get_summary(_user(ctx, who, p))
+    return {"summary": None if summary is None else summary.model_dump(mode="json")}
 
 
 @action("get_history")

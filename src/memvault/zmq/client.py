@@ -40,6 +40,7 @@ READS = frozenset(
         "list_memories",
         "get_history",
         "get_context",
+        "get_summary",
         "health",
         "stats",
     }
@@ -223,6 +224,7 @@ class _Calls(abc.ABC):
         *,
         session_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        extract: bool | None = None,
         idempotency_key: str | None = None,
     ) -> Any:
         payload = self._p(
@@ -230,8 +232,27 @@ class _Calls(abc.ABC):
             content=content,
             session_id=session_id or self.session_id,
             metadata=metadata,
+            extract=extract,
         )
         return self._call("add_message", payload, idempotency_key=idempotency_key)
+
+    def remember(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        wait: bool = False,
+        session_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Add messages and queue them for memory extraction (docs/extraction.md)."""
+        payload = self._p(messages=messages, wait=wait, session_id=session_id or self.session_id)
+        return self._call("remember", payload, idempotency_key=idempotency_key)
+
+    def generate_summary(self, *, mode: str | None = None) -> Any:
+        return self._call("generate_summary", self._p(mode=mode))
+
+    def get_summary(self) -> Any:
+        return self._call("get_summary", self._p())
 
     def get_history(self, *, limit: int | None = None, session_id: str | None = None) -> Any:
         return self._call("get_history", self._p(limit=limit, session_id=session_id))
