@@ -307,3 +307,15 @@ def test_encryption_cli(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     r = run("list", "alice", "--json", MEMVAULT_ENCRYPTION_KEY_FILE=str(new_file))
     assert [m["content"] for m in json.loads(r.stdout)["items"]] == ["likes tea"]
+
+
+def test_migrate_points_json_files_to_export_and_import(tmp_path: Path) -> None:
+    from memvault.service import admin
+
+    s = _settings(tmp_path / "data")
+    for src, dst in (
+        (f"sqlite:///{tmp_path / 'a.db'}", f"jsonfs://{tmp_path / 'j'}"),
+        (f"jsonfs://{tmp_path / 'j'}", f"sqlite:///{tmp_path / 'b.db'}"),
+    ):
+        with pytest.raises(InvalidArgumentError, match="export"):
+            admin.transfer_store(s, src, dst)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from memvault.config import Settings
 from memvault.errors import InvalidArgumentError, UnavailableError
 from memvault.storage import migrate
-from memvault.storage.registry import open_backend
+from memvault.storage.registry import open_backend, scheme_of
 from memvault.storage.runner import drive
 from memvault.storage.sql.backend import SqlBackend
 from memvault.storage.sqlite import prepare_database, sqlite_path
@@ -60,6 +60,11 @@ def transfer_store(
     two SQL backends), then verify counts and checksums (storage/transfer.py)."""
     if source_url == target_url:
         raise InvalidArgumentError("--from and --to name the same store")
+    if "jsonfs" in (scheme_of(source_url), scheme_of(target_url)):
+        raise InvalidArgumentError(
+            "migrate copies between SQLite and PostgreSQL; to or from JSON files, use "
+            "`memvault export` and `memvault import`"
+        )
     source = open_backend(source_url, settings, threaded=False)
     try:
         target = open_backend(target_url, settings, threaded=False)
