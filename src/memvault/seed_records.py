@@ -362,3 +362,15 @@ def elysia_metrics(user_id: str, data: dict[str, Any]) -> Metrics:
             "last_active_date": day,
         },
     )
+
+
+def record_list(data: Any, *names: str) -> list[Any]:
+    """A file's list of records, whether the file holds the list or an object around it
+    (`{"messages": [...]}`)."""
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        for name in names:
+            if isinstance(data.get(name), list):
+                return list(data[name])
+    return []

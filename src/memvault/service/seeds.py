@@ -215,17 +215,6 @@ def _load(path: Path, report: SeedReport, name: str) -> Any:
         return None
 
 
-def _items(data: Any, *names: str) -> list[Any]:
-    """A list of records, whether the file holds the list or an object around it."""
-    if isinstance(data, list):
-        return data
-    if isinstance(data, dict):
-        for name in names:
-            if isinstance(data.get(name), list):
-                return list(data[name])
-    return []
-
-
 def _read_elysia(root: Path, report: SeedReport, now: datetime) -> Restore:
     if not root.is_dir():
         raise InvalidArgumentError(f"{root} is not a directory")
@@ -319,7 +308,9 @@ def _elysia_user(
     path = folder / "conversation_history.json"
     if path.exists():
         for i, item in enumerate(
-            _items(_load(path, report, "conversation_history.json"), "messages", "history")
+            records.record_list(
+                _load(path, report, "conversation_history.json"), "messages", "history"
+            )
         ):
             report.saw("conversation_history.json")
             try:
@@ -330,7 +321,9 @@ def _elysia_user(
     path = folder / "user_facts.json"
     if path.exists():
         data = _load(path, report, "user_facts.json")
-        facts: list[tuple[Any, str | None]] = [(f, None) for f in _items(data, "facts")]
+        facts: list[tuple[Any, str | None]] = [
+            (f, None) for f in records.record_list(data, "facts")
+        ]
         if isinstance(data, dict) and not facts:  # {category: [facts]}
             facts = [
                 (f, str(cat))
@@ -348,7 +341,7 @@ def _elysia_user(
     path = folder / "permanent_memories.json"
     if path.exists():
         for i, item in enumerate(
-            _items(_load(path, report, "permanent_memories.json"), "memories")
+            records.record_list(_load(path, report, "permanent_memories.json"), "memories")
         ):
             report.saw("permanent_memories.json")
             try:

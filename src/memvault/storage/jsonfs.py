@@ -42,7 +42,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -339,20 +339,10 @@ class JsonfsBackend(SqliteBackend):
             self._sync(conn)
             conn.execute("DELETE FROM temp.mv_dirty")
 
-    @contextlib.asynccontextmanager
-    async def exclusive(self, name: str) -> AsyncIterator[None]:
-        fd = os.open(self.files.meta / f"{name}.lock", os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ConflictError(f"another {name} is running on this store") from None
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+    def _lock_path(self, name: str) -> str:
+        """Maintenance locks (`exclusive`) live in the data directory, not beside the
+        private index: every process sees them."""
+        return str(self.files.meta / f"{name}.lock")
 
     async def close(self) -> None:
         try:
@@ -446,27 +436,29 @@ class JsonfsBackend(SqliteBackend):
             profile = {"user_id": user_id, "username": info.get("username")}
         batch = Restore(users=[_user_from(user_id, profile, now)])
         memories: list[Memory] = []
-        for i, item in enumerate(_list(read("user_facts.json"), "facts")):
+        for i, item in enumerate(seed.record_list(read("user_facts.json"), "facts")):
             if isinstance(item, dict) and "memory_id" in item:
                 memories.append(_memory_from(item))
             else:
                 with contextlib.suppress(seed.SkipRow):
                     memories.append(seed.elysia_fact(user_id, i, item, None, now))
-        for i, item in enumerate(_list(read("permanent_memories.json"), "memories")):
+        for i, item in enumerate(seed.record_list(read("permanent_memories.json"), "memories")):
             if isinstance(item, dict) and "memory_id" in item:
                 memories.append(_memory_from(item))
             else:
                 with contextlib.suppress(seed.SkipRow):
                     memories.append(seed.elysia_permanent(user_id, i, item, now))
-        memories += [_memory_from(m) for m in _list(read("memories.json"))]
+        memories += [_memory_from(m) for m in seed.record_list(read("memories.json"))]
         memories.sort(key=lambda m: (m.created_at, m.memory_id))
         batch.memories = memories
-        for h in _list(read("memory_history.json")):
+        for h in seed.record_list(read("memory_history.json")):
             entry = HistoryEntry.model_validate(
                 {"history_id": 1, **h, "snapshot": h.get("snapshot") or {}}
             )
             batch.history.append((user_id, entry))
-        for i, item in enumerate(_list(read("conversation_history.json"), "messages", "history")):
+        for i, item in enumerate(
+            seed.record_list(read("conversation_history.json"), "messages", "history")
+        ):
             if isinstance(item, dict) and "message_id" in item:
                 batch.messages.append(
                     Message.model_validate({**_message_fields(item), "user_id": user_id})
@@ -474,7 +466,9 @@ class JsonfsBackend(SqliteBackend):
             else:
                 with contextlib.suppress(seed.SkipRow):
                     batch.messages.append(seed.elysia_message(user_id, i, item, now))
-        batch.sessions = [Session.model_validate(s) for s in _list(read("sessions.json"))]
+        batch.sessions = [
+            Session.model_validate(s) for s in seed.record_list(read("sessions.json"))
+        ]
         summary = read("summary.json")
         if isinstance(summary, dict):
             batch.summaries.append(Summary.model_validate(summary))
@@ -499,7 +493,7 @@ class JsonfsBackend(SqliteBackend):
                         "INSERT INTO memory_vectors (memory_pk, user_id, vector) VALUES (?, ?, ?)",
                         (pks[memory_id], user_id, base64.b64decode(blob)),
                     )
-        for j in _list(read("jobs.json")):
+        for j in seed.record_list(read("jobs.json")):
             conn.execute(
                 f"INSERT INTO jobs (user_id, {_JOB_COLS}) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -820,16 +814,6 @@ def _index_users(index: Any) -> dict[str, Any]:
                 out[str(item)] = {}
         return out
     return {}
-
-
-def _list(data: Any, *names: str) -> list[Any]:
-    if isinstance(data, list):
-        return data
-    if isinstance(data, dict):
-        for name in names:
-            if isinstance(data.get(name), list):
-                return list(data[name])
-    return []
 
 
 _MEMORY_FIELDS = frozenset(Memory.model_fields)

@@ -129,11 +129,14 @@ class SqliteBackend(SqlBackend, ChangeStore):
     def _hook_vectors_dropped(self) -> None:
         self.vectors.drop()
 
+    def _lock_path(self, name: str) -> str:
+        return f"{self.path}.{name}.lock"
+
     @contextlib.asynccontextmanager
     async def exclusive(self, name: str) -> AsyncIterator[None]:
         """A lock file beside the database (`<file>.<name>.lock`), held with flock (a few
         microseconds on a local file: no thread hop)."""
-        fd = os.open(f"{self.path}.{name}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        fd = os.open(self._lock_path(name), os.O_CREAT | os.O_RDWR, 0o644)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
