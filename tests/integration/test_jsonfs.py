@@ -195,6 +195,14 @@ def test_kill_9_mid_write_leaves_whole_files(tmp_path: Path) -> None:
         kept = {m.message_id for m in v.get_message_history("crash", limit=10_000)}
         assert set(acked) <= kept
     assert not list(root.rglob(".*.tmp"))  # stale temp files were cleared at open
+    import tempfile
+
+    dead = [
+        p
+        for p in Path(tempfile.gettempdir()).glob("memvault-jsonfs-*-*")
+        if not Path(f"/proc/{p.name.split('-')[2]}").exists()
+    ]
+    assert dead == []  # the killed writers' private indexes were removed
 
 
 def test_seed_002s_own_calls_on_its_data_directory(tmp_path: Path) -> None:

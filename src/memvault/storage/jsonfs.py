@@ -251,6 +251,23 @@ class Files:
             os.close(self._lock_fd)
 
 
+_INDEX_PREFIX = "memvault-jsonfs-"
+
+
+def _clear_dead_indexes() -> None:
+    """Remove the private indexes of processes that died without closing (kill -9)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_INDEX_PREFIX}*-*"):
+        pid_text = path.name[len(_INDEX_PREFIX) :].split("-", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            continue  # another user's live process
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -266,7 +283,8 @@ class JsonfsBackend(SqliteBackend):
 
     def __init__(self, root: Path, settings: Settings, *, threaded: bool) -> None:
         self.files = Files(root, cipher_for(settings))
-        self._index_dir = Path(tempfile.mkdtemp(prefix="memvault-jsonfs-"))
+        _clear_dead_indexes()
+        self._index_dir = Path(tempfile.mkdtemp(prefix=f"{_INDEX_PREFIX}{os.getpid()}-"))
         self._generation = -1
         self._user_generations: dict[str, int] = {}
         super().__init__(self._index_dir / "index.db", settings, threaded=threaded)
