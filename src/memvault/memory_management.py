@@ -22,6 +22,7 @@ from typing import Any
 from memvault.client import MemVault
 from memvault.config import Settings, load_settings
 from memvault.models import Memory, Message, Metrics, User
+from memvault.seed_records import is_seed002_dir
 
 
 class MemoryStore(ABC):
@@ -219,10 +220,7 @@ def settings_for(config: dict[str, Any] | None = None) -> Settings:
     if "database_url" in settings.model_fields_set:
         return settings
     data = settings.data_dir
-    seed_files = (data / "users_index.json").exists() or any(
-        (p / "user_profile.json").exists() for p in data.glob("*") if p.is_dir()
-    )
-    if seed_files and not (data / "memvault.db").exists():
+    if is_seed002_dir(data) and not (data / "memvault.db").exists():
         return settings.model_copy(update={"database_url": f"jsonfs://{data.resolve()}"})
     return settings
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 from memvault import ids, limits
@@ -374,3 +375,48 @@ def record_list(data: Any, *names: str) -> list[Any]:
             if isinstance(data.get(name), list):
                 return list(data[name])
     return []
+
+
+SEED002_FILES = (
+    "user_profile.json",
+    "conversation_history.json",
+    "user_facts.json",
+    "interaction_metrics.json",
+    "permanent_memories.json",
+)
+"""The files of one user's folder in seed 002's layout."""
+
+
+def seed002_user_folders(root: Path) -> list[Path]:
+    """The user folders of a seed 002 data directory: visible folders holding any of
+    `SEED002_FILES`, in name order."""
+    if not root.is_dir():
+        return []
+    return sorted(
+        p
+        for p in root.iterdir()
+        if p.is_dir()
+        and not p.name.startswith(".")
+        and any((p / f).exists() for f in SEED002_FILES)
+    )
+
+
+def is_seed002_dir(root: Path) -> bool:
+    """True when `root` holds seed 002's files (an index or a user folder)."""
+    return (root / "users_index.json").exists() or bool(seed002_user_folders(root))
+
+
+def index_entries(data: Any) -> dict[str, dict[str, Any]]:
+    """`users_index.json` as user id -> entry, whichever shape wrote it: a mapping, the
+    mapping under `users`, or a list of ids or of entries with `user_id`."""
+    entries = data.get("users", data) if isinstance(data, dict) else data
+    if isinstance(entries, dict):
+        return {str(k): (v if isinstance(v, dict) else {}) for k, v in entries.items()}
+    out: dict[str, dict[str, Any]] = {}
+    if isinstance(entries, list):
+        for item in entries:
+            if isinstance(item, dict) and "user_id" in item:
+                out[str(item["user_id"])] = item
+            elif isinstance(item, str | int) and not isinstance(item, bool):
+                out[str(item)] = {}
+    return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,8 +46,28 @@ def _all_json_whole(root: Path) -> int:
     return n
 
 
+def _seed_dir(root: Path) -> Path:
+    """Seed 002's directory of the import tests, without its deliberately broken user."""
+    data = _elysia_dir(root)
+    shutil.rmtree(data / "user456")
+    return data
+
+
+def test_a_broken_seed_file_stops_the_open_and_changes_nothing(tmp_path: Path) -> None:
+    from memvault.errors import UnavailableError
+
+    data = _elysia_dir(tmp_path / "data")  # user456/user_facts.json is not JSON
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    with pytest.raises(UnavailableError, match=r"user456/user_facts\.json is not valid JSON"):
+        MemVault(_settings(data))
+    after = {
+        p: p.read_bytes() for p in data.rglob("*") if p.is_file() and ".memvault" not in p.parts
+    }
+    assert after == before
+
+
 def test_a_seed_002_directory_opens_as_it_is_and_keeps_its_shape(tmp_path: Path) -> None:
-    data = _elysia_dir(tmp_path / "data")
+    data = _seed_dir(tmp_path / "data")
     before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
     with MemVault(_settings(data)) as v:
         assert v.get_user("user123").username == "JohnDoe"
@@ -209,7 +230,7 @@ def test_seed_002s_own_calls_on_its_data_directory(tmp_path: Path) -> None:
     """`initialize({"DATA_DIR": ...})` on a directory of seed 002's files works in place."""
     from memvault import memory_management
 
-    data = _elysia_dir(tmp_path / "data")
+    data = _seed_dir(tmp_path / "data")
     memory_management.initialize({"DATA_DIR": str(data), "MEMVAULT_JOB_WORKER": "false"})
     try:
         memory = memory_management.get_memory_store()
@@ -327,3 +348,16 @@ def test_migrate_points_json_files_to_export_and_import(tmp_path: Path) -> None:
     ):
         with pytest.raises(InvalidArgumentError, match="export"):
             admin.transfer_store(s, src, dst)
+
+
+def test_seed_users_stay_when_another_process_writes_first(tmp_path: Path) -> None:
+    """A process that opened a seed 002 directory keeps its users after another one writes
+    (the index the writer saves lists the folders it found too)."""
+    data = _seed_dir(tmp_path / "data")
+    (data / "users_index.json").unlink()  # the user folders alone say who is there
+    with MemVault(_settings(data)) as reader, MemVault(_settings(data)) as writer:
+        writer.add("someone-else", "a note")
+        assert reader.get_user("user123").username == "JohnDoe"
+        assert len(reader.get_user_facts("user123")) == 2
+    index = json.loads((data / "users_index.json").read_text())
+    assert {"user123", "someone-else"} <= set(index)

@@ -197,13 +197,6 @@ def _read_sql(url: str, report: SeedReport) -> Restore:
 
 
 # ----------------------------------------------------------------------------- seed 002
-SEED002_FILES = (
-    "user_profile.json",
-    "conversation_history.json",
-    "user_facts.json",
-    "interaction_metrics.json",
-    "permanent_memories.json",
-)
 
 
 def _load(path: Path, report: SeedReport, name: str) -> Any:
@@ -218,9 +211,7 @@ def _load(path: Path, report: SeedReport, name: str) -> Any:
 def _read_elysia(root: Path, report: SeedReport, now: datetime) -> Restore:
     if not root.is_dir():
         raise InvalidArgumentError(f"{root} is not a directory")
-    folders = sorted(
-        p for p in root.iterdir() if p.is_dir() and any((p / f).exists() for f in SEED002_FILES)
-    )
+    folders = records.seed002_user_folders(root)
     index_path = root / "users_index.json"
     if not folders and not index_path.exists():
         raise InvalidArgumentError(
@@ -229,16 +220,8 @@ def _read_elysia(root: Path, report: SeedReport, now: datetime) -> Restore:
     names: dict[str, Any] = {}
     if index_path.exists():
         index = _load(index_path, report, "users_index.json")
-        entries = index.get("users", index) if isinstance(index, dict) else index
-        if isinstance(entries, dict):
-            for uid, info in entries.items():
-                names[str(uid)] = info.get("username") if isinstance(info, dict) else None
-        elif isinstance(entries, list):
-            for info in entries:
-                if isinstance(info, dict) and "user_id" in info:
-                    names[str(info["user_id"])] = info.get("username")
-                elif isinstance(info, str | int):
-                    names[str(info)] = None
+        for uid, info in records.index_entries(index).items():
+            names[uid] = info.get("username")
     batch = Restore()
     for folder in folders:
         try:

@@ -41,7 +41,6 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,7 +136,6 @@ class Files:
         self.meta = self.root / ".memvault"
         self.meta.mkdir(exist_ok=True)
         self._lock_fd = os.open(self.meta / "lock", os.O_CREAT | os.O_RDWR, 0o600)
-        self._held = threading.local()
         self._written: dict[Path, str] = {}  # path -> digest of what this process wrote
 
     def inside(self, *parts: str) -> Path:
@@ -148,17 +146,13 @@ class Files:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """The store's write lock, across processes (re-entrant within a thread)."""
-        depth = getattr(self._held, "depth", 0)
-        if depth == 0:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        self._held.depth = depth + 1
+        """The store's write lock, across processes (within one, the writer connection's
+        lock already lets one thread at a time in)."""
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            self._held.depth -= 1
-            if self._held.depth == 0:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _where(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -197,12 +191,17 @@ class Files:
             data = ZSTD_MAGIC + zstandard.ZstdCompressor(level=3).compress(data)
         self.write_bytes(path, data)
 
-    def write_bytes(self, path: Path, data: bytes, *, plain: bool = False) -> None:
+    def write_bytes(
+        self, path: Path, data: bytes, *, plain: bool = False, cipher: Cipher | None = None
+    ) -> None:
+        """`cipher`: encrypt with this one instead of the store's (a key rotation, which
+        also writes a file whatever this process wrote last)."""
         digest = hashlib.sha256(data).hexdigest()
-        if self._written.get(path) == digest and path.exists():
+        if cipher is None and self._written.get(path) == digest and path.exists():
             return
-        if self.cipher is not None and not plain:
-            data = self.cipher.encrypt(data, self._where(path))
+        use = cipher or self.cipher
+        if use is not None and not plain:
+            data = use.encrypt(data, self._where(path))
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
@@ -286,7 +285,9 @@ class JsonfsBackend(SqliteBackend):
         _clear_dead_indexes()
         self._index_dir = Path(tempfile.mkdtemp(prefix=f"{_INDEX_PREFIX}{os.getpid()}-"))
         self._generation = -1
-        self._user_generations: dict[str, int] = {}
+        # users_index.json as this process last read or wrote it: user id -> entry
+        # (`dir`, `generation`: the version of the user's files the index holds).
+        self._users: dict[str, dict[str, Any]] = {}
         super().__init__(self._index_dir / "index.db", settings, threaded=threaded)
         self.sqlite: SqliteConnections = self.db  # type: ignore[assignment]
         self._install_dirty_triggers()
@@ -320,25 +321,21 @@ class JsonfsBackend(SqliteBackend):
                     "WHERE NOT EXISTS (SELECT 1 FROM mv_dirty WHERE k = 'g'); END"
                 )
 
-    async def _write(self, fn: Callable[[Any], Any]) -> Any:
-        def run(conn: Conn) -> Any:
-            with self.files.locked():
-                self._sync(conn)
-                conn.execute("DELETE FROM temp.mv_dirty")
-                result = fn(conn)
-                if self.access.due():
-                    SqliteBackend._flush_access(self, conn)
-                self._persist(conn)
-                return result
-
-        return await self.runner.write(self.db.write, run)
-
-    def _flush_access(self, conn: Conn) -> None:
+    def _in_files(self, conn: Conn, fn: Callable[[Conn], Any]) -> Any:
+        """Run `fn` in the writer's transaction under the store's lock: the index first
+        catches up with the files, then the files of what `fn` changed are written."""
         with self.files.locked():
             self._sync(conn)
             conn.execute("DELETE FROM temp.mv_dirty")
-            SqliteBackend._flush_access(self, conn)
+            result = fn(conn)
             self._persist(conn)
+            return result
+
+    async def _write(self, fn: Callable[[Any], Any]) -> Any:
+        return await super()._write(lambda conn: self._in_files(conn, fn))
+
+    def _flush_access(self, conn: Conn) -> None:
+        self._in_files(conn, super()._flush_access)
 
     async def _read(self, fn: Callable[[Any], Any]) -> Any:
         await self._catch_up()
@@ -353,9 +350,7 @@ class JsonfsBackend(SqliteBackend):
             await self.runner.write(self.db.write, self._sync_now)
 
     def _sync_now(self, conn: Conn) -> None:
-        with self.files.locked():
-            self._sync(conn)
-            conn.execute("DELETE FROM temp.mv_dirty")
+        self._in_files(conn, lambda _: None)
 
     def _lock_path(self, name: str) -> str:
         """Maintenance locks (`exclusive`) live in the data directory, not beside the
@@ -396,12 +391,7 @@ class JsonfsBackend(SqliteBackend):
                 data = self.files.read_bytes(path)
                 if data is None:
                     continue
-                old, self.files.cipher = self.files.cipher, new
-                try:
-                    self.files._written.pop(path, None)
-                    self.files.write_bytes(path, data)
-                finally:
-                    self.files.cipher = old
+                self.files.write_bytes(path, data, cipher=new)
                 done += 1
             self.files.cipher = new
         return done
@@ -412,32 +402,28 @@ class JsonfsBackend(SqliteBackend):
         generation = self.files.generation()
         if generation == self._generation:
             return
-        index = self.files.read(self.files.inside("users_index.json")) or {}
-        listed = _index_users(index)
+        listed = seed.index_entries(self.files.read(self.files.inside("users_index.json")))
         if self._generation == -1:  # first look: seed 002 folders the index does not list
             for user_id, folder in self._seed_folders():
                 listed.setdefault(user_id, {"dir": folder, "generation": 0})
         for user_id, info in listed.items():
-            gen = int(info.get("generation", 0)) if isinstance(info, dict) else 0
-            if self._user_generations.get(user_id) != gen or user_id not in self._user_generations:
-                self._load_user(conn, user_id, info if isinstance(info, dict) else {})
-                self._user_generations[user_id] = gen
-        for user_id in list(self._user_generations):
-            if user_id not in listed:
-                _delete_user_rows(conn, user_id)
-                del self._user_generations[user_id]
-                self.vectors.drop(user_id)
+            held = self._users.get(user_id)
+            if held is None or held.get("generation") != info.get("generation", 0):
+                self._load_user(conn, user_id, info)
+        for user_id in self._users.keys() - listed.keys():
+            _delete_user_rows(conn, user_id)
+            self.vectors.drop(user_id)
+        self._users = listed
         self._load_globals(conn)
         self._generation = generation
 
     def _seed_folders(self) -> list[tuple[str, str]]:
         """(user id, folder) of the seed 002 user folders in the data directory."""
         out = []
-        for p in sorted(self.files.root.iterdir()):
-            if p.is_dir() and not p.name.startswith(".") and (p / "user_profile.json").exists():
-                profile = self.files.read(p / "user_profile.json")
-                uid = profile.get("user_id") if isinstance(profile, dict) else None
-                out.append((str(uid) if uid is not None else p.name, p.name))
+        for p in seed.seed002_user_folders(self.files.root):
+            profile = self.files.read(p / "user_profile.json")
+            uid = profile.get("user_id") if isinstance(profile, dict) else None
+            out.append((str(uid) if uid is not None else p.name, p.name))
         return out
 
     def _load_user(self, conn: Conn, user_id: str, info: dict[str, Any]) -> None:
@@ -590,8 +576,7 @@ class JsonfsBackend(SqliteBackend):
         dirty = [k for (k,) in conn.execute("SELECT DISTINCT k FROM temp.mv_dirty").fetchall()]
         if not dirty:
             return
-        index = self.files.read(self.files.inside("users_index.json")) or {}
-        users = _index_users(index)
+        users = self._users  # current: `_sync` ran under this lock
         for key in dirty:
             if not key.startswith("u:"):
                 continue
@@ -602,13 +587,11 @@ class JsonfsBackend(SqliteBackend):
             if exists is None:
                 self.files.remove_dir(folder)
                 users.pop(user_id, None)
-                self._user_generations.pop(user_id, None)
                 continue
             username = self._dump_user(conn, user_id, folder)
             entry = users.get(user_id) or {}
             gen = int(entry.get("generation", 0)) + 1
             users[user_id] = {**entry, "username": username, "dir": folder_name, "generation": gen}
-            self._user_generations[user_id] = gen
         if "g" in dirty:
             self._dump_globals(conn)
         # Seed 002's shape: user id -> its entry (memvault adds `dir` and `generation`).
@@ -818,22 +801,6 @@ class JsonfsBackend(SqliteBackend):
         )
 
 
-def _index_users(index: Any) -> dict[str, Any]:
-    """users_index.json as {user_id: info}; seed 002 wrote a plain mapping or a list."""
-    entries = index.get("users", index) if isinstance(index, dict) else index
-    if isinstance(entries, dict):
-        return {str(k): (v if isinstance(v, dict) else {}) for k, v in entries.items()}
-    if isinstance(entries, list):
-        out: dict[str, Any] = {}
-        for item in entries:
-            if isinstance(item, dict) and "user_id" in item:
-                out[str(item["user_id"])] = item
-            elif isinstance(item, str | int):
-                out[str(item)] = {}
-        return out
-    return {}
-
-
 _MEMORY_FIELDS = frozenset(Memory.model_fields)
 _MESSAGE_FIELDS = frozenset(Message.model_fields)
 
@@ -859,22 +826,23 @@ def _user_from(user_id: str, profile: dict[str, Any], now: datetime) -> User:
             if k not in ("user_id", "username", "created_at", "updated_at", "timezone")
         }
     )
-    created = profile.get("created_at") or now.isoformat()
+    def when(value: Any) -> datetime | None:
+        try:
+            return seed.parse_time(value)
+        except seed.SkipRow:  # a seed profile's unreadable time: the user stays
+            return None
+
+    created = when(profile.get("created_at")) or now
     return User.model_validate(
         {
             "user_id": user_id,
             "username": profile.get("username"),
             "profile": extra,
             "timezone": profile.get("timezone"),
-            "created_at": _aware(created),
-            "updated_at": _aware(profile.get("updated_at") or created),
+            "created_at": created,
+            "updated_at": when(profile.get("updated_at")) or created,
         }
     )
-
-
-def _aware(value: str) -> datetime:
-    when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _delete_user_rows(conn: Conn, user_id: str) -> None:
