@@ -20,6 +20,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from memvault.errors import ConfigurationError
 
@@ -71,6 +72,10 @@ class Cipher:
     def decrypt(self, blob: bytes, where: str) -> bytes:
         return decrypt(blob, where, self)
 
+    def aead_for(self, kid: bytes) -> Any:
+        """The AES-GCM of the key with this id, or None."""
+        return self._keys.get(kid)
+
 
 def is_encrypted(blob: bytes) -> bool:
     return blob.startswith(MAGIC)
@@ -88,7 +93,7 @@ def decrypt(blob: bytes, where: str, cipher: Cipher | None) -> bytes:
         raise ConfigurationError(
             f"{where} is encrypted: set MEMVAULT_ENCRYPTION_KEY or MEMVAULT_ENCRYPTION_KEY_FILE"
         )
-    aead = cipher._keys.get(kid)
+    aead = cipher.aead_for(kid)
     if aead is None:
         raise ConfigurationError(
             f"{where} is encrypted with a key memvault was not given (key id {kid.hex()}); "

@@ -600,7 +600,6 @@ class Session(Record):
     ended_at: datetime | None = None
 
 
-JOB_KINDS = ("extract", "summary")
 JOB_STATUSES = ("pending", "running", "done", "failed")
 
 

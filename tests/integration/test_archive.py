@@ -174,6 +174,9 @@ def test_records_are_checked_like_writes(archive: list[str], settings: Settings)
         {"namespace": "../etc"},
         {"created_at": "2026-01-01T00:00:00"},  # no offset
         {"tags": ["ok", 3]},
+        {"session_id": "s" * 500},
+        {"category": "bad\ncategory"},
+        {"valid_from": "2026-02-01T00:00:00Z", "valid_to": "2026-01-01T00:00:00Z"},
     ):
         bad = {"kind": "memory", "record": {**memory["record"], **change}}
         with MemVault(settings) as v, pytest.raises(InvalidArgumentError) as err:

@@ -74,6 +74,7 @@ MISSES = [
     "My friend lives in Paris.",  # someone else
     "I don't like it.",  # a pronoun: nothing to remember
     "I love you.",
+    "I love that movie.",  # "that": something said before, not a fact on its own
     "I'm a bit tired today.",  # not an occupation
     "I'm 5 minutes away.",  # not an age
     "What's the weather like?",

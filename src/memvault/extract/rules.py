@@ -294,7 +294,6 @@ class _Rule:
 
 def _clean(x: str) -> str | None:
     x = " ".join(x.split()).strip(" '\"-")
-    x = re.sub(r"^(?:that|to be)\s+", "", x, flags=re.I) if x.lower().startswith("that ") else x
     if not x or len(x) > MAX_OBJECT_CHARS:
         return None
     if x.lower() in _PRONOUNS or x.split()[0].lower() in ("it", "that", "this", "you", "them"):

@@ -209,6 +209,20 @@ def _id(line: int, value: str, prefix: str) -> None:
         raise _bad(line, f"{value!r} is not a {prefix}_ id")
 
 
+_ID_LIMITS = {
+    "category": limits.MAX_CATEGORY_CHARS,
+    "session_id": limits.MAX_AGENT_ID_CHARS,
+    "agent_id": limits.MAX_AGENT_ID_CHARS,
+}
+
+
+def _ids_of(line: int, **values: str | None) -> None:
+    """Optional identifiers checked as a write checks them."""
+    for name, value in values.items():
+        if value is not None:
+            _check(line, check_identifier, value, name, _ID_LIMITS[name])
+
+
 def _owner(line: int, owner: str, header: dict[str, Any], only: str | None) -> None:
     _check(line, check_identifier, owner, "user_id", limits.MAX_USER_ID_CHARS)
     if only is not None and owner != only:
@@ -242,8 +256,11 @@ def _add(
         _check(line, check_memory_type, m.memory_type)
         _check(line, check_json, m.metadata, "metadata")
         _check(line, check_tags, m.tags)
+        _ids_of(line, category=m.category, session_id=m.session_id, agent_id=m.agent_id)
         if m.version < 1 or m.access_count < 0:
             raise _bad(line, "version must be at least 1 and access_count not negative")
+        if m.valid_from is not None and m.valid_to is not None and m.valid_from >= m.valid_to:
+            raise _bad(line, "valid_from must be before valid_to")
         batch.memories.append(m)
     elif kind == "history":
         owner = record.get("user_id", header.get("user_id"))
@@ -264,12 +281,14 @@ def _add(
             raise _bad(line, f"role must be one of {list(limits.MESSAGE_ROLES)}")
         _check(line, check_text, msg.content, "content")
         _check(line, check_json, msg.metadata, "metadata")
+        _ids_of(line, session_id=msg.session_id)
         batch.messages.append(msg)
     elif kind == "session":
         s: Session = _parse(line, Session, record)
         _owner(line, s.user_id, header, only)
         _id(line, s.session_id, "ses")
         _check(line, check_json, s.metadata, "session metadata")
+        _ids_of(line, agent_id=s.agent_id)
         batch.sessions.append(s)
     elif kind == "summary":
         sm: Summary = _parse(line, Summary, record)

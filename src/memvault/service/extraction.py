@@ -46,7 +46,6 @@ from memvault.errors import (
 )
 from memvault.extract import CATEGORIES, ExtractionError, Extractor, Fact, Known, Turn
 from memvault.models import (
-    JOB_KINDS,
     JOB_STATUSES,
     Filters,
     Job,
@@ -368,7 +367,7 @@ class ExtractOps(SearchOps, PeopleOps):
         extractor = self._extractor(name)
         now = self.clock.now()
         known: dict[str, Memory] = {}
-        if getattr(extractor, "reads_known", False):
+        if extractor.reads_known:
             known = await self._known_facts(job.user_id, turn, now)
         shown = [
             Known(
@@ -802,4 +801,4 @@ def _add_source(
     )
 
 
-__all__ = ["JOB_KINDS", "ExtractOps", "extractive_summary"]
+__all__ = ["ExtractOps", "extractive_summary"]

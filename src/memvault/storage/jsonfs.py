@@ -826,6 +826,7 @@ def _user_from(user_id: str, profile: dict[str, Any], now: datetime) -> User:
             if k not in ("user_id", "username", "created_at", "updated_at", "timezone")
         }
     )
+
     def when(value: Any) -> datetime | None:
         try:
             return seed.parse_time(value)

@@ -62,6 +62,24 @@ def _session(row: tuple[Any, ...]) -> Session:
     )
 
 
+INSERT_METRICS = f"INSERT INTO user_metrics ({_METRIC_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def metrics_row(m: Metrics) -> tuple[Any, ...]:
+    """The values of `_METRIC_COLS` for `m`."""
+    return (
+        m.user_id,
+        m.total_messages,
+        codec.dumps(m.messages_by_role),
+        codec.dumps(m.counters),
+        codec.ts(m.first_interaction_at),
+        codec.ts(m.last_interaction_at),
+        m.current_streak,
+        m.longest_streak,
+        None if m.last_active_date is None else m.last_active_date.isoformat(),
+    )
+
+
 def _metrics(row: tuple[Any, ...]) -> Metrics:
     return Metrics.model_construct(
         user_id=row[0],
@@ -407,24 +425,14 @@ class RecordStore:
     ) -> Metrics:
         new = change(self._get_metrics(conn, user_id) or Metrics(user_id=user_id))
         conn.execute(
-            f"INSERT INTO user_metrics ({_METRIC_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (user_id) DO UPDATE SET total_messages = excluded.total_messages, "
+            f"{INSERT_METRICS} ON CONFLICT (user_id) DO UPDATE SET "
+            "total_messages = excluded.total_messages, "
             "messages_by_role = excluded.messages_by_role, counters = excluded.counters, "
             "first_interaction_at = excluded.first_interaction_at, "
             "last_interaction_at = excluded.last_interaction_at, "
             "current_streak = excluded.current_streak, longest_streak = excluded.longest_streak, "
             "last_active_date = excluded.last_active_date",
-            (
-                user_id,
-                new.total_messages,
-                codec.dumps(new.messages_by_role),
-                codec.dumps(new.counters),
-                codec.ts(new.first_interaction_at),
-                codec.ts(new.last_interaction_at),
-                new.current_streak,
-                new.longest_streak,
-                None if new.last_active_date is None else new.last_active_date.isoformat(),
-            ),
+            metrics_row(new),
         )
         return new
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from memvault.models import HistoryEntry
 from memvault.storage.base import Change, Restore, RestoreCounts
+from memvault.storage.records import INSERT_METRICS, metrics_row
 from memvault.storage.sql import codec
 from memvault.storage.sql.dbapi import Conn
 
@@ -106,21 +107,7 @@ class RestoreStore:
         for mt in batch.metrics:
             self._ensure_user(conn, mt.user_id, None, codec.ts(now))
             done = conn.execute(
-                "INSERT INTO user_metrics (user_id, total_messages, messages_by_role, "
-                "counters, first_interaction_at, last_interaction_at, current_streak, "
-                "longest_streak, last_active_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (user_id) DO NOTHING",
-                (
-                    mt.user_id,
-                    mt.total_messages,
-                    codec.dumps(mt.messages_by_role),
-                    codec.dumps(mt.counters),
-                    codec.ts(mt.first_interaction_at),
-                    codec.ts(mt.last_interaction_at),
-                    mt.current_streak,
-                    mt.longest_streak,
-                    None if mt.last_active_date is None else mt.last_active_date.isoformat(),
-                ),
+                f"{INSERT_METRICS} ON CONFLICT (user_id) DO NOTHING", metrics_row(mt)
             ).rowcount
             counts.add("metrics", "imported" if done else "exists")
         for c in batch.context:
