@@ -361,3 +361,16 @@ def test_seed_users_stay_when_another_process_writes_first(tmp_path: Path) -> No
         assert len(reader.get_user_facts("user123")) == 2
     index = json.loads((data / "users_index.json").read_text())
     assert {"user123", "someone-else"} <= set(index)
+
+
+def test_a_malformed_memvault_record_stops_the_open_and_changes_nothing(tmp_path: Path) -> None:
+    from memvault.errors import UnavailableError
+
+    root = tmp_path / "data"
+    with MemVault(_settings(root)) as v:
+        v.add("alice", "a note")
+    (root / "alice" / "memories.json").write_text('[{"memory_id": "mem_x"}]')
+    before = {p: p.read_bytes() for p in root.rglob("*.json")}
+    with pytest.raises(UnavailableError, match="malformed record"):
+        MemVault(_settings(root))
+    assert {p: p.read_bytes() for p in root.rglob("*.json")} == before

@@ -409,7 +409,13 @@ class JsonfsBackend(SqliteBackend):
         for user_id, info in listed.items():
             held = self._users.get(user_id)
             if held is None or held.get("generation") != info.get("generation", 0):
-                self._load_user(conn, user_id, info)
+                try:
+                    self._load_user(conn, user_id, info)
+                except (ValueError, KeyError, TypeError) as exc:  # pydantic's errors too
+                    raise UnavailableError(
+                        f"the files of user {user_id!r} hold a malformed record "
+                        f"({type(exc).__name__}: {str(exc)[:200]}); nothing was changed"
+                    ) from exc
         for user_id in self._users.keys() - listed.keys():
             _delete_user_rows(conn, user_id)
             self.vectors.drop(user_id)
