@@ -26,7 +26,7 @@ ADMIN_URL = os.environ.get(
 )
 _TABLES = (
     "users, memories, memory_history, messages, sessions, summaries, user_metrics, "
-    "memory_vectors, vector_index, global_context, api_keys, audit_log, jobs"
+    "memory_vectors, vector_index, global_context, api_keys, audit_log, jobs, encryption_check"
 )
 _ran_postgres = False
 
@@ -122,8 +122,20 @@ def backend_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) ->
     return f"sqlite:///{tmp_path / 'mv.db'}"
 
 
+# A SQLite store that encrypts memory content and metadata (docs/backends.md#encryption):
+# modules whose contract holds there too list "sealed" in their BACKENDS.
+SEALED_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+
+
 @pytest.fixture
-def settings(tmp_path: Path, backend_url: str) -> Settings:
+def settings(tmp_path: Path, backend_url: str, backend: str) -> Settings:
+    if backend == "sealed":
+        return Settings(
+            data_dir=tmp_path,
+            database_url=backend_url,
+            encryption_key=SEALED_KEY,
+            encrypt_content=True,
+        )
     return Settings(data_dir=tmp_path, database_url=backend_url)
 
 

@@ -117,10 +117,13 @@ class Settings(BaseSettings):
     zmq_metrics_port: int = Field(0, ge=0, le=65535)
     search_concurrency: int = Field(8, ge=1, le=256)
     context_token_budget: int = Field(2000, ge=100, le=1_000_000)
-    # Encryption at rest of the JSON-file backend (docs/backends.md#encryption).
+    # Encryption at rest (docs/backends.md#encryption): the JSON-file backend's files when a
+    # key is given; memory content and metadata on SQLite and PostgreSQL when
+    # `encrypt_content` is on as well (a store that does so keeps doing so).
     encryption_key: str | None = None
     encryption_key_file: str = ""
     encryption_old_keys: str = ""
+    encrypt_content: bool = False
     # Extraction, consolidation, summaries (docs/extraction.md).
     extractor: Literal["off", "rules", "llm"] = "off"
     extract_roles: str = "user"

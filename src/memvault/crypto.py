@@ -1,4 +1,5 @@
-"""Encryption at rest for the JSON-file backend's files: AES-256-GCM.
+"""Encryption at rest: AES-256-GCM, for the JSON-file backend's files and, as a setting,
+for memory content and metadata on the SQL backends (docs/backends.md#encryption).
 
 A key is 32 random bytes written as URL-safe base64 (the form `memvault encryption keygen`
 prints, and a Fernet key has). An encrypted file is
@@ -10,6 +11,11 @@ another one does not decrypt. Files without the header are read as plain JSON (a
 directory before its first write); every write encrypts. A file under a key memvault was
 not given, or one that was changed, stops the store from opening with a message saying
 which; nothing is written.
+
+On the SQL backends the same sealed form holds one memory's content and metadata (in
+`memories.content_z`, with the memory's id as associated data) and history snapshots; the
+exact-duplicate hash of such a row is keyed (`Cipher.keyed_hash`), so it tells nothing to a
+reader without the key.
 """
 
 from __future__ import annotations
@@ -17,12 +23,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memvault.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from memvault.config import Settings
 
 MAGIC = b"MVAE1\n"
 _ID, _NONCE = 8, 12
@@ -55,14 +65,57 @@ def key_id(key: bytes) -> bytes:
     return hashlib.sha256(key).digest()[:_ID]
 
 
+def _hash_key(key: bytes) -> bytes:
+    """The HMAC key of content hashes, derived from (never equal to) the encryption key."""
+    return hashlib.sha256(b"memvault content hash\x00" + key).digest()
+
+
+def cipher_for(settings: Settings) -> Cipher | None:
+    """The cipher of the configured key and old keys (None when no key is configured)."""
+    key = None
+    if settings.encryption_key:
+        key = parse_key(settings.encryption_key)
+    elif settings.encryption_key_file:
+        key = read_key_file(settings.encryption_key_file)
+    old = [
+        parse_key(k, "old encryption key")
+        for k in settings.encryption_old_keys.split(",")
+        if k.strip()
+    ]
+    if key is None:
+        return Cipher(old[0], old) if old else None
+    return Cipher(key, old)
+
+
 class Cipher:
     """Encrypts with `key`; decrypts with it or any of `old` (during a rotation)."""
 
     def __init__(self, key: bytes, old: Sequence[bytes] = ()) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+        self._raw = [*old, key]
         self._current = (key_id(key), AESGCM(key))
         self._keys = {key_id(k): AESGCM(k) for k in (*old, key)}
+        self._hash_keys = {key_id(k): _hash_key(k) for k in (*old, key)}
+
+    def with_current(self, key: bytes) -> Cipher:
+        """A cipher that encrypts with `key` and still reads every key of this one."""
+        return Cipher(key, [k for k in self._raw if k != key])
+
+    @property
+    def key_id(self) -> str:
+        """The current key's id, in hex (what `memories.enc_key` holds)."""
+        return self._current[0].hex()
+
+    def key_ids(self) -> list[str]:
+        """Every key this cipher reads, current first, in hex."""
+        current = self._current[0]
+        return [current.hex()] + [k.hex() for k in self._keys if k != current]
+
+    def keyed_hash(self, digest: str, kid: str | None = None) -> str:
+        """HMAC-SHA256 of a content digest under the current key (or the key `kid`)."""
+        key = self._hash_keys[self._current[0] if kid is None else bytes.fromhex(kid)]
+        return hmac.new(key, digest.encode(), hashlib.sha256).hexdigest()
 
     def encrypt(self, data: bytes, where: str) -> bytes:
         kid, aead = self._current
@@ -79,6 +132,13 @@ class Cipher:
 
 def is_encrypted(blob: bytes) -> bool:
     return blob.startswith(MAGIC)
+
+
+def sealed_key_id(blob: bytes) -> str:
+    """The hex id of the key that sealed `blob` ("" for a plain blob)."""
+    if not blob.startswith(MAGIC):
+        return ""
+    return blob[len(MAGIC) : len(MAGIC) + _ID].hex()
 
 
 def decrypt(blob: bytes, where: str, cipher: Cipher | None) -> bytes:
@@ -104,5 +164,5 @@ def decrypt(blob: bytes, where: str, cipher: Cipher | None) -> bytes:
         return bytes(aead.decrypt(nonce, blob[head + _ID + _NONCE :], where.encode()))
     except InvalidTag:
         raise ConfigurationError(
-            f"{where} does not decrypt with its key: the file was changed or moved"
+            f"{where} does not decrypt with its key: it was changed, or moved from elsewhere"
         ) from None

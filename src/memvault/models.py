@@ -507,6 +507,10 @@ class Filters(BaseModel):
             return v
         obj = check_json(v, "metadata filter")
         for name, value in obj.items():
+            if '"' in name:  # SQLite's JSON paths cannot name such a key
+                raise invalid(
+                    "invalid_filter", f"metadata filter key {name!r} must not contain '\"'"
+                )
             if isinstance(value, dict):
                 _check_range(name, value)
             elif isinstance(value, list):

@@ -105,7 +105,7 @@ def test_purge_and_erase_user(tmp_path: Path) -> None:
 
 def test_db_commands(tmp_path: Path) -> None:
     assert run(tmp_path, "db", "upgrade").returncode == 0
-    assert run(tmp_path, "db", "current").stdout.strip() == "0007"
+    assert run(tmp_path, "db", "current").stdout.strip() == "0008"
     sql = run(tmp_path, "db", "sql", "--dialect", "postgresql").stdout
     assert "CREATE TABLE memories" in sql
 
@@ -177,3 +177,24 @@ def test_export_and_import(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "line 2" in r.stderr
     assert run(other, "import", str(tmp_path / "absent.jsonl")).returncode == 3
+
+
+def test_encrypted_sqlite_store_from_keygen_to_rotation(tmp_path: Path) -> None:
+    key_file, new_file = tmp_path / "key", tmp_path / "new-key"
+    assert run(tmp_path, "encryption", "keygen", "-o", str(key_file)).returncode == 0
+    assert run(tmp_path, "encryption", "keygen", "-o", str(new_file)).returncode == 0
+    sealed = {"MEMVAULT_ENCRYPTION_KEY_FILE": str(key_file), "MEMVAULT_ENCRYPT_CONTENT": "1"}
+    r = run(tmp_path, "add", "alice", "my locker code is 4921", **sealed)
+    assert r.returncode == 0, r.stderr
+    assert b"4921" not in (tmp_path / "memvault.db").read_bytes()
+    r = run(tmp_path, "list", "alice")
+    assert r.returncode == 9  # no key given
+    assert "encrypts memory content" in r.stderr
+    r = run(tmp_path, "encryption", "rotate", "--new-key-file", str(new_file), **sealed)
+    assert r.returncode == 0, r.stderr
+    assert "1 memories" in r.stdout
+    r = run(tmp_path, "list", "alice", MEMVAULT_ENCRYPTION_KEY_FILE=str(new_file))
+    assert r.returncode == 0, r.stderr
+    assert "4921" in r.stdout
+    r = run(tmp_path, "search", "alice", "locker", "--mode", "lexical", **sealed)
+    assert r.returncode == 9, r.stdout  # the old key no longer opens the store

@@ -289,7 +289,7 @@ def test_key_rotation(tmp_path: Path) -> None:
         v.add("alice", "Prefers oolong tea")
         v.create_api_key("alice")
     written = admin.rotate_encryption_key(_settings(root, encryption_key=old), new)
-    assert written >= 5
+    assert written["files"] >= 5
     with MemVault(_settings(root, encryption_key=new)) as v:
         assert v.count("alice") == 1
         assert len(v.list_api_keys()) == 1

@@ -181,7 +181,8 @@ def import_seed_elysia(
 
 
 crypt_app = typer.Typer(
-    help="Encryption at rest of the JSON-file backend (docs/backends.md#encryption).",
+    help="Encryption at rest: JSON-file stores, and memory content on SQL stores "
+    "(docs/backends.md#encryption).",
     no_args_is_help=True,
 )
 app.add_typer(crypt_app, name="encryption")
@@ -210,15 +211,17 @@ def encryption_keygen(
 def encryption_rotate(
     new_key_file: Annotated[Path, typer.Option(help="A file holding the new key.")],
 ) -> None:
-    """Write every file of the store again under the new key (read with the configured
-    key, or one of MEMVAULT_ENCRYPTION_OLD_KEYS). Then configure the new key."""
+    """Put the store under the new key: every file of a JSON-file store, or every memory
+    row and history snapshot of a SQL store that encrypts content (read with the configured
+    key, or one of MEMVAULT_ENCRYPTION_OLD_KEYS). Then configure the new key. Run with the
+    configured key as the new one to seal rows a SQL store wrote before it encrypted."""
     from memvault.errors import ConfigurationError, MemvaultError
     from memvault.service import admin
 
     settings = _settings()
     try:
         text = new_key_file.read_text(encoding="ascii")
-        n = admin.rotate_encryption_key(settings, text)
+        done = admin.rotate_encryption_key(settings, text)
     except OSError as exc:
         fail(ErrorCode.NOT_FOUND, f"cannot read {new_key_file}: {exc.strerror}")
     except ConfigurationError as exc:
@@ -226,4 +229,5 @@ def encryption_rotate(
         raise typer.Exit(9) from None
     except MemvaultError as exc:
         fail(exc.code, exc.message)
-    out.print(f"{n} files written under the new key", highlight=False)
+    said = ", ".join(f"{n} {kind}" for kind, n in done.items())
+    out.print(f"written under the new key: {said}", highlight=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from memvault.config import Settings
 from memvault.errors import InvalidArgumentError, UnavailableError
 from memvault.storage import migrate
@@ -79,14 +81,19 @@ def transfer_store(
         drive(source.close())
 
 
-def rotate_encryption_key(settings: Settings, new_key: str) -> int:
-    """Write every file of the JSON-file store at `settings.database_url` again under
-    `new_key` (the files are read with the configured key or old keys). Returns how many
-    files were written.
+def rotate_encryption_key(
+    settings: Settings, new_key: str, progress: Callable[[str, int], None] | None = None
+) -> dict[str, int]:
+    """Put the store at `settings.database_url` under `new_key` (what is there is read with
+    the configured key or old keys): every file of a JSON-file store, or every memory row
+    and history snapshot of a SQL store that encrypts memory content (plain rows written
+    before it started are sealed too). Returns what was written, by kind.
 
     Raises:
-        InvalidArgumentError: the store is not the JSON-file backend.
-        ConfigurationError: a file does not decrypt with the keys given (nothing written).
+        InvalidArgumentError: a SQL store that does not encrypt memory content.
+        ConflictError: writers kept sealing rows under another key meanwhile.
+        ConfigurationError: something does not decrypt with the keys given (nothing of it
+            is written).
     """
     from memvault.crypto import Cipher, parse_key
     from memvault.storage.jsonfs import JsonfsBackend
@@ -94,10 +101,10 @@ def rotate_encryption_key(settings: Settings, new_key: str) -> int:
     key = parse_key(new_key, "new encryption key")
     backend = open_backend(settings.database_url, settings, threaded=False)
     try:
-        if not isinstance(backend, JsonfsBackend):
-            raise InvalidArgumentError(
-                "encryption at rest is a setting of the JSON-file backend (jsonfs:///dir)"
-            )
-        return backend.rotate(Cipher(key))
+        if isinstance(backend, JsonfsBackend):
+            return {"files": backend.rotate(Cipher(key))}
+        if not isinstance(backend, SqlBackend):
+            raise InvalidArgumentError("this backend has no encryption at rest")
+        return backend.rotate_columns(key, progress)
     finally:
         drive(backend.close())

@@ -62,6 +62,7 @@ from memvault.service.memories import build_memory
 from memvault.service.people import FACT, FACTS_NAMESPACE, PeopleOps
 from memvault.service.search import SearchOps
 from memvault.storage.base import Change, JobDone, Merge
+from memvault.storage.meta_match import metadata_matches
 from memvault.storage.sql.codec import content_hash
 
 log = logging.getLogger("memvault.extraction")
@@ -403,21 +404,34 @@ class ExtractOps(SearchOps, PeopleOps):
     async def _known_facts(self, uid: str, turn: Turn, now: datetime) -> dict[str, Memory]:
         """The user's current facts (about the same speaker) closest to the message, by
         ref (`F1`, `F2`, ...), for an extractor that judges contradictions."""
+        same_speaker = {"speaker": turn.speaker}
+        # A store that encrypts metadata cannot filter by it in SQL: take more and match here.
+        sealed = self.backend.capabilities.sealed
         about = Filters(
-            namespaces=[FACTS_NAMESPACE], memory_types=[FACT], metadata={"speaker": turn.speaker}
+            namespaces=[FACTS_NAMESPACE],
+            memory_types=[FACT],
+            metadata=None if sealed else same_speaker,
         )
+        k = KNOWN_FACTS * 4 if sealed else KNOWN_FACTS
         text = turn.content[: limits.MAX_QUERY_CHARS]
         vec = None
         if await self._vectors_usable():
             got = await self._embed([text])
             vec = None if got is None else got[0]
         if vec is not None:
-            found = await self.backend.vector_search(uid, vec, about, KNOWN_FACTS, now)
+            found = await self.backend.vector_search(uid, vec, about, k, now)
+        elif self.backend.capabilities.lexical:
+            found = await self.backend.lexical(uid, query_terms(text), about, k, now)
         else:
-            found = await self.backend.lexical(uid, query_terms(text), about, KNOWN_FACTS, now)
+            found = []
         pks = [c.pk for c in found]
         rows = await self.backend.hits(uid, pks, now, count_access=False)
-        return {f"F{i + 1}": rows[pk] for i, pk in enumerate(p for p in pks if p in rows)}
+        kept = [
+            rows[pk]
+            for pk in pks
+            if pk in rows and (not sealed or metadata_matches(rows[pk].metadata, same_speaker))
+        ]
+        return {f"F{i + 1}": m for i, m in enumerate(kept[:KNOWN_FACTS])}
 
     async def _consolidate(
         self,

@@ -335,6 +335,21 @@ class SearchOps(MemoryOps):
         if mode not in _MODES:
             raise InvalidArgumentError(f"mode must be one of {list(_MODES)}, got {mode!r}")
         f = validate.filters(_merge_shorthands(filters, memory_types, tags))
+        if not self.backend.capabilities.lexical:
+            # A store that encrypts memory content keeps no full-text index of it.
+            if mode == "lexical":
+                raise InvalidArgumentError(
+                    "keyword search is off: this store encrypts memory content "
+                    "(docs/backends.md#encryption); search with mode 'vector' or 'hybrid'",
+                    {"reason": "content_encrypted"},
+                )
+            mode = "vector"
+        if f.metadata and self.backend.capabilities.sealed:
+            raise InvalidArgumentError(
+                "metadata filters do not apply to search on a store that encrypts memory "
+                "metadata (docs/backends.md#encryption); list_memories takes them",
+                {"reason": "content_encrypted"},
+            )
         if f.created_after and f.created_before and f.created_after >= f.created_before:
             raise InvalidArgumentError("created_after must be before created_before")
         if f.updated_after and f.updated_before and f.updated_after >= f.updated_before:

@@ -40,6 +40,9 @@ class Capabilities:
     vector: bool = False
     listen_notify: bool = False
     transactions: bool = True
+    # Memory content and metadata are encrypted in the store (no keyword search, and search
+    # takes no metadata filters).
+    sealed: bool = False
 
 
 @dataclass(frozen=True)

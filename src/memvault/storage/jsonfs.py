@@ -50,7 +50,7 @@ import zstandard
 
 from memvault import seed_records as seed
 from memvault.config import Settings
-from memvault.crypto import Cipher, decrypt, parse_key, read_key_file
+from memvault.crypto import Cipher, cipher_for, decrypt
 from memvault.errors import ConfigurationError, ConflictError, UnavailableError
 from memvault.models import HistoryEntry, Memory, Message, Metrics, Session, Summary, User
 from memvault.storage.base import Capabilities, Restore
@@ -106,23 +106,6 @@ def user_dir_name(user_id: str) -> str:
     if _PLAIN_DIR.match(user_id) and base not in _RESERVED and ".." not in user_id:
         return user_id
     return "_" + hashlib.sha256(user_id.encode()).hexdigest()[:40]
-
-
-def cipher_for(settings: Settings) -> Cipher | None:
-    """The cipher of the configured key (None: files are written in plain JSON)."""
-    key = None
-    if settings.encryption_key:
-        key = parse_key(settings.encryption_key)
-    elif settings.encryption_key_file:
-        key = read_key_file(settings.encryption_key_file)
-    old = [
-        parse_key(k, "old encryption key")
-        for k in settings.encryption_old_keys.split(",")
-        if k.strip()
-    ]
-    if key is None:
-        return Cipher(old[0], old) if old else None
-    return Cipher(key, old)
 
 
 class Files:
@@ -279,6 +262,7 @@ class JsonfsBackend(SqliteBackend):
     """Seed 002's JSON layout, with a private SQLite index per process."""
 
     capabilities = Capabilities(lexical=True, vector=True, listen_notify=False)
+    seals_columns = False  # its files are encrypted whole
 
     def __init__(self, root: Path, settings: Settings, *, threaded: bool) -> None:
         self.files = Files(root, cipher_for(settings))

@@ -364,6 +364,11 @@ class PostgresBackend(SqlBackend):
         self._writes = 0
         self._maintaining = threading.Lock()
         self._closed = False
+        try:
+            self._open_encryption(settings)
+        except BaseException:
+            self.db.close()
+            raise
 
     # ------------------------------------------------------------------ hooks
     def _hook_vector_value(self, vec: bytes) -> Any:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from memvault.crypto import Cipher
 from memvault.models import HistoryEntry
 from memvault.storage.base import Change, Restore, RestoreCounts
 from memvault.storage.records import INSERT_METRICS, metrics_row
@@ -32,6 +33,7 @@ class RestoreStore:
     _write: Callable[..., Any]
     _ensure_user: Callable[..., None]
     _insert_rows: Callable[..., None]
+    column_cipher: Cipher | None
     _put_session: Callable[..., None]
 
     async def restore(self, batch: Restore, now: datetime, dry_run: bool) -> RestoreCounts:
@@ -171,7 +173,11 @@ class RestoreStore:
                 codec.ts(h.changed_at),
                 h.actor,
                 h.reason,
-                None if live else codec.dumps(h.snapshot),
+                None
+                if live
+                else codec.seal_snapshot(
+                    codec.dumps(h.snapshot), h.memory_id, h.version, self.column_cipher
+                ),
             ),
         )
         counts.add("history", "imported")

@@ -93,6 +93,7 @@ class SqliteBackend(SqlBackend, ChangeStore):
     """SQLite storage. `threaded=False` runs every call inline (for the blocking library)."""
 
     capabilities = Capabilities(lexical=True, vector=True, listen_notify=False)
+    seals_columns = True  # memory content may be sealed (the JSON-file index: never)
 
     def __init__(self, path: Path, settings: Settings, *, threaded: bool) -> None:
         prepare_database(path)
@@ -118,6 +119,12 @@ class SqliteBackend(SqlBackend, ChangeStore):
         self.lexical_budget = settings.search_lexical_budget
         self._vectors_lock = threading.Lock()
         self._closed = False
+        if self.seals_columns:
+            try:
+                self._open_encryption(settings)
+            except BaseException:
+                self.db.close()
+                raise
 
     # ------------------------------------------------------------------ hooks
     def _hook_index_new_rows(self, conn: Conn, after_pk: int) -> None:

@@ -32,6 +32,7 @@ from memvault.storage.sql.dbapi import Conn
 
 # Parents before children (foreign keys), each with the column it is ordered and resumed by.
 COPY_ORDER: tuple[tuple[Table, str], ...] = (
+    (tables.encryption_check, "id"),
     (tables.users, "user_id"),
     (tables.memories, "pk"),
     (tables.memory_history, "history_id"),
@@ -159,6 +160,30 @@ def _digest(backend: SqlBackend, table: Table, key: str, batch: int) -> tuple[in
         after = got[-1][columns.index(key)]
 
 
+def _check_key(backend: SqlBackend) -> str | None:
+    row = backend.db.read(
+        lambda conn: conn.execute("SELECT key_id FROM encryption_check WHERE id = 1").fetchone()
+    )
+    return None if row is None else str(row[0])
+
+
+def _match_encryption(source: SqlBackend, target: SqlBackend) -> None:
+    """A target that opened encrypting (MEMVAULT_ENCRYPT_CONTENT) holds its own check row:
+    under the source's key it gives way to the source's row; under another key the sealed
+    rows would not open there, so nothing is copied."""
+    theirs = _check_key(target)
+    if theirs is None:
+        return
+    if theirs != _check_key(source):
+        raise ConflictError(
+            "the target store encrypts memory content, and the source does not or under another "
+            "key; "
+            "copy into a store opened with the source's key (or without encryption)"
+        )
+    if target.db.read(functools.partial(_count_rows, tables.memories)) == 0:
+        target.db.write(functools.partial(_run, "DELETE FROM encryption_check"))
+
+
 def transfer(
     source: SqlBackend,
     target: SqlBackend,
@@ -170,6 +195,7 @@ def transfer(
     """Copy every row of `source` into `target` and verify; see the module docstring."""
     if not 1 <= batch <= 100_000:
         raise InvalidArgumentError(f"batch must be in [1, 100000], got {batch}")
+    _match_encryption(source, target)
     if not resume:
         held = sum(target.db.read(functools.partial(_count_rows, t)) for t, _ in COPY_ORDER)
         if held:

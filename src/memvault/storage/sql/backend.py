@@ -10,15 +10,27 @@ names start with `_hook_`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from datetime import datetime
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from memvault.errors import ConflictError, NotFoundError, UnavailableError
+from memvault.config import Settings
+from memvault.crypto import Cipher, cipher_for
+from memvault.errors import (
+    ConfigurationError,
+    ConflictError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+)
+from memvault.limits import COMPRESS_CONTENT_FROM
 from memvault.models import Filters, HistoryEntry, Memory, content_text
 from memvault.storage.access import AccessTracker
 from memvault.storage.base import (
     Candidate,
+    Capabilities,
     Change,
     JobDone,
     MemoryChange,
@@ -27,6 +39,7 @@ from memvault.storage.base import (
 )
 from memvault.storage.jobs import JobStore, finish_job
 from memvault.storage.keys import KeyStore
+from memvault.storage.meta_match import metadata_matches
 from memvault.storage.records import RecordStore
 from memvault.storage.restore import RestoreStore
 from memvault.storage.runner import Runner
@@ -35,11 +48,17 @@ from memvault.storage.sql import codec
 from memvault.storage.sql.dbapi import Conn, Connections
 from memvault.storage.sql.queries import Statements, decode_cursor, encode_cursor
 
+_CHECK = b"memvault encryption check"
+_CHECK_WHERE = "encryption_check"
+
 # Search winners passed the caller's filters already (an `as_of` may have picked ended
 # facts); read again, they are only checked to be live and unexpired.
 _WINNERS = Filters(include_superseded=True)
 _DELETED_AT = codec.MEMORY_COLUMNS.index("deleted_at")
 _EXPIRES_AT = codec.MEMORY_COLUMNS.index("expires_at")
+_METADATA = codec.MEMORY_COLUMNS.index("metadata")
+_CONTENT_Z = codec.MEMORY_COLUMNS.index("content_z")
+_ENC_KEY = codec.MEMORY_COLUMNS.index("enc_key")
 
 
 def _candidate(row: Sequence[Any], lexical: float = 0.0, vector: float | None = None) -> Candidate:
@@ -51,6 +70,22 @@ def _candidate(row: Sequence[Any], lexical: float = 0.0, vector: float | None = 
     )
 
 
+_ROTATE_BATCH = 500  # rows sealed again per transaction of a key rotation
+_ROTATE_PASSES = 5  # passes over the store before a rotation gives up on busy writers
+_SEALED_PAGE = 512  # rows opened per step of a sealed store's metadata-filtered listing
+
+
+def _cursor_after(order: str, row: Sequence[Any]) -> str:
+    """The cursor of the listing page that ends with memory row `row`."""
+    sort_value = {
+        "created_desc": row[19],
+        "created_asc": row[19],
+        "importance_desc": row[11],
+        "updated_desc": row[20],
+    }[order]
+    return encode_cursor(order, sort_value, row[0])
+
+
 class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
     """Everything SQLite and PostgreSQL do alike. Subclasses set `db`, `sql`, `runner`,
     `access` and implement the search and change-feed methods of `Backend`."""
@@ -60,6 +95,201 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
     runner: Runner
     access: AccessTracker
     _closed: bool
+    # Seals memory content and metadata when the store encrypts them (`_open_encryption`).
+    column_cipher: Cipher | None = None
+    capabilities: Capabilities
+
+    # ------------------------------------------------------------------ encryption
+    def _open_encryption(self, settings: Settings) -> None:
+        """Check the store's encryption against the configured keys, before any write.
+
+        A store with an `encryption_check` row seals memory content and metadata: it needs
+        the key of that row (current or among the old keys), and a wrong one stops here. A
+        store without one starts sealing when `encrypt_content` is on (rows written before
+        stay plain until `memvault encryption rotate`)."""
+        cipher = cipher_for(settings)
+
+        def check(conn: Conn) -> None:
+            row = conn.execute(
+                "SELECT key_id, sample FROM encryption_check WHERE id = 1"
+            ).fetchone()
+            if row is None:
+                if not settings.encrypt_content:
+                    return
+                if cipher is None:
+                    raise ConfigurationError(
+                        "MEMVAULT_ENCRYPT_CONTENT is on but no key is configured: set "
+                        "MEMVAULT_ENCRYPTION_KEY or MEMVAULT_ENCRYPTION_KEY_FILE "
+                        "(`memvault encryption keygen` makes one)"
+                    )
+                conn.execute(
+                    "INSERT INTO encryption_check (id, key_id, sample, updated_at) "
+                    "VALUES (1, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    (
+                        cipher.key_id,
+                        cipher.encrypt(_CHECK, _CHECK_WHERE),
+                        codec.ts(datetime.now(UTC)),
+                    ),
+                )
+                row = conn.execute(
+                    "SELECT key_id, sample FROM encryption_check WHERE id = 1"
+                ).fetchone()
+            if cipher is None:
+                raise ConfigurationError(
+                    "this store encrypts memory content and metadata: set "
+                    "MEMVAULT_ENCRYPTION_KEY or MEMVAULT_ENCRYPTION_KEY_FILE to its key"
+                )
+            try:
+                sample = cipher.decrypt(bytes(row[1]), _CHECK_WHERE)
+            except ConfigurationError:
+                raise ConfigurationError(
+                    f"this store's memory content is encrypted with key id {row[0]}, which is "
+                    "not the configured key nor among MEMVAULT_ENCRYPTION_OLD_KEYS; "
+                    "nothing was read or written"
+                ) from None
+            if sample != _CHECK:
+                raise ConfigurationError("the store's encryption check row is damaged")
+
+        self.db.write(check)
+        has_row = self.db.read(
+            lambda conn: conn.execute("SELECT 1 FROM encryption_check").fetchone() is not None
+        )
+        if has_row:
+            self.column_cipher = cipher
+            # Sealed content is not in the full-text index: keyword search is off.
+            self.capabilities = dataclasses.replace(self.capabilities, lexical=False, sealed=True)
+
+    def rotate_columns(
+        self, key: bytes, progress: Callable[[str, int], None] | None = None
+    ) -> dict[str, int]:
+        """Seal every memory row and history snapshot under `key` (rows are read with the
+        configured keys; plain rows of a store that started encrypting are sealed too).
+        Batches of `_ROTATE_BATCH` rows, each one transaction, so the pass can be stopped
+        and run again; the check row moves to the new key only once a whole pass found
+        nothing left to seal. Returns how many memories and snapshots were written.
+
+        Raises:
+            InvalidArgumentError: the store does not encrypt memory content.
+            ConflictError: writers kept sealing rows under another key (restart them with
+                the new key first).
+        """
+        if self.column_cipher is None:
+            raise InvalidArgumentError(
+                "this store does not encrypt memory content: set MEMVAULT_ENCRYPT_CONTENT=1 "
+                "and a key first (docs/backends.md#encryption)"
+            )
+        new = self.column_cipher.with_current(key)
+        done = {"memories": 0, "snapshots": 0}
+        for _ in range(_ROTATE_PASSES):
+            mems = self._rotate_memories(new, progress)
+            snaps = self._rotate_snapshots(new, progress)
+            done["memories"] += mems
+            done["snapshots"] += snaps
+            if mems + snaps == 0:
+                break
+        else:
+            raise ConflictError(
+                "rows kept arriving under another key while rotating: restart every writer "
+                "with the new key as MEMVAULT_ENCRYPTION_KEY (the old one among "
+                "MEMVAULT_ENCRYPTION_OLD_KEYS), then run the rotation again"
+            )
+
+        def move_check(conn: Conn) -> None:
+            conn.execute(
+                "UPDATE encryption_check SET key_id = ?, sample = ?, updated_at = ? WHERE id = 1",
+                (new.key_id, new.encrypt(_CHECK, _CHECK_WHERE), codec.ts(datetime.now(UTC))),
+            )
+
+        self.db.write(move_check)
+        self.column_cipher = new
+        return done
+
+    def _rotate_memories(self, new: Cipher, progress: Callable[[str, int], None] | None) -> int:
+        after, written = 0, 0
+        while True:
+
+            def batch(conn: Conn, after: int = after) -> tuple[int, int]:
+                rows = conn.execute(
+                    f"SELECT {codec.MEMORY_SELECT} FROM memories AS m WHERE m.pk > ? "
+                    "AND (m.enc_key IS NULL OR m.enc_key <> ?) ORDER BY m.pk LIMIT ?",
+                    (after, new.key_id, _ROTATE_BATCH),
+                ).fetchall()
+                n = 0
+                for row in rows:
+                    v = codec.memory_values(codec.memory_from_row(row, None, new), new)
+                    n += conn.execute(
+                        "UPDATE memories SET content = ?, content_object = ?, content_z = ?, "
+                        "metadata = ?, content_hash = ?, enc_key = ?, search_context = NULL "
+                        "WHERE pk = ? AND version = ?",
+                        (
+                            v["content"],
+                            v["content_object"],
+                            v["content_z"],
+                            v["metadata"],
+                            v["content_hash"],
+                            v["enc_key"],
+                            row[0],
+                            v["version"],
+                        ),
+                    ).rowcount
+                return (rows[-1][0] if rows else -1), n
+
+            last, n = self.db.write(batch)
+            written += n
+            if progress is not None and n:
+                progress("memories", n)
+            if last < 0:
+                break
+            after = last
+        return written
+
+    def _rotate_snapshots(self, new: Cipher, progress: Callable[[str, int], None] | None) -> int:
+        after, written = 0, 0
+        while True:
+
+            def batch(conn: Conn, after: int = after) -> tuple[int, int]:
+                rows = conn.execute(
+                    "SELECT history_id, memory_id, version, snapshot FROM memory_history "
+                    "WHERE history_id > ? AND snapshot IS NOT NULL ORDER BY history_id LIMIT ?",
+                    (after, _ROTATE_BATCH),
+                ).fetchall()
+                n = 0
+                for hid, memory_id, version, snap in rows:
+                    text = snap if isinstance(snap, str) else json.dumps(snap)
+                    if codec.sealed_snapshot_key(text) == new.key_id:
+                        continue
+                    entry = codec.history_from_row(
+                        (
+                            hid,
+                            memory_id,
+                            version,
+                            "",
+                            "1970-01-01T00:00:00+00:00",
+                            None,
+                            None,
+                            text,
+                        ),
+                        None,
+                        new,
+                    )
+                    sealed = codec.seal_snapshot(
+                        codec.dumps(entry.snapshot), memory_id, version, new
+                    )
+                    conn.execute(
+                        "UPDATE memory_history SET snapshot = ? WHERE history_id = ?",
+                        (sealed, hid),
+                    )
+                    n += 1
+                return (rows[-1][0] if rows else -1), n
+
+            last, n = self.db.write(batch)
+            written += n
+            if progress is not None and n:
+                progress("snapshots", n)
+            if last < 0:
+                break
+            after = last
+        return written
 
     # ------------------------------------------------------------------ hooks
     def _hook_index_new_rows(self, conn: Conn, after_pk: int) -> None:
@@ -83,8 +313,9 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
     def _memories(self, rows: Sequence[tuple[Any, ...]]) -> list[Memory]:
         pending = self.access.peek_many([row[0] for row in rows])
         if not pending:
-            return [codec.memory_from_row(row) for row in rows]
-        return [codec.memory_from_row(row, pending.get(row[0])) for row in rows]
+            return [codec.memory_from_row(row, None, self.column_cipher) for row in rows]
+        cipher = self.column_cipher
+        return [codec.memory_from_row(row, pending.get(row[0]), cipher) for row in rows]
 
     def _light_rows(
         self,
@@ -154,7 +385,7 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
                 (new.memory_id,),
             )
             self._recontext(conn, new)
-        snap = codec.snapshot(old)
+        snap = codec.snapshot(old, self.column_cipher)
         frozen = conn.execute(
             self.sql.freeze_history,
             {"memory_id": old.memory_id, "version": old.version, "snapshot": snap},
@@ -172,7 +403,7 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
 
     def _retire_expired(self, conn: Conn, row: tuple[Any, ...], now: datetime) -> None:
         """Soft-delete an expired row whose key a new memory takes over."""
-        old = codec.memory_from_row(row)
+        old = codec.memory_from_row(row, None, self.column_cipher)
         gone = old.model_copy(update={"deleted_at": now, "version": old.version + 1})
         self._record_change(conn, old, gone, Change("delete", reason="expired; key reused"), now)
 
@@ -188,7 +419,7 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         see migration 0002), their vectors and, when an actor or a reason is given, their
         history rows."""
         top = conn.execute(self.sql.max_pk).fetchone()[0]
-        values = [codec.memory_values(m) for m in mems]
+        values = [codec.memory_values(m, self.column_cipher) for m in mems]
         contexts = self._contexts(conn, mems)
         for v, m in zip(values, mems, strict=True):
             v["search_context"] = contexts.get(m.memory_id)
@@ -215,6 +446,8 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         """Search context of new memories said in a conversation (`session_id` set), and
         the refreshed context of the earlier memories of that conversation they follow."""
         out: dict[str, str | None] = {}
+        if self.column_cipher is not None:
+            return out  # sealed content has no search context (it would be plain text)
         groups: dict[tuple[str, str], list[Memory]] = {}
         for m in mems:
             if m.session_id is not None:
@@ -239,6 +472,8 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
     def _recontext(self, conn: Conn, m: Memory) -> None:
         """The search context of `m` after its content changed (its neighbours keep theirs
         until `memvault reindex --lexical`)."""
+        if self.column_cipher is not None:
+            return
         pk = conn.execute("SELECT pk FROM memories WHERE memory_id = ?", (m.memory_id,)).fetchone()
         if pk is None:
             return
@@ -264,6 +499,8 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         """Recompute every live memory's search context (after edits); returns how many
         changed."""
         changed = 0
+        if self.column_cipher is not None:
+            return changed
         rows = conn.execute(
             "SELECT pk, user_id, session_id, content, search_context FROM memories "
             "WHERE deleted_at IS NULL ORDER BY user_id, session_id, pk"
@@ -285,7 +522,7 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         return changed
 
     def _write_row(self, conn: Conn, m: Memory) -> None:
-        values = codec.memory_values(m)
+        values = codec.memory_values(m, self.column_cipher)
         values["b_memory_id"] = m.memory_id
         conn.execute(self.sql.update_memory, values)
 
@@ -314,7 +551,7 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
                 row = self._live_key(conn, m)
                 if row is None:
                     continue
-                if codec.memory_from_row(row).is_expired(now):
+                if codec.memory_from_row(row, None, self.column_cipher).is_expired(now):
                     self._retire_expired(conn, row, now)
                 else:
                     raise ConflictError(
@@ -371,7 +608,9 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
                 ):
                     continue
                 pending = self.access.note(row[0], at)
-                out.append(codec.memory_from_row(row, (pending.count, pending.last_at)))
+                out.append(
+                    codec.memory_from_row(row, (pending.count, pending.last_at), self.column_cipher)
+                )
             return out
 
         found: list[Memory] = await self._point_read(run)
@@ -406,7 +645,7 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
             if new.deleted_at is None and current.deleted_at is not None:
                 holder = self._live_key(conn, new)
                 if holder is not None and holder[1] != memory_id:
-                    if codec.memory_from_row(holder).is_expired(now):
+                    if codec.memory_from_row(holder, None, self.column_cipher).is_expired(now):
                         self._retire_expired(conn, holder, now)
                     else:
                         raise ConflictError(
@@ -451,6 +690,8 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         now: datetime,
     ) -> tuple[list[Memory], str | None]:
         after = None if cursor is None else decode_cursor(cursor, order)
+        if self.column_cipher is not None and filters.metadata:
+            return await self._query_sealed(user_id, filters, order, after, limit, now)
         sql, params = self.sql.listing(filters, order, after, limit + 1)
         params["user_id"] = user_id
         params["now"] = codec.ts(now)
@@ -461,15 +702,52 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
             rows = rows[:limit]
             next_cursor = None
             if more and rows:
-                last = rows[-1]
-                sort_value = {
-                    "created_desc": last[19],
-                    "created_asc": last[19],
-                    "importance_desc": last[11],
-                    "updated_desc": last[20],
-                }[order]
-                next_cursor = encode_cursor(order, sort_value, last[0])
+                next_cursor = _cursor_after(order, rows[-1])
             return self._memories(rows), next_cursor
+
+        result: tuple[list[Memory], str | None] = await self._read(run)
+        return result
+
+    async def _query_sealed(
+        self,
+        user_id: str,
+        filters: Filters,
+        order: str,
+        after: tuple[Any, int] | None,
+        limit: int,
+        now: datetime,
+    ) -> tuple[list[Memory], str | None]:
+        """A listing with metadata filters on a sealed store: the rows the other filters
+        let through, a page at a time, opened and matched in Python (`meta_match`)."""
+        wanted = filters.metadata or {}
+        plain = filters.model_copy(update={"metadata": None})
+        cipher = self.column_cipher
+        at = codec.ts(now)
+
+        def run(conn: Conn) -> tuple[list[Memory], str | None]:
+            kept: list[tuple[Any, ...]] = []
+            position = after
+            while len(kept) <= limit:
+                sql, params = self.sql.listing(plain, order, position, _SEALED_PAGE)
+                params.update(user_id=user_id, now=at)
+                rows = conn.execute(sql, params).fetchall()
+                for row in rows:
+                    meta = (
+                        codec.unseal(cipher, row[1], row[_CONTENT_Z])[1]
+                        if row[_ENC_KEY] is not None
+                        else codec.loads_obj(row[_METADATA])
+                    )
+                    if metadata_matches(meta, wanted):
+                        kept.append(row)
+                        if len(kept) > limit:
+                            break
+                if len(rows) < _SEALED_PAGE:
+                    break
+                position = decode_cursor(_cursor_after(order, rows[-1]), order)
+            more = len(kept) > limit
+            kept = kept[:limit]
+            next_cursor = _cursor_after(order, kept[-1]) if more and kept else None
+            return self._memories(kept), next_cursor
 
         result: tuple[list[Memory], str | None] = await self._read(run)
         return result
@@ -479,15 +757,26 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
     ) -> Memory | None:
         at = codec.ts(now)
 
+        cipher = self.column_cipher
+        # A sealed store keys its hashes: look under each key a row may still be sealed with.
+        digests = (
+            [content_hash]
+            if cipher is None
+            else [cipher.keyed_hash(content_hash, kid) for kid in cipher.key_ids()]
+        )
+
         def run(conn: Conn) -> Memory | None:
-            row = conn.execute(
-                f"SELECT {codec.MEMORY_SELECT} FROM memories AS m WHERE m.user_id = ? "
-                "AND m.content_hash = ? AND m.namespace = ? AND m.deleted_at IS NULL "
-                "AND (m.expires_at IS NULL OR m.expires_at > ?) "
-                "AND (m.valid_to IS NULL OR m.valid_to > ?) ORDER BY m.pk LIMIT 1",
-                (user_id, content_hash, namespace, at, at),
-            ).fetchone()
-            return None if row is None else self._memories([row])[0]
+            for digest in digests:
+                row = conn.execute(
+                    f"SELECT {codec.MEMORY_SELECT} FROM memories AS m WHERE m.user_id = ? "
+                    "AND m.content_hash = ? AND m.namespace = ? AND m.deleted_at IS NULL "
+                    "AND (m.expires_at IS NULL OR m.expires_at > ?) "
+                    "AND (m.valid_to IS NULL OR m.valid_to > ?) ORDER BY m.pk LIMIT 1",
+                    (user_id, digest, namespace, at, at),
+                ).fetchone()
+                if row is not None:
+                    return self._memories([row])[0]
+            return None
 
         result: Memory | None = await self._read(run)
         return result
@@ -510,7 +799,9 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
                 return {r[0]: m for r, m in zip(rows, self._memories(rows), strict=True)}
             for row in rows:
                 pending = self.access.note(row[0], at)  # a search hit is an access
-                out[row[0]] = codec.memory_from_row(row, (pending.count, pending.last_at))
+                out[row[0]] = codec.memory_from_row(
+                    row, (pending.count, pending.last_at), self.column_cipher
+                )
             return out
 
         result: dict[int, Memory] = await self._read(run)
@@ -523,17 +814,17 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
                 self.sql.select_history, {"user_id": user_id, "memory_id": memory_id}
             ).fetchall()
             if rows and rows[-1][-1] is not None:  # every version frozen (rows before 0002)
-                return [codec.history_from_row(r, None) for r in rows]
+                return [codec.history_from_row(r, None, self.column_cipher) for r in rows]
             row = conn.execute(
                 self.sql.select_by_id, {"user_id": user_id, "memory_id": memory_id}
             ).fetchone()
             if row is None:
                 return []
-            mem = codec.memory_from_row(row)
+            mem = codec.memory_from_row(row, None, self.column_cipher)
             live = codec.snapshot_dict(mem)
             if not rows:  # never changed, created without actor or reason
                 return [codec.creation_entry(mem, live)]
-            return [codec.history_from_row(r, live) for r in rows]
+            return [codec.history_from_row(r, live, self.column_cipher) for r in rows]
 
         result: list[HistoryEntry] = await self._read(run)
         return result
@@ -646,13 +937,21 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         def run(conn: Conn) -> list[tuple[int, str, str, str]]:
             where = "AND m.user_id = :u " if user_id is not None else ""
             rows = conn.execute(
-                "SELECT m.pk, m.user_id, m.memory_id, m.content FROM memories m "
+                "SELECT m.pk, m.user_id, m.memory_id, m.content, m.enc_key, m.content_z "
+                "FROM memories m "
                 "WHERE m.pk > :after AND m.deleted_at IS NULL " + where + "AND NOT EXISTS "
                 "(SELECT 1 FROM memory_vectors v WHERE v.memory_pk = m.pk) "
                 "ORDER BY m.pk LIMIT :n",
                 {"after": after_pk, "n": limit, "u": user_id},
             ).fetchall()
-            return [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+            out = []
+            for r in rows:
+                text = r[3]
+                if r[4] is not None:  # sealed: the text the embedder reads of a plain row
+                    body = codec.unseal(self.column_cipher, r[2], r[5])[0]
+                    text = content_text(body)[:COMPRESS_CONTENT_FROM]
+                out.append((int(r[0]), str(r[1]), str(r[2]), str(text)))
+            return out
 
         result: list[tuple[int, str, str, str]] = await self._read(run)
         return result

@@ -6,6 +6,7 @@ happened on the way in, and skipping it keeps a 100-row listing well under a mil
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -14,6 +15,8 @@ from typing import Any
 
 import zstandard
 
+from memvault.crypto import Cipher
+from memvault.errors import ConfigurationError, UnavailableError
 from memvault.limits import COMPRESS_CONTENT_FROM
 from memvault.models import Content, HistoryEntry, Memory, construct, content_text
 
@@ -43,6 +46,7 @@ MEMORY_COLUMNS = (
     "valid_to",
     "superseded_by",
     "content_z",
+    "enc_key",
 )
 MEMORY_SELECT = ", ".join(f"m.{c}" if c != "key" else 'm."key"' for c in MEMORY_COLUMNS)
 
@@ -120,12 +124,51 @@ def _zip(text: str) -> bytes:
     return out
 
 
-def _unzip(blob: bytes | memoryview) -> str:
+def unzip(blob: bytes | memoryview) -> str:
     d = getattr(_ZIP, "d", None)
     if d is None:
         d = _ZIP.d = zstandard.ZstdDecompressor()
     text: str = d.decompress(bytes(blob)).decode()
     return text
+
+
+def _seal(cipher: Cipher, m: Memory) -> bytes:
+    """A memory's content and metadata as one sealed blob (zstd inside when large)."""
+    data = json.dumps(
+        {"c": m.content, "m": m.metadata}, ensure_ascii=False, separators=(",", ":")
+    ).encode()
+    data = b"z" + _zip_bytes(data) if len(data) > COMPRESS_CONTENT_FROM else b"j" + data
+    return cipher.encrypt(data, f"memories/{m.memory_id}")
+
+
+def _zip_bytes(data: bytes) -> bytes:
+    z = getattr(_ZIP, "c", None)
+    if z is None:
+        z = _ZIP.c = zstandard.ZstdCompressor(level=3)
+    out: bytes = z.compress(data)
+    return out
+
+
+def unseal(
+    cipher: Cipher | None, memory_id: str, blob: bytes | memoryview
+) -> tuple[Content, dict[str, Any]]:
+    if cipher is None:
+        raise UnavailableError(
+            f"memory {memory_id!r} is encrypted and no key is configured",
+            {"memory_id": memory_id},
+        )
+    try:
+        data = cipher.decrypt(bytes(blob), f"memories/{memory_id}")
+    except ConfigurationError as exc:
+        raise UnavailableError(str(exc), {"memory_id": memory_id}) from None
+    body = data[1:]
+    if data[:1] == b"z":
+        d = getattr(_ZIP, "d", None)
+        if d is None:
+            d = _ZIP.d = zstandard.ZstdDecompressor()
+        body = d.decompress(body)
+    obj = json.loads(body)
+    return obj["c"], obj["m"]
 
 
 def content_hash(content: Content) -> str:
@@ -134,8 +177,13 @@ def content_hash(content: Content) -> str:
     return hashlib.sha256(normal.encode()).hexdigest()
 
 
-def memory_from_row(row: tuple[Any, ...], access: tuple[int, str] | None = None) -> Memory:
-    """A memory from its row; `access` adds (count, last time) not yet flushed to the row."""
+def memory_from_row(
+    row: tuple[Any, ...],
+    access: tuple[int, str] | None = None,
+    cipher: Cipher | None = None,
+) -> Memory:
+    """A memory from its row; `access` adds (count, last time) not yet flushed to the row;
+    `cipher` opens a sealed row (`enc_key` set)."""
     (
         _pk,
         memory_id,
@@ -162,10 +210,22 @@ def memory_from_row(row: tuple[Any, ...], access: tuple[int, str] | None = None)
         valid_to,
         superseded_by,
         content_z,
+        enc_key,
     ) = row
     if access is not None:
         access_count += access[0]
         last_accessed_at = access[1]
+    if enc_key is not None:
+        body, meta = unseal(cipher, memory_id, content_z)
+    else:
+        body = (
+            json.loads(content_object)
+            if content_object is not None
+            else content
+            if content_z is None
+            else unzip(content_z)
+        )
+        meta = loads_obj(metadata)
     return construct(
         Memory,
         {
@@ -174,14 +234,8 @@ def memory_from_row(row: tuple[Any, ...], access: tuple[int, str] | None = None)
             "namespace": namespace,
             "key": key,
             "memory_type": memory_type,
-            "content": (
-                json.loads(content_object)
-                if content_object is not None
-                else content
-                if content_z is None
-                else _unzip(content_z)
-            ),
-            "metadata": loads_obj(metadata),
+            "content": body,
+            "metadata": meta,
             "tags": loads_tags(tags),
             "category": category,
             "importance": importance,
@@ -217,8 +271,18 @@ def _when(text: str) -> datetime:
     return value
 
 
-def memory_values(m: Memory) -> dict[str, Any]:
-    """Column values for an insert or a full-row update."""
+def memory_values(m: Memory, cipher: Cipher | None = None) -> dict[str, Any]:
+    """Column values for an insert or a full-row update; with `cipher`, content and metadata
+    are sealed into `content_z` (`content` stays empty, so nothing of it is indexed) and the
+    content hash is keyed."""
+    if cipher is not None:
+        sealed = memory_values(m.model_copy(update={"content": "", "metadata": {}}))
+        sealed.update(
+            content_z=_seal(cipher, m),
+            content_hash=cipher.keyed_hash(content_hash(m.content)),
+            enc_key=cipher.key_id,
+        )
+        return sealed
     is_obj = isinstance(m.content, dict)
     text = content_text(m.content)
     zipped = None
@@ -251,6 +315,7 @@ def memory_values(m: Memory) -> dict[str, Any]:
         "valid_from": ts(m.valid_from),
         "valid_to": ts(m.valid_to),
         "superseded_by": m.superseded_by,
+        "enc_key": None,
     }
 
 
@@ -281,9 +346,51 @@ def snapshot_dict(m: Memory) -> dict[str, Any]:
     }
 
 
-def snapshot(m: Memory) -> str:
-    """The JSON snapshot kept in a history row."""
-    return dumps(snapshot_dict(m))
+def snapshot(m: Memory, cipher: Cipher | None = None) -> str:
+    """The JSON snapshot kept in a history row (sealed with `cipher`)."""
+    return seal_snapshot(dumps(snapshot_dict(m)), m.memory_id, m.version, cipher)
+
+
+_SEALED = "$sealed"
+
+
+def seal_snapshot(text: str, memory_id: str, version: int, cipher: Cipher | None) -> str:
+    """A snapshot's JSON text as stored: itself, or `{"$sealed": base64}` under `cipher`
+    (a plain snapshot always has `memory_id`, so the two never mix up)."""
+    if cipher is None:
+        return text
+    blob = cipher.encrypt(text.encode(), f"history/{memory_id}/{version}")
+    return dumps({_SEALED: base64.b64encode(blob).decode()})
+
+
+def _open_snapshot(
+    frozen: dict[str, Any], memory_id: str, version: int, cipher: Cipher | None
+) -> dict[str, Any]:
+    if _SEALED not in frozen or len(frozen) != 1:
+        return frozen
+    if cipher is None:
+        raise UnavailableError(
+            f"history of memory {memory_id!r} is encrypted and no key is configured",
+            {"memory_id": memory_id},
+        )
+    try:
+        text = cipher.decrypt(base64.b64decode(frozen[_SEALED]), f"history/{memory_id}/{version}")
+    except ConfigurationError as exc:
+        raise UnavailableError(str(exc), {"memory_id": memory_id}) from None
+    out: dict[str, Any] = json.loads(text)
+    return out
+
+
+def sealed_snapshot_key(text: str) -> str | None:
+    """The hex key id of a sealed snapshot's text, None for a plain one."""
+    from memvault.crypto import sealed_key_id
+
+    if not text.startswith('{"' + _SEALED):
+        return None
+    frozen = json.loads(text)
+    if _SEALED not in frozen or len(frozen) != 1:
+        return None
+    return sealed_key_id(base64.b64decode(frozen[_SEALED]))
 
 
 def creation_history(m: Memory, snap: str) -> dict[str, Any]:
@@ -315,11 +422,17 @@ def creation_entry(m: Memory, live: dict[str, Any]) -> HistoryEntry:
     )
 
 
-def history_from_row(row: tuple[Any, ...], live: dict[str, Any] | None) -> HistoryEntry:
+def history_from_row(
+    row: tuple[Any, ...], live: dict[str, Any] | None, cipher: Cipher | None = None
+) -> HistoryEntry:
     """A history entry; `live` is the snapshot of the live row, for the one entry whose
     snapshot is not frozen yet (see `SqliteBackend._history_rows`)."""
     history_id, memory_id, version, operation, changed_at, actor, reason, snap = row
-    frozen = json.loads(snap) if snap is not None else dict(live or {})
+    frozen = (
+        _open_snapshot(json.loads(snap), memory_id, version, cipher)
+        if snap is not None
+        else dict(live or {})
+    )
     for name in _VALIDITY_FIELDS:  # snapshots frozen before migration 0006 lack them
         frozen.setdefault(name, None)
     return HistoryEntry.model_construct(

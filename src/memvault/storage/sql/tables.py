@@ -81,6 +81,9 @@ memories = Table(
     # The whole text, zstd-compressed, when it is longer than limits.COMPRESS_CONTENT_FROM
     # (`content` then holds its beginning; migration 0007).
     Column("content_z", LargeBinary),
+    # The id (hex) of the key that sealed this row's content and metadata into `content_z`;
+    # NULL for a plain row (migration 0008, docs/backends.md#encryption).
+    Column("enc_key", String(16)),
 )
 Index(
     "uq_memories_live_key",
@@ -290,9 +293,22 @@ jobs = Table(
 Index("ix_jobs_due", jobs.c.status, jobs.c.run_after)
 Index("ix_jobs_user", jobs.c.user_id, jobs.c.created_at)
 
+# A store that encrypts memory content holds one row here (migration 0008): the id of the
+# key every row is readable with once a rotation has finished, and a sample sealed with it,
+# so that a missing or wrong key stops the store at open, before anything is written.
+encryption_check = Table(
+    "encryption_check",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key_id", String(16), nullable=False),
+    Column("sample", LargeBinary, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
 __all__ = [
     "api_keys",
     "audit_log",
+    "encryption_check",
     "global_context",
     "jobs",
     "memories",
