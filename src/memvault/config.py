@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     zmq_workers: int = Field(16, ge=1, le=256)
     zmq_curve_dir: str = ""
     zmq_default_user: str = "default"
+    # MCP server (docs/mcp.md): the user its tools act for, the key a stdio server acts
+    # with, and where `memvault mcp --http` listens.
+    mcp_user: str = ""
+    mcp_api_key: str | None = None
+    mcp_port: int = Field(8091, ge=1, le=65535)
     zmq_cache_entries: int = Field(10_000, ge=0, le=10_000_000)
     zmq_cache_mb: float = Field(64.0, ge=0, le=1_000_000)
     zmq_cache_ttl_s: float = Field(300.0, ge=0, le=86_400)

@@ -274,7 +274,7 @@ def test_encrypted_files_round_trip_and_refuse_a_wrong_key(tmp_path: Path) -> No
     # A file moved over another one does not decrypt.
     alice = next(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     (alice / "summary.json").write_bytes((alice / "memories.json").read_bytes())
-    with pytest.raises(ConfigurationError, match="changed or moved"):
+    with pytest.raises(ConfigurationError, match="changed, or moved"):
         MemVault(_settings(root, encryption_key=key))
 
 

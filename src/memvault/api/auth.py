@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from memvault.client import AsyncMemVault
-from memvault.errors import UnauthenticatedError
-from memvault.service.access import Principal
+from memvault.service.access import Principal, secret_from_headers
 
 SECURITY_SCHEMES = {
     "bearer": {
@@ -45,20 +44,7 @@ async def caller(request: Request) -> Caller:
     vault: AsyncMemVault = request.app.state.vault
     if vault.settings.auth_disabled:
         return Caller(None, vault)
-    headers = request.headers
-    authorization = headers.get("authorization")
-    if authorization is not None:
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            raise UnauthenticatedError("Authorization must be 'Bearer <API key>'")
-        secret: str | None = value.strip()
-    else:
-        secret = headers.get("x-api-key")
-    if not secret:
-        raise UnauthenticatedError(
-            "an API key is required: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
-        )
-    key = await vault.authenticate(secret)
+    key = await vault.authenticate(secret_from_headers(request.headers))
     rate = key.rate_per_minute or vault.settings.rate_per_minute
     if rate:
         request.app.state.rate_limiter.take(key.key_id, rate)

@@ -515,5 +515,6 @@ def main() -> None:
 # Registers `serve` and `keys` on `app` (that module imports this one's helpers).
 from memvault.cli import export as _export  # noqa: E402, F401
 from memvault.cli import jobs as _jobs  # noqa: E402, F401
+from memvault.cli import mcp as _mcp  # noqa: E402, F401
 from memvault.cli import orchestrator as _orchestrator  # noqa: E402, F401
 from memvault.cli import serve as _serve  # noqa: E402, F401

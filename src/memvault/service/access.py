@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,6 +52,27 @@ def new_secret() -> str:
 
 ME = "me"
 """Stands for the calling key's own user wherever a user is named."""
+
+
+def secret_from_headers(headers: Mapping[str, str]) -> str:
+    """The API key of HTTP request headers (lower-case names): `Authorization: Bearer <key>`
+    or `X-API-Key: <key>`, the same on every HTTP door.
+
+    Raises:
+        UnauthenticatedError: no key, or an `Authorization` header of another scheme.
+    """
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise UnauthenticatedError("Authorization must be 'Bearer <API key>'")
+        return value.strip()
+    secret = headers.get("x-api-key")
+    if not secret:
+        raise UnauthenticatedError(
+            "an API key is required: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+        )
+    return secret
 
 
 @dataclass(frozen=True)
