@@ -51,7 +51,7 @@ from memvault.service.extraction import ExtractOps
 from memvault.service.search import Mode, Offload, ReindexReport
 from memvault.service.seeds import SeedImportOps, SeedReport
 from memvault.service.worker import AsyncWorker, ThreadWorker
-from memvault.storage.base import Backend, PurgeCounts
+from memvault.storage.base import Backend, PurgeCounts, StoreStats
 
 T = TypeVar("T")
 QUERY_THREADS = 32
@@ -392,6 +392,10 @@ class MemVault:
     def clear_message_history(self, user_id: str) -> int:
         """Delete a user's conversation history; returns how many messages went."""
         return drive(self._inner.clear_message_history(user_id))
+
+    def stats(self, user_id: str | None = None, *, days: int = 30) -> StoreStats:
+        """Counts of the store (or one user's part) and memories created per day."""
+        return drive(self._inner.stats(user_id, days=days))
 
     def count(self, user_id: str | None = None) -> int:
         """Live memories of one user, or of everyone."""

@@ -91,6 +91,9 @@ def create_app(settings: Settings | None = None, *, vault: AsyncMemVault | None 
         # The routers' routes join the app's own list: FastAPI's included-router wrapper
         # matched each request against every router in turn (about 50 us a request here).
         app.router.routes.extend(router.routes)
+    from memvault.console import router as console_router
+
+    app.router.routes.extend(console_router.routes)  # the web console at /ui
     _document_security(app)
     app.add_middleware(Edge, max_bytes=s.max_request_bytes, metrics=app.state.metrics)
     return app

@@ -6,6 +6,7 @@ With several uvicorn workers each process counts its own requests; a scrape reac
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from memvault.client import AsyncMemVault
 
+RECENT_SEARCHES = 1_000  # search durations the console's dashboard summarises
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -77,6 +79,12 @@ class Metrics:
         )
 
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # The latest search durations (seconds), for the console's dashboard.
+        self.recent_searches: deque[float] = deque(maxlen=RECENT_SEARCHES)
+
+    def record_search(self, mode: str, elapsed_s: float) -> None:
+        self.search.labels(mode).observe(elapsed_s)
+        self.recent_searches.append(elapsed_s)
 
     def observe(self, method: str, route: str, status: int, elapsed_s: float) -> None:
         """Count and time one request (label children cached: `labels()` cost about 2 us

@@ -3,8 +3,9 @@ upsert by (user, namespace, key), batches, listing, history, TTL and purge."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from memvault import ids, limits
@@ -25,7 +26,7 @@ from memvault.models import (
 )
 from memvault.service import validate
 from memvault.service.ttl import expiry
-from memvault.storage.base import Backend, Change, PurgeCounts
+from memvault.storage.base import Backend, Change, PurgeCounts, StoreStats
 from memvault.storage.sql.queries import ORDERS
 
 PERMANENT = "permanent"
@@ -499,6 +500,28 @@ class MemoryOps:
         """Live memories of one user, or of everyone."""
         uid = None if user_id is None else validate.user_id(user_id)
         return await self.backend.count_memories(uid, self.clock.now())
+
+    async def stats(self, user_id: str | None = None, *, days: int = 30) -> StoreStats:
+        """Counts of the whole store (or one user's part): users, live and deleted memories,
+        messages, sessions, and memories created on each of the last `days` UTC days (every
+        day listed, oldest first, zero included).
+
+        Raises:
+            InvalidArgumentError: `days` outside 1..366.
+        """
+        uid = None if user_id is None else validate.user_id(user_id)
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 366:
+            raise InvalidArgumentError(f"days must be an integer in [1, 366], got {days!r}")
+        now = self.clock.now()
+        first = now.astimezone(UTC).date() - timedelta(days=days - 1)
+        since = datetime.combine(first, time.min, tzinfo=UTC)
+        got = await self.backend.store_stats(uid, since, now)
+        counts = dict(got.created_by_day)
+        every = [
+            (d.isoformat(), counts.get(d.isoformat(), 0))
+            for d in (first + timedelta(days=i) for i in range(days))
+        ]
+        return dataclasses.replace(got, created_by_day=every)
 
     async def _require_user(self, user_id: str) -> None:
         if await self.backend.get_user(user_id) is None:

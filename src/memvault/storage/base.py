@@ -46,6 +46,19 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class StoreStats:
+    """What a store holds: users, live and deleted memories, messages, sessions, and the
+    memories created on each UTC day since a date (`(YYYY-MM-DD, count)`, oldest first)."""
+
+    users: int
+    memories: int
+    deleted: int
+    messages: int
+    sessions: int
+    created_by_day: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
 class Change:
     """How a history row describes a change."""
 
@@ -245,6 +258,9 @@ class Backend(Protocol):
     async def history(self, user_id: str, memory_id: str) -> list[HistoryEntry]: ...
     async def purge(self, now: datetime, deleted_before: datetime) -> PurgeCounts: ...
     async def count_memories(self, user_id: str | None, now: datetime) -> int: ...
+    async def store_stats(self, user_id: str | None, since: datetime, now: datetime) -> StoreStats:
+        """Counts for a dashboard: the whole store's, or one user's."""
+        ...
 
     # conversation, sessions, summary, metrics, global context
     async def add_message(

@@ -210,5 +210,5 @@ async def search(body: schemas.SearchRequest, who: Who, request: Request) -> Res
             explain=body.explain,
         )
     elapsed = time.perf_counter() - started
-    request.app.state.metrics.search.labels(body.mode).observe(elapsed)
+    request.app.state.metrics.record_search(body.mode, elapsed)
     return answer({"hits": hits})

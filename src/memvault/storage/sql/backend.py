@@ -36,6 +36,7 @@ from memvault.storage.base import (
     MemoryChange,
     Merge,
     PurgeCounts,
+    StoreStats,
 )
 from memvault.storage.jobs import JobStore, finish_job
 from memvault.storage.keys import KeyStore
@@ -868,6 +869,47 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
             return int(row.fetchone()[0])
 
         result: int = await self._read(run)
+        return result
+
+    async def store_stats(self, user_id: str | None, since: datetime, now: datetime) -> StoreStats:
+        at, start = codec.ts(now), codec.ts(since)
+        day = (
+            "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+            if self.sql.pg
+            else "substr(created_at, 1, 10)"
+        )
+        mine = "" if user_id is None else " AND user_id = :u"
+
+        def count(conn: Conn, sql: str, **params: Any) -> int:
+            return int(conn.execute(sql, {"u": user_id, **params}).fetchone()[0])
+
+        def run(conn: Conn) -> StoreStats:
+            users = count(
+                conn,
+                "SELECT count(*) FROM users" + ("" if user_id is None else " WHERE user_id = :u"),
+            )
+            live = count(
+                conn,
+                "SELECT count(*) FROM memories WHERE deleted_at IS NULL "
+                "AND (expires_at IS NULL OR expires_at > :at)" + mine,
+                at=at,
+            )
+            deleted = count(
+                conn, "SELECT count(*) FROM memories WHERE deleted_at IS NOT NULL" + mine
+            )
+            where = "" if user_id is None else " WHERE user_id = :u"
+            messages = count(conn, "SELECT count(*) FROM messages" + where)
+            sessions = count(conn, "SELECT count(*) FROM sessions" + where)
+            rows = conn.execute(
+                f"SELECT {day} AS d, count(*) FROM memories WHERE created_at >= :since{mine} "
+                "GROUP BY d ORDER BY d",
+                {"since": start, "u": user_id},
+            ).fetchall()
+            return StoreStats(
+                users, live, deleted, messages, sessions, [(str(d), int(n)) for d, n in rows]
+            )
+
+        result: StoreStats = await self._read(run)
         return result
 
     # ------------------------------------------------------------------ lifecycle
