@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from memvault import MemVault, Settings
-
 from tests.integration.rest_helpers import live_server
 
 SHOTS = Path(
@@ -210,10 +209,12 @@ def test_a_user_key_sees_only_its_user(
         assert page.url.endswith("/ui/users/bob")
         for path in ("/ui/users/alice", f"/ui/users/alice/memories/{ids['tea']}"):
             response = page.goto(base + path)
-            assert response is not None and response.status == 403
+            assert response is not None
+            assert response.status == 403
             assert page.get_by_role("alert").is_visible()
         response = page.goto(f"{base}/ui/users/bob/memories/{ids['tea']}")
-        assert response is not None and response.status == 404
+        assert response is not None
+        assert response.status == 404
         # Alice's memory cannot be changed through Bob's pages either.
         page.goto(f"{base}/ui/users/bob/memories")
         assert "locker code" in page.locator("main").inner_text()
