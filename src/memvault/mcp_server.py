@@ -220,6 +220,36 @@ def _read_guarded(fn: Callable[..., Awaitable[str]]) -> Callable[..., Awaitable[
     return run
 
 
+def _resources(
+    server: MCPServer, door: McpDoor, part: str, about: str, read: Callable[[str], Awaitable[str]]
+) -> None:
+    """`memvault://users/{user_id}/<part>` ('me': the connection's own user) and, when the
+    connection has one principal (stdio), `memvault://<part>`."""
+    if door.static:
+
+        @server.resource(
+            f"memvault://{part}",
+            name=part,
+            description=f"The user's {about} (JSON).",
+            mime_type="application/json",
+        )
+        @_read_guarded
+        async def mine() -> str:
+            uid, _ = await door.user(None, None)
+            return await read(uid)
+
+    @server.resource(
+        f"memvault://users/{{user_id}}/{part}",
+        name=f"user_{part}",
+        description=f"A user's {about} (JSON); 'me' names the connection's own user.",
+        mime_type="application/json",
+    )
+    @_read_guarded
+    async def theirs(user_id: str, ctx: Context) -> str:
+        uid, _ = await door.user(ctx, user_id)
+        return await read(uid)
+
+
 def build_server(door: McpDoor) -> MCPServer:
     """The MCP server of `door`: its tools and resources."""
     server: MCPServer = MCPServer(
@@ -488,52 +518,11 @@ def build_server(door: McpDoor) -> MCPServer:
             ensure_ascii=False,
         )
 
-    if door.static:  # one principal for the whole connection: plain URIs name its user
-
-        @server.resource(
-            "memvault://profile",
-            name="profile",
-            description="The user's profile, usage metrics and facts (JSON).",
-            mime_type="application/json",
-        )
-        @_read_guarded
-        async def my_profile() -> str:
-            uid, _ = await door.user(None, None)
-            return await profile_of(uid)
-
-        @server.resource(
-            "memvault://summary",
-            name="summary",
-            description="The user's memory summary (JSON).",
-            mime_type="application/json",
-        )
-        @_read_guarded
-        async def my_summary() -> str:
-            uid, _ = await door.user(None, None)
-            return await summary_of(uid)
-
-    @server.resource(
-        "memvault://users/{user_id}/profile",
-        name="user_profile",
-        description="A user's profile, usage metrics and facts (JSON); 'me' names the "
-        "connection's own user.",
-        mime_type="application/json",
-    )
-    @_read_guarded
-    async def user_profile(user_id: str, ctx: Context) -> str:
-        uid, _ = await door.user(ctx, user_id)
-        return await profile_of(uid)
-
-    @server.resource(
-        "memvault://users/{user_id}/summary",
-        name="user_summary",
-        description="A user's memory summary (JSON); 'me' names the connection's own user.",
-        mime_type="application/json",
-    )
-    @_read_guarded
-    async def user_summary(user_id: str, ctx: Context) -> str:
-        uid, _ = await door.user(ctx, user_id)
-        return await summary_of(uid)
+    for part, about, read in (
+        ("profile", "profile, usage metrics and facts", profile_of),
+        ("summary", "memory summary", summary_of),
+    ):
+        _resources(server, door, part, about, read)
 
     return server
 

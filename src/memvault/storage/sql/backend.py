@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -205,92 +206,74 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         self.column_cipher = new
         return done
 
-    def _rotate_memories(self, new: Cipher, progress: Callable[[str, int], None] | None) -> int:
+    def _rotate_pass(
+        self,
+        kind: str,
+        batch: Callable[[int, Conn], tuple[int, int]],
+        progress: Callable[[str, int], None] | None,
+    ) -> int:
+        """Run `batch(after, conn)` (one transaction; returns the last key read, or -1 when
+        none was left, and how many rows it sealed) until the table is walked."""
         after, written = 0, 0
         while True:
-
-            def batch(conn: Conn, after: int = after) -> tuple[int, int]:
-                rows = conn.execute(
-                    f"SELECT {codec.MEMORY_SELECT} FROM memories AS m WHERE m.pk > ? "
-                    "AND (m.enc_key IS NULL OR m.enc_key <> ?) ORDER BY m.pk LIMIT ?",
-                    (after, new.key_id, _ROTATE_BATCH),
-                ).fetchall()
-                n = 0
-                for row in rows:
-                    v = codec.memory_values(codec.memory_from_row(row, None, new), new)
-                    n += conn.execute(
-                        "UPDATE memories SET content = ?, content_object = ?, content_z = ?, "
-                        "metadata = ?, content_hash = ?, enc_key = ?, search_context = NULL "
-                        "WHERE pk = ? AND version = ?",
-                        (
-                            v["content"],
-                            v["content_object"],
-                            v["content_z"],
-                            v["metadata"],
-                            v["content_hash"],
-                            v["enc_key"],
-                            row[0],
-                            v["version"],
-                        ),
-                    ).rowcount
-                return (rows[-1][0] if rows else -1), n
-
-            last, n = self.db.write(batch)
+            last, n = self.db.write(functools.partial(batch, after))
             written += n
             if progress is not None and n:
-                progress("memories", n)
+                progress(kind, n)
             if last < 0:
-                break
+                return written
             after = last
-        return written
+
+    def _rotate_memories(self, new: Cipher, progress: Callable[[str, int], None] | None) -> int:
+        def batch(after: int, conn: Conn) -> tuple[int, int]:
+            rows = conn.execute(
+                f"SELECT {codec.MEMORY_SELECT} FROM memories AS m WHERE m.pk > ? "
+                "AND (m.enc_key IS NULL OR m.enc_key <> ?) ORDER BY m.pk LIMIT ?",
+                (after, new.key_id, _ROTATE_BATCH),
+            ).fetchall()
+            n = 0
+            for row in rows:
+                v = codec.memory_values(codec.memory_from_row(row, None, new), new)
+                n += conn.execute(
+                    "UPDATE memories SET content = ?, content_object = ?, content_z = ?, "
+                    "metadata = ?, content_hash = ?, enc_key = ?, search_context = NULL "
+                    "WHERE pk = ? AND version = ?",
+                    (
+                        v["content"],
+                        v["content_object"],
+                        v["content_z"],
+                        v["metadata"],
+                        v["content_hash"],
+                        v["enc_key"],
+                        row[0],
+                        v["version"],
+                    ),
+                ).rowcount
+            return (rows[-1][0] if rows else -1), n
+
+        return self._rotate_pass("memories", batch, progress)
 
     def _rotate_snapshots(self, new: Cipher, progress: Callable[[str, int], None] | None) -> int:
-        after, written = 0, 0
-        while True:
+        def batch(after: int, conn: Conn) -> tuple[int, int]:
+            rows = conn.execute(
+                "SELECT history_id, memory_id, version, snapshot FROM memory_history "
+                "WHERE history_id > ? AND snapshot IS NOT NULL ORDER BY history_id LIMIT ?",
+                (after, _ROTATE_BATCH),
+            ).fetchall()
+            n = 0
+            for hid, memory_id, version, snap in rows:
+                text = snap if isinstance(snap, str) else json.dumps(snap)
+                if codec.sealed_snapshot_key(text) == new.key_id:
+                    continue
+                frozen = codec.open_snapshot(json.loads(text), memory_id, version, new)
+                sealed = codec.seal_snapshot(codec.dumps(frozen), memory_id, version, new)
+                conn.execute(
+                    "UPDATE memory_history SET snapshot = ? WHERE history_id = ?", (sealed, hid)
+                )
+                n += 1
+            return (rows[-1][0] if rows else -1), n
 
-            def batch(conn: Conn, after: int = after) -> tuple[int, int]:
-                rows = conn.execute(
-                    "SELECT history_id, memory_id, version, snapshot FROM memory_history "
-                    "WHERE history_id > ? AND snapshot IS NOT NULL ORDER BY history_id LIMIT ?",
-                    (after, _ROTATE_BATCH),
-                ).fetchall()
-                n = 0
-                for hid, memory_id, version, snap in rows:
-                    text = snap if isinstance(snap, str) else json.dumps(snap)
-                    if codec.sealed_snapshot_key(text) == new.key_id:
-                        continue
-                    entry = codec.history_from_row(
-                        (
-                            hid,
-                            memory_id,
-                            version,
-                            "",
-                            "1970-01-01T00:00:00+00:00",
-                            None,
-                            None,
-                            text,
-                        ),
-                        None,
-                        new,
-                    )
-                    sealed = codec.seal_snapshot(
-                        codec.dumps(entry.snapshot), memory_id, version, new
-                    )
-                    conn.execute(
-                        "UPDATE memory_history SET snapshot = ? WHERE history_id = ?",
-                        (sealed, hid),
-                    )
-                    n += 1
-                return (rows[-1][0] if rows else -1), n
-
-            last, n = self.db.write(batch)
-            written += n
-            if progress is not None and n:
-                progress("snapshots", n)
-            if last < 0:
-                break
-            after = last
-        return written
+        return self._rotate_pass("snapshots", batch, progress)
 
     # ------------------------------------------------------------------ hooks
     def _hook_index_new_rows(self, conn: Conn, after_pk: int) -> None:

@@ -363,9 +363,10 @@ def seal_snapshot(text: str, memory_id: str, version: int, cipher: Cipher | None
     return dumps({_SEALED: base64.b64encode(blob).decode()})
 
 
-def _open_snapshot(
+def open_snapshot(
     frozen: dict[str, Any], memory_id: str, version: int, cipher: Cipher | None
 ) -> dict[str, Any]:
+    """A stored snapshot as written: a sealed one opened with `cipher`, a plain one as is."""
     if _SEALED not in frozen or len(frozen) != 1:
         return frozen
     if cipher is None:
@@ -429,7 +430,7 @@ def history_from_row(
     snapshot is not frozen yet (see `SqliteBackend._history_rows`)."""
     history_id, memory_id, version, operation, changed_at, actor, reason, snap = row
     frozen = (
-        _open_snapshot(json.loads(snap), memory_id, version, cipher)
+        open_snapshot(json.loads(snap), memory_id, version, cipher)
         if snap is not None
         else dict(live or {})
     )
