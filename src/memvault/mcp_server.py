@@ -67,6 +67,10 @@ UserArg = Annotated[
     ),
 ]
 
+NamespacesArg = Annotated[list[str] | None, Field(description="Only these namespaces.")]
+TypesArg = Annotated[list[str] | None, Field(description="Only these memory types.")]
+TagsArg = Annotated[list[str] | None, Field(description="Any of these tags.")]
+
 
 @dataclass
 class _Pending:
@@ -325,9 +329,9 @@ def build_server(door: McpDoor) -> MCPServer:
         ctx: Context,
         query: Annotated[str, Field(description="What to look for.")],
         k: Annotated[int, Field(ge=1, le=100, description="How many memories.")] = 5,
-        namespaces: Annotated[list[str] | None, Field(description="Only these.")] = None,
-        memory_types: Annotated[list[str] | None, Field(description="Only these.")] = None,
-        tags: Annotated[list[str] | None, Field(description="Any of these tags.")] = None,
+        namespaces: NamespacesArg = None,
+        memory_types: TypesArg = None,
+        tags: TagsArg = None,
         min_importance: Annotated[float | None, Field(ge=0, le=1)] = None,
         created_after: Annotated[str | None, Field(description="ISO-8601 time.")] = None,
         created_before: Annotated[str | None, Field(description="ISO-8601 time.")] = None,
@@ -425,9 +429,9 @@ def build_server(door: McpDoor) -> MCPServer:
     @_guarded
     async def list_memories(
         ctx: Context,
-        namespaces: Annotated[list[str] | None, Field(description="Only these.")] = None,
-        memory_types: Annotated[list[str] | None, Field(description="Only these.")] = None,
-        tags: Annotated[list[str] | None, Field(description="Any of these tags.")] = None,
+        namespaces: NamespacesArg = None,
+        memory_types: TypesArg = None,
+        tags: TagsArg = None,
         order: Annotated[
             Literal["created_desc", "created_asc", "importance_desc", "updated_desc"],
             Field(description="Sort order."),
