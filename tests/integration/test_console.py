@@ -226,6 +226,21 @@ def test_a_user_key_sees_only_its_user(
         page.close()
 
 
+def test_a_crafted_link_cannot_put_words_on_a_page(
+    site: tuple[str, dict[str, str], dict[str, str]],
+) -> None:
+    import httpx
+
+    base, keys, _ = site
+    with httpx.Client(base_url=base) as c:
+        c.post("/ui/login", data={"key": keys["alice"]})
+        for done in ("Your key leaked, call this number", "saved", "saved:x", "saved:1:2:3"):
+            page = c.get("/ui/users/alice", params={"done": done}).text
+            assert 'class="flash"' not in page, done
+        page = c.get("/ui/users/alice", params={"done": "reverted:1:3"}).text
+        assert "Reverted to version 1, saved as version 3." in page
+
+
 def test_forms_from_another_site_are_refused(
     site: tuple[str, dict[str, str], dict[str, str]],
 ) -> None:

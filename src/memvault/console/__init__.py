@@ -146,7 +146,7 @@ def _render(
         viewer=viewer,
         prefix=PREFIX,
         css=f"{PREFIX}/static/console.css?v={_CSS_TAG}",
-        flash=request.query_params.get("done"),
+        flash=_flash(request.query_params.get("done")),
         q=quote,
         text=_text,
         when=_when,
@@ -178,7 +178,31 @@ def _when(value: datetime | str | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _back(path: str, done: str) -> RedirectResponse:
+# What an action says after its redirect: a code and numbers travel in the URL, never text
+# (a crafted link cannot make the console say something of its own).
+_FLASH = {
+    "unchanged": "Nothing changed.",
+    "saved": "Saved as version {0}.",
+    "deleted": "Deleted. It can be restored below.",
+    "restored": "Restored as version {0}.",
+    "reverted": "Reverted to version {0}, saved as version {1}.",
+}
+
+
+def _flash(done: str | None) -> str | None:
+    if not done:
+        return None
+    code, *numbers = done.split(":")
+    template = _FLASH.get(code)
+    if template is None or len(numbers) != template.count("{"):
+        return None
+    if not all(n.isdigit() and len(n) < 10 for n in numbers):
+        return None
+    return template.format(*numbers)
+
+
+def _back(path: str, code: str, *numbers: int) -> RedirectResponse:
+    done = ":".join([code, *(str(n) for n in numbers)])
     return RedirectResponse(f"{path}?{urlencode({'done': done})}", status_code=303)
 
 
@@ -497,21 +521,21 @@ async def memory_action(request: Request, user_id: str, memory_id: str, action: 
             current = await vault.get(uid, memory_id)
             changed = {k: v for k, v in patch.items() if getattr(current, k) != v}
             if not changed:
-                return _back(here, "Nothing changed.")
+                return _back(here, "unchanged")
             m = await vault.update(uid, memory_id, changed, expected_version=expected, actor=actor)
-            return _back(here, f"Saved as version {m.version}.")
+            return _back(here, "saved", m.version)
         if action == "delete":
             await vault.delete(uid, memory_id, expected_version=expected, actor=actor)
-            return _back(here, "Deleted. It can be restored below.")
+            return _back(here, "deleted")
         if action == "restore":
             m = await vault.restore(uid, memory_id, actor=actor)
-            return _back(here, f"Restored as version {m.version}.")
+            return _back(here, "restored", m.version)
         if action == "revert":
             to = _int(form.get("to"), "to")
             if to is None:
                 raise InvalidArgumentError("which version to revert to?", {"field": "to"})
             m = await vault.revert(uid, memory_id, to, actor=actor)
-            return _back(here, f"Reverted to version {to}, saved as version {m.version}.")
+            return _back(here, "reverted", to, m.version)
         raise NotFoundError(f"no action {action!r}")
 
     return await _page(request, build)
