@@ -241,6 +241,29 @@ def test_a_crafted_link_cannot_put_words_on_a_page(
         assert "Reverted to version 1, saved as version 3." in page
 
 
+def test_any_user_id_has_its_pages(
+    browser: Any, site: tuple[str, dict[str, str], dict[str, str]], tmp_path: Path
+) -> None:
+    base, keys, _ = site
+    odd = ["team/alpha", "100%", "~tilde", "名前 with spaces"]
+    with MemVault(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'mv.db'}")) as v:
+        for uid in odd:
+            v.add(uid, f"a note of {uid}")
+    page = browser.new_page()
+    try:
+        _sign_in(page, base, keys["admin"])
+        page.goto(f"{base}/ui/users")
+        for uid in odd:
+            page.goto(f"{base}/ui/users")
+            page.get_by_role("link", name=uid, exact=True).click()
+            assert page.get_by_role("heading", level=1).inner_text() == uid
+            page.get_by_role("link", name=re.compile(r"^Memories \(")).click()
+            page.get_by_role("link", name=f"a note of {uid}").click()
+            assert page.locator("#content").inner_text() == f"a note of {uid}"
+    finally:
+        page.close()
+
+
 def test_forms_from_another_site_are_refused(
     site: tuple[str, dict[str, str], dict[str, str]],
 ) -> None:

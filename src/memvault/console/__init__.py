@@ -12,6 +12,7 @@ carry a token derived from the key, and a POST from another origin is refused.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import math
@@ -133,9 +134,26 @@ async def _form(request: Request, viewer: Viewer | None) -> dict[str, str]:
     return form
 
 
+def seg(user_id: str) -> str:
+    """A user id as one URL path segment. Ids with '/' or '%' (which the router would split
+    or decode) and ids starting with '~' travel as '~' + URL-safe base64."""
+    if "/" in user_id or "%" in user_id or user_id.startswith("~"):
+        return "~" + base64.urlsafe_b64encode(user_id.encode()).decode().rstrip("=")
+    return quote(user_id, safe="")
+
+
+def unseg(segment: str) -> str:
+    if not segment.startswith("~"):
+        return segment
+    try:
+        return base64.urlsafe_b64decode(segment[1:] + "=" * (-len(segment[1:]) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgumentError("this user address is malformed") from None
+
+
 def _user_of(viewer: Viewer, user_id: str) -> str:
-    """The user a page shows: a user key sees only its own."""
-    return viewer.principal.user(user_id)
+    """The user a page shows (from its path segment): a user key sees only its own."""
+    return viewer.principal.user(unseg(user_id))
 
 
 def _render(
@@ -148,6 +166,7 @@ def _render(
         css=f"{PREFIX}/static/console.css?v={_CSS_TAG}",
         flash=_flash(request.query_params.get("done")),
         q=quote,
+        seg=seg,
         text=_text,
         when=_when,
         **context,
@@ -350,7 +369,7 @@ async def dashboard(request: Request) -> Response:
 async def users(request: Request) -> Response:
     async def build(viewer: Viewer) -> Response:
         if not viewer.admin:
-            raise _Redirect(f"{PREFIX}/users/{quote(viewer.own_user or '', safe='')}")
+            raise _Redirect(f"{PREFIX}/users/{seg(viewer.own_user or '')}")
         after = request.query_params.get("after") or None
         listed = await _vault(request).list_users(limit=PAGE + 1, after=after)
         more = len(listed) > PAGE
@@ -502,7 +521,7 @@ async def memory_action(request: Request, user_id: str, memory_id: str, action: 
         vault = _vault(request)
         uid = _user_of(viewer, user_id)
         form = await _form(request, viewer)
-        here = f"{PREFIX}/users/{quote(uid, safe='')}/memories/{quote(memory_id, safe='')}"
+        here = f"{PREFIX}/users/{seg(uid)}/memories/{quote(memory_id, safe='')}"
         actor = viewer.actor
         expected = _int(form.get("version"), "version")
         if action == "edit":
