@@ -264,6 +264,25 @@ def test_any_user_id_has_its_pages(
         page.close()
 
 
+def test_a_new_user_sees_empty_pages_not_errors(
+    site: tuple[str, dict[str, str], dict[str, str]], tmp_path: Path
+) -> None:
+    import httpx
+
+    base, keys, _ = site
+    with MemVault(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'mv.db'}")) as v:
+        _, carol = v.create_api_key("carol")  # nothing stored for carol yet
+    with httpx.Client(base_url=base) as c:
+        c.post("/ui/login", data={"key": carol})
+        for path in ("/ui/", "/ui/users/carol", "/ui/users/carol/memories"):
+            r = c.get(path)
+            assert r.status_code == 200, path
+        assert "Nothing is stored for this user yet." in c.get("/ui/users/carol").text
+        assert "No memories match." in c.get("/ui/users/carol/memories").text
+        c.post("/ui/login", data={"key": keys["admin"]})
+        assert c.get("/ui/users/nobody-at-all").status_code == 404  # admin: no such user
+
+
 def test_forms_from_another_site_are_refused(
     site: tuple[str, dict[str, str], dict[str, str]],
 ) -> None:

@@ -37,7 +37,7 @@ from memvault.errors import (
     PermissionDeniedError,
     UnauthenticatedError,
 )
-from memvault.models import HistoryEntry, Memory, content_text
+from memvault.models import HistoryEntry, Memory, Page, User, content_text
 from memvault.service.access import Principal
 from memvault.service.search import Mode
 
@@ -390,7 +390,12 @@ async def user_page(request: Request, user_id: str) -> Response:
     async def build(viewer: Viewer) -> Response:
         vault = _vault(request)
         uid = _user_of(viewer, user_id)
-        user = await vault.get_user(uid)
+        try:
+            user: User | None = await vault.get_user(uid)
+        except NotFoundError:
+            if viewer.admin:
+                raise
+            user = None  # a user key whose user has nothing stored yet
         facts = await vault.get_user_facts(uid)
         by_category: dict[str, list[Memory]] = {}
         for f in facts:
@@ -399,6 +404,7 @@ async def user_page(request: Request, user_id: str) -> Response:
             request,
             viewer,
             "user.html",
+            uid=uid,
             user=user,
             metrics=await vault.get_metrics(uid),
             summary=await vault.get_summary(uid),
@@ -457,9 +463,14 @@ async def memories(request: Request, user_id: str) -> Response:
             elapsed = time.perf_counter() - started
             request.app.state.metrics.record_search(mode, elapsed)
         else:
-            page = await vault.list_memories(
-                uid, filters=f, order=order, limit=PAGE, cursor=params.get("cursor") or None
-            )
+            try:
+                page = await vault.list_memories(
+                    uid, filters=f, order=order, limit=PAGE, cursor=params.get("cursor") or None
+                )
+            except NotFoundError:
+                if viewer.admin:
+                    raise
+                page = Page(items=[])  # a user key whose user has nothing stored yet
         kept = {k: v for k, v in params.items() if k not in ("cursor", "done") and v}
         return _render(
             request,
