@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     api_port: int = Field(8080, ge=1, le=65535)
     api_workers: int = Field(1, ge=1, le=64)
     api_graceful_timeout_s: float = Field(30.0, gt=0, le=3600)
+    api_fast_reads: bool = True
     auth_disabled: bool = False
     auth_cache_s: float = Field(5.0, ge=0, le=3600)
     rate_per_minute: int = Field(0, ge=0, le=MAX_RATE_PER_MINUTE)

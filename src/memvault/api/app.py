@@ -40,9 +40,15 @@ Errors answer `{"status": "error", "error": {"code", "message", "details"}, "req
 """
 
 
-def create_app(settings: Settings | None = None, *, vault: AsyncMemVault | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    vault: AsyncMemVault | None = None,
+    fast_reads: bool | None = None,
+) -> FastAPI:
     """The application. With `vault`, it serves that open vault (and leaves it open);
-    otherwise it opens the store of `settings` at start-up and closes it at shutdown."""
+    otherwise it opens the store of `settings` at start-up and closes it at shutdown.
+    `fast_reads` overrides the setting `api_fast_reads` (`api.fastpath`)."""
     s = vault.settings if vault is not None else (settings or load_settings())
 
     @asynccontextmanager
@@ -95,7 +101,12 @@ def create_app(settings: Settings | None = None, *, vault: AsyncMemVault | None 
 
     app.router.routes.extend(console_router.routes)  # the web console at /ui
     _document_security(app)
-    app.add_middleware(Edge, max_bytes=s.max_request_bytes, metrics=app.state.metrics)
+    app.add_middleware(
+        Edge,
+        max_bytes=s.max_request_bytes,
+        metrics=app.state.metrics,
+        fast=s.api_fast_reads if fast_reads is None else fast_reads,
+    )
     return app
 
 

@@ -7,7 +7,9 @@ scopes every read by the caller's user). An admin key acts for any user and must
 
 from __future__ import annotations
 
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 
@@ -41,12 +43,20 @@ class Caller(Principal):
 
 async def caller(request: Request) -> Caller:
     """The dependency every `/v1` and seed-003 route takes."""
-    vault: AsyncMemVault = request.app.state.vault
+    return await caller_of(request.app.state, request.headers, request.scope)
+
+
+async def caller_of(
+    state: Any, headers: Mapping[str, str], scope: MutableMapping[str, Any]
+) -> Caller:
+    """The caller of a request with these `headers`, on the app whose `state` holds the vault
+    and the rate limiter (the key id is noted in `scope` for the access log)."""
+    vault: AsyncMemVault = state.vault
     if vault.settings.auth_disabled:
         return Caller(None, vault)
-    key = await vault.authenticate(secret_from_headers(request.headers))
+    key = await vault.authenticate(secret_from_headers(headers))
     rate = key.rate_per_minute or vault.settings.rate_per_minute
     if rate:
-        request.app.state.rate_limiter.take(key.key_id, rate)
-    request.scope.setdefault("state", {})["key_id"] = key.key_id
+        state.rate_limiter.take(key.key_id, rate)
+    scope.setdefault("state", {})["key_id"] = key.key_id
     return Caller(key, vault)

@@ -96,7 +96,7 @@ def _count(request: Request, code: ErrorCode) -> None:
         metrics.errors.labels(code.value).inc()
 
 
-def _memvault_error(request: Request, exc: Exception) -> Response:
+def memvault_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MemvaultError)
     _count(request, exc.code)
     headers = None
@@ -129,7 +129,7 @@ def _http_error(request: Request, exc: Exception) -> Response:
     return envelope(code, detail, {}, request_id(request), status, dict(exc.headers or {}))
 
 
-def _internal_error(request: Request, exc: Exception) -> Response:
+def internal_error(request: Request, exc: Exception) -> Response:
     _count(request, ErrorCode.INTERNAL)
     log.exception("internal error", extra={"request_id": request_id(request)})
     return envelope(ErrorCode.INTERNAL, "internal error", {}, request_id(request))
@@ -137,7 +137,7 @@ def _internal_error(request: Request, exc: Exception) -> Response:
 
 def install(app: FastAPI) -> None:
     """Register the error handlers: every error leaves as the envelope."""
-    app.add_exception_handler(MemvaultError, _memvault_error)
+    app.add_exception_handler(MemvaultError, memvault_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _internal_error)
+    app.add_exception_handler(Exception, internal_error)

@@ -1,5 +1,6 @@
 """The edge of every HTTP request, as plain ASGI (no per-request task or body copy):
-request id in and out, the body size limit, metrics and the access log."""
+request id in and out, the body size limit, metrics and the access log; point reads go to
+`api.fastpath`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memvault import ids
+from memvault.api import fastpath
 from memvault.api.errors import envelope
 from memvault.api.metrics import Metrics
 from memvault.errors import ErrorCode
@@ -26,10 +28,13 @@ class Edge:
     before reading, or while reading a chunked body), counts and times
     requests by route template, and logs one line per request at INFO."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, metrics: Metrics, fast: bool = True
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.metrics = metrics
+        self.fast = fast  # point reads by `api.fastpath` (False: all through FastAPI)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,6 +62,8 @@ class Edge:
                     await self.app(scope, _replay(body, receive), send_with_id)
             elif length is not None and length > self.max_bytes:
                 await _too_large(self.max_bytes, rid)(scope, receive, send_with_id)
+            elif self.fast and (memory_id := fastpath.takes(scope)) is not None:
+                await fastpath.get_memory(memory_id, scope, receive, send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
         finally:
