@@ -69,8 +69,8 @@ class Settings(BaseSettings):
     pg_pool_timeout_s: float = Field(30.0, gt=0, le=3600)
     pg_pre_ping: bool = True
     pg_hnsw_from: int = Field(20_000, ge=0, le=1_000_000_000)
-    access_flush_interval_s: float = Field(5.0, ge=0, le=3600)
-    access_flush_max_pending: int = Field(10_000, ge=1, le=1_000_000)
+    access_flush_interval_s: float = Field(30.0, ge=0, le=3600)
+    access_flush_max_pending: int = Field(100_000, ge=1, le=1_000_000)
     read_threads: int = Field(4, ge=1, le=64)
     inline_point_reads: bool = True
     embedder: str = "minilm"
