@@ -523,6 +523,10 @@ class MemVault:
         """Every global value by key."""
         return drive(self._inner.get_global_context())
 
+    def inspect(self, user_id: str, memory_id: str) -> Memory:
+        """The memory as stored, whatever its state, without counting an access."""
+        return drive(self._inner.inspect(user_id, memory_id))
+
     def get_many(self, user_id: str, memory_ids: Sequence[str]) -> list[Memory]:
         """The live memories among `memory_ids`, in the order asked; missing ones are left out."""
         return drive(self._inner.get_many(user_id, memory_ids))

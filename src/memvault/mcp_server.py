@@ -25,7 +25,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -154,39 +153,10 @@ def _hit(h: SearchHit) -> dict[str, Any]:
     return out
 
 
-def _when(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidArgumentError(
-            f"{name} must be an ISO-8601 time such as 2026-01-31T12:00:00Z", {"field": name}
-        ) from None
-
-
-def _filters(
-    namespaces: list[str] | None,
-    memory_types: list[str] | None,
-    tags: list[str] | None,
-    min_importance: float | None,
-    created_after: str | None,
-    created_before: str | None,
-) -> dict[str, Any]:
-    f: dict[str, Any] = {}
-    if namespaces:
-        f["namespaces"] = namespaces
-    if memory_types:
-        f["memory_types"] = memory_types
-    if tags:
-        f["tags_any"] = tags
-    if min_importance is not None:
-        f["min_importance"] = min_importance
-    if (after := _when(created_after, "created_after")) is not None:
-        f["created_after"] = after
-    if (before := _when(created_before, "created_before")) is not None:
-        f["created_before"] = before
-    return f
+def _filters(**given: Any) -> dict[str, Any]:
+    """A search or listing filter from tool arguments (`tags`: any of them); the service
+    checks it, times included (`INVALID_ARGUMENT` for a malformed one)."""
+    return {("tags_any" if k == "tags" else k): v for k, v in given.items() if v not in (None, [])}
 
 
 Tool = Callable[..., Awaitable[CallToolResult]]
@@ -339,7 +309,14 @@ def build_server(door: McpDoor) -> MCPServer:
         user_id: UserArg = None,
     ) -> CallToolResult:
         uid, _ = await door.user(ctx, user_id)
-        f = _filters(namespaces, memory_types, tags, min_importance, created_after, created_before)
+        f = _filters(
+            namespaces=namespaces,
+            memory_types=memory_types,
+            tags=tags,
+            min_importance=min_importance,
+            created_after=created_after,
+            created_before=created_before,
+        )
         hits = await vault.search(uid, query, k=k, filters=f, explain=explain)
         return _ok({"hits": [_hit(h) for h in hits]})
 
@@ -441,7 +418,7 @@ def build_server(door: McpDoor) -> MCPServer:
         user_id: UserArg = None,
     ) -> CallToolResult:
         uid, _ = await door.user(ctx, user_id)
-        f = _filters(namespaces, memory_types, tags, None, None, None)
+        f = _filters(namespaces=namespaces, memory_types=memory_types, tags=tags)
         page = await vault.list_memories(uid, filters=f, order=order, limit=limit, cursor=cursor)
         return _ok({"memories": [_memory(m) for m in page.items], "next_cursor": page.next_cursor})
 
@@ -556,31 +533,31 @@ def header_principal(vault: AsyncMemVault) -> Callable[[Context | None], Awaitab
 
 
 class KeyGate:
-    """ASGI middleware of `memvault mcp --http`: a request without a valid API key is
-    answered 401 (or 429 over its key's rate) before it reaches the MCP session."""
+    """ASGI middleware of `memvault mcp --http`: a request passes REST's caller check (its
+    key, the key's rate limit) or is answered 401 / 429 with the REST error envelope
+    before it reaches the MCP session."""
 
     def __init__(self, app: Any, vault: AsyncMemVault) -> None:
         self.app = app
-        self.vault = vault
-        self.limiter = RateLimiter()
+        self.vault = vault  # with `rate_limiter`: the state `caller_of` reads
+        self.rate_limiter = RateLimiter()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or self.vault.settings.auth_disabled:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        from memvault.api.auth import caller_of
         from memvault.api.errors import envelope
 
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            key = await self.vault.authenticate(secret_from_headers(headers))
-            rate = key.rate_per_minute or self.vault.settings.rate_per_minute
-            if rate:
-                self.limiter.take(key.key_id, rate)
+            await caller_of(self, headers, scope)
         except MemvaultError as exc:
-            extra = {}
+            extra = None
             if "retry_after_s" in exc.details:
-                extra["Retry-After"] = str(exc.details["retry_after_s"])
-            response = envelope(exc.code, exc.message, exc.details, None, headers=extra or None)
-            await response(scope, receive, send)
+                extra = {"Retry-After": str(exc.details["retry_after_s"])}
+            await envelope(exc.code, exc.message, exc.details, None, headers=extra)(
+                scope, receive, send
+            )
             return
         await self.app(scope, receive, send)

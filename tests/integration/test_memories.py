@@ -410,3 +410,18 @@ def test_search_is_scoped_to_the_user(vault: MemVault) -> None:
 def test_search_survives_fts_syntax(vault: MemVault, query: str) -> None:
     vault.add("alice", "tea AND coffee near the window")
     vault.search("alice", query)
+
+
+def test_inspect_shows_any_state_and_counts_no_access(vault: MemVault) -> None:
+    m = vault.add("alice", "Prefers green tea")
+    vault.get("alice", m.memory_id)
+    seen = vault.inspect("alice", m.memory_id)
+    assert (seen.content, seen.access_count) == ("Prefers green tea", 1)
+    vault.delete("alice", m.memory_id)
+    gone = vault.inspect("alice", m.memory_id)
+    assert gone.deleted_at is not None
+    assert gone.access_count == 1  # inspecting counted nothing
+    with pytest.raises(NotFoundError):
+        vault.inspect("bob", m.memory_id)  # another user's id
+    with pytest.raises(InvalidArgumentError):
+        vault.inspect("alice", "not-an-id")

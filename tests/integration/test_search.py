@@ -515,3 +515,18 @@ def test_kept_matrices_of_big_users_follow_other_instances(settings: Settings) -
         again = two.add("small", "small again", embedding=target)
         hit = one.search("small", "x", k=1, mode="vector", query_vector=target)[0]
         assert hit.memory.memory_id == again.memory_id
+
+
+def test_an_update_embeds_again_only_when_the_content_changes(
+    tmp_path: Path, embed_server: str, clock: FrozenClock
+) -> None:
+    with MemVault(_toy_settings(tmp_path, embed_server), clock=clock) as vault:
+        m = vault.add("alice", "green tea in the morning")
+        before = _Fake.calls
+        vault.update("alice", m.memory_id, content="green tea in the morning", importance=0.9)
+        vault.update("alice", m.memory_id, tags=["tea"])
+        assert _Fake.calls == before  # same content: no embedding call
+        vault.update("alice", m.memory_id, content="oolong tea in the morning")
+        assert _Fake.calls == before + 1
+        hit = vault.search("alice", "oolong", mode="vector", k=1)[0]
+        assert hit.memory.content == "oolong tea in the morning"

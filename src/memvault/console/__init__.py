@@ -29,6 +29,8 @@ from fastapi import APIRouter, Request
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from memvault.api.auth import caller_of
+from memvault.api.errors import STATUS
 from memvault.client import AsyncMemVault
 from memvault.errors import (
     InvalidArgumentError,
@@ -37,7 +39,7 @@ from memvault.errors import (
     PermissionDeniedError,
     UnauthenticatedError,
 )
-from memvault.models import HistoryEntry, Memory, Page, User, content_text
+from memvault.models import Memory, Page, User, content_text
 from memvault.service.access import Principal
 from memvault.service.search import Mode
 
@@ -101,11 +103,11 @@ async def _viewer(request: Request) -> Viewer:
     secret = request.cookies.get(COOKIE)
     if not secret:
         raise _Redirect(f"{PREFIX}/login?next={quote(_here(request))}")
-    try:
-        key = await vault.authenticate(secret)
+    try:  # as REST checks a key: the key, its rate limit, the key id in the access log
+        who = await caller_of(request.app.state, {"x-api-key": secret}, request.scope)
     except UnauthenticatedError:
         raise _Redirect(f"{PREFIX}/login?expired=1") from None
-    return Viewer(Principal(key), _csrf(secret))
+    return Viewer(Principal(who.key), _csrf(secret))
 
 
 def _here(request: Request) -> str:
@@ -235,16 +237,7 @@ async def _page(request: Request, build: Any) -> Response:
     except _Redirect as r:
         return RedirectResponse(r.to, status_code=303)
     except MemvaultError as exc:
-        status = {
-            "NOT_FOUND": 404,
-            "PERMISSION_DENIED": 403,
-            "INVALID_ARGUMENT": 400,
-            "CONFLICT": 409,
-            "PAYLOAD_TOO_LARGE": 413,
-            "RATE_LIMITED": 429,
-            "UNAVAILABLE": 503,
-        }.get(exc.code.value, 500)
-        return _render(request, viewer, "error.html", status=status, error=exc)
+        return _render(request, viewer, "error.html", status=STATUS[exc.code], error=exc)
 
 
 # --------------------------------------------------------------------------- sign in
@@ -496,23 +489,13 @@ async def memories(request: Request, user_id: str) -> Response:
     return await _page(request, build)
 
 
-async def _current(vault: AsyncMemVault, uid: str, mid: str) -> tuple[Memory, list[HistoryEntry]]:
-    """The memory as it stands (live, or deleted: from its last history entry)."""
-    history = await vault.history(uid, mid)
-    if not history:
-        raise NotFoundError(f"no memory {mid!r} for user {uid!r}", {"memory_id": mid})
-    try:
-        memory = await vault.get(uid, mid)
-    except NotFoundError:
-        memory = Memory.model_validate(history[-1].snapshot)
-    return memory, history
-
-
 @router.get("/users/{user_id}/memories/{memory_id}")
 async def memory_page(request: Request, user_id: str, memory_id: str) -> Response:
     async def build(viewer: Viewer) -> Response:
         uid = _user_of(viewer, user_id)
-        memory, history = await _current(_vault(request), uid, memory_id)
+        vault = _vault(request)
+        memory = await vault.inspect(uid, memory_id)  # looking is not an access
+        history = await vault.history(uid, memory_id)
         return _render(
             request,
             viewer,
@@ -548,11 +531,10 @@ async def memory_action(request: Request, user_id: str, memory_id: str, action: 
                     ) from None
             if "tags" in form:
                 patch["tags"] = [t.strip() for t in form["tags"].split(",") if t.strip()]
-            current = await vault.get(uid, memory_id)
-            changed = {k: v for k, v in patch.items() if getattr(current, k) != v}
-            if not changed:
+            # The service leaves a memory the patch would not change as it is (no new version).
+            m = await vault.update(uid, memory_id, patch, expected_version=expected, actor=actor)
+            if m.version == expected:
                 return _back(here, "unchanged")
-            m = await vault.update(uid, memory_id, changed, expected_version=expected, actor=actor)
             return _back(here, "saved", m.version)
         if action == "delete":
             await vault.delete(uid, memory_id, expected_version=expected, actor=actor)

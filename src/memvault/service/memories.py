@@ -273,6 +273,21 @@ class MemoryOps:
             raise NotFoundError(f"no memory {mid!r} for user {uid!r}", {"memory_id": mid})
         return found[0]
 
+    async def inspect(self, user_id: str, memory_id: str) -> Memory:
+        """The memory `memory_id` of `user_id` as stored, whatever its state (deleted,
+        expired, superseded), without counting an access: for tools that show a memory to
+        a person rather than to a model.
+
+        Raises:
+            InvalidArgumentError: `memory_id` is malformed.
+            NotFoundError: no such memory for this user (or it was purged).
+        """
+        uid, mid = validate.user_id(user_id), validate.memory_id(memory_id)
+        found = await self.backend.fetch_any(uid, mid)
+        if found is None:
+            raise NotFoundError(f"no memory {mid!r} for user {uid!r}", {"memory_id": mid})
+        return found
+
     async def get_many(self, user_id: str, memory_ids: Sequence[str]) -> list[Memory]:
         """The live memories among `memory_ids`, in the order asked; missing ones are left out.
 
@@ -319,10 +334,14 @@ class MemoryOps:
         p = validate.model(MemoryPatch, data, "update")
         version = _version(expected_version)
         now = self.clock.now()
-        updated = await self.backend.mutate(
-            uid, mid, lambda cur: apply_patch(cur, p, now, version), Change("update", actor), now
-        )
-        if "content" in p.model_fields_set:
+        before: list[Memory] = []
+
+        def change(cur: Memory) -> Memory:
+            before.append(cur)
+            return apply_patch(cur, p, now, version)
+
+        updated = await self.backend.mutate(uid, mid, change, Change("update", actor), now)
+        if before and before[-1].content != updated.content:  # embed again only then
             await self._content_changed(uid, [updated])
         return updated
 

@@ -209,6 +209,10 @@ class Backend(Protocol):
     async def fetch(
         self, user_id: str, memory_ids: Sequence[str], now: datetime
     ) -> list[Memory]: ...
+    async def fetch_any(self, user_id: str, memory_id: str) -> Memory | None:
+        """The row whatever its state (deleted, expired); no access is counted."""
+        ...
+
     async def mutate(
         self, user_id: str, memory_id: str, fn: MemoryChange, change: Change, now: datetime
     ) -> Memory: ...

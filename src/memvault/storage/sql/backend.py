@@ -111,13 +111,14 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         stay plain until `memvault encryption rotate`)."""
         cipher = cipher_for(settings)
 
-        def check(conn: Conn) -> None:
+        def check(conn: Conn) -> bool:
+            """True when the store seals (and its check row passed)."""
             row = conn.execute(
                 "SELECT key_id, sample FROM encryption_check WHERE id = 1"
             ).fetchone()
             if row is None:
                 if not settings.encrypt_content:
-                    return
+                    return False
                 if cipher is None:
                     raise ConfigurationError(
                         "MEMVAULT_ENCRYPT_CONTENT is on but no key is configured: set "
@@ -151,12 +152,9 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
                 ) from None
             if sample != _CHECK:
                 raise ConfigurationError("the store's encryption check row is damaged")
+            return True
 
-        self.db.write(check)
-        has_row = self.db.read(
-            lambda conn: conn.execute("SELECT 1 FROM encryption_check").fetchone() is not None
-        )
-        if has_row:
+        if self.db.write(check):
             self.column_cipher = cipher
             # Sealed content is not in the full-text index: keyword search is off.
             self.capabilities = dataclasses.replace(self.capabilities, lexical=False, sealed=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import zstandard
 
-from memvault.crypto import Cipher
+from memvault.crypto import Cipher, sealed_key_id
 from memvault.errors import ConfigurationError, UnavailableError
 from memvault.limits import COMPRESS_CONTENT_FROM
 from memvault.models import Content, HistoryEntry, Memory, construct, content_text
@@ -384,8 +384,6 @@ def open_snapshot(
 
 def sealed_snapshot_key(text: str) -> str | None:
     """The hex key id of a sealed snapshot's text, None for a plain one."""
-    from memvault.crypto import sealed_key_id
-
     if not text.startswith('{"' + _SEALED):
         return None
     frozen = json.loads(text)
