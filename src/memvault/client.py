@@ -472,6 +472,10 @@ class MemVault:
         """The live key whose secret this is; raises `UnauthenticatedError` otherwise."""
         return drive(self._inner.authenticate(secret))
 
+    def known_key(self, secret: str) -> ApiKey | None:
+        """The live key of `secret` when checked lately, without asking storage; or None."""
+        return self._inner.known_key(secret)
+
     def audit_log(
         self, user_id: str | None = None, *, after: int | None = None, limit: int | None = None
     ) -> list[AuditEntry]:

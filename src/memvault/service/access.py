@@ -213,6 +213,15 @@ class AccessOps:
         self._cache().clear()
         return key
 
+    def known_key(self, secret: str) -> ApiKey | None:
+        """The live key of `secret` when this process checked it lately (within
+        `auth_cache_s`), without asking storage; None otherwise (`authenticate` decides)."""
+        hit = self._cache().get(secret)
+        if hit is None or hit[0] <= time.monotonic():
+            return None
+        key = hit[1]
+        return None if key is None or key.revoked_at is not None else key
+
     async def authenticate(self, secret: str) -> ApiKey:
         """The live key whose secret this is.
 

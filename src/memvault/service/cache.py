@@ -20,7 +20,10 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from memvault.storage.base import Backend
+from memvault.storage.runner import drive
 
 
 @dataclass
@@ -42,6 +45,7 @@ class _Entry:
     expires: float
     user_id: str
     memory_ids: frozenset[str]
+    encoded: bytes | None = None  # the value as JSON, made by the first `peek_now`
 
 
 @dataclass
@@ -83,6 +87,9 @@ class ReadCache:
     async def _sync(self) -> None:
         if not await self.backend.data_changed() and self._primed:
             return
+        await self._catch_up()
+
+    async def _catch_up(self) -> None:
         if not self._primed:  # the first look only learns where the feed is
             at = await self.backend.change_position()
             self._history_id, self._audit_id, self._memory_pk = (
@@ -142,6 +149,24 @@ class ReadCache:
             if epoch == self._epoch and size <= self.max_bytes:
                 self._put(key, _Entry(value, size, now + self.ttl_s, user_id, memory_ids))
         return value
+
+    def peek_now(self, key: Hashable, changed_now: Callable[[], bool]) -> bytes | None:
+        """The cached, fresh value of `key` as JSON bytes (counted as a hit), or None
+        (counting nothing: the caller goes on to `get_or_load`). For a thread that must not
+        wait: no coroutine. `changed_now` is the backend's local `data_changed` (SQLite's
+        pragma); when it says something changed, the change feed is read here too (on
+        SQLite, a local read), before anything is served."""
+        with self._lock:
+            if changed_now() or not self._primed:
+                drive(self._catch_up())
+            entry = self._items.get(key)
+            if entry is None or entry.expires <= time.monotonic():
+                return None
+            self._items.move_to_end(key)
+            self.stats.hits += 1
+            if entry.encoded is None:
+                entry.encoded = orjson.dumps(entry.value, default=str)
+            return entry.encoded
 
     def invalidate_user(self, user_id: str) -> None:
         """Drop every entry of a user."""

@@ -43,6 +43,9 @@ class Capabilities:
     # Memory content and metadata are encrypted in the store (no keyword search, and search
     # takes no metadata filters).
     sealed: bool = False
+    # `data_changed` is answered without a round trip (SQLite: one pragma), so a cache may
+    # check it on a thread that must never wait.
+    local_change_check: bool = False
 
 
 @dataclass(frozen=True)

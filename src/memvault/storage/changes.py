@@ -26,6 +26,7 @@ class ChangeStore:
 
     _point_read: Callable[..., Any]
     _read: Callable[..., Any]
+    db: Any  # SqliteConnections
 
     _versions: dict[int, int]
     _versions_lock: threading.Lock
@@ -33,17 +34,22 @@ class ChangeStore:
     async def data_changed(self) -> bool:
         """Whether any connection committed since the calling thread's read connection last
         asked (True the first time)."""
+        return self.data_changed_now()
 
-        def run(conn: sqlite3.Connection) -> bool:
+    def data_changed_now(self) -> bool:
+        """`data_changed` without a coroutine, on the calling thread's connection, past the
+        runner: the pragma takes no lock and never waits, and this check sits in front of
+        every cached read (the runner's layers cost as much as the pragma itself)."""
+        conn = self.db.reader()
+        try:
             version = int(conn.execute("PRAGMA data_version").fetchone()[0])
-            versions = self._seen_versions()
-            key = id(conn)
-            before = versions.get(key)
-            versions[key] = version
-            return before != version
-
-        result: bool = await self._point_read(run)
-        return result
+        except sqlite3.Error:
+            version = self.db.read(lambda c: int(c.execute("PRAGMA data_version").fetchone()[0]))
+        versions = self._seen_versions()
+        key = id(conn)
+        before = versions.get(key)
+        versions[key] = version
+        return before != version
 
     async def changes_since(self, history_id: int, audit_id: int, memory_pk: int) -> ChangeFeed:
         def run(conn: sqlite3.Connection) -> ChangeFeed:

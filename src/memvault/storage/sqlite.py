@@ -92,7 +92,9 @@ def fts_query(terms: Sequence[str]) -> str | None:
 class SqliteBackend(SqlBackend, ChangeStore):
     """SQLite storage. `threaded=False` runs every call inline (for the blocking library)."""
 
-    capabilities = Capabilities(lexical=True, vector=True, listen_notify=False)
+    capabilities = Capabilities(
+        lexical=True, vector=True, listen_notify=False, local_change_check=True
+    )
     seals_columns = True  # memory content may be sealed (the JSON-file index: never)
 
     def __init__(self, path: Path, settings: Settings, *, threaded: bool) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,37 @@ def action(name: str) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         HANDLERS[name] = fn
         return fn
+
+    return register
+
+
+Loaded = tuple[Any, frozenset[str], int]  # data, the memory ids it holds, its size in bytes
+
+
+@dataclass(frozen=True)
+class CachedRead:
+    """A read the cache answers: its key, whose it is, and how to load it on a miss."""
+
+    key: Hashable
+    user_id: str
+    load: Callable[[], Awaitable[Loaded]]
+
+
+Planner = Callable[[Context, Principal, dict[str, Any]], CachedRead]
+# The reads the cache answers, by action: the server may answer their hits at once, on the
+# thread that receives requests (`Orchestrator._answer_hit`).
+CACHED_READS: dict[str, Planner] = {}
+
+
+def cached_read(name: str) -> Callable[[Planner], Planner]:
+    def register(plan: Planner) -> Planner:
+        async def handler(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
+            read = plan(ctx, who, p)
+            return await ctx.cache.get_or_load(read.key, read.user_id, read.load)
+
+        CACHED_READS[name] = plan
+        HANDLERS[name] = handler
+        return plan
 
     return register
 
@@ -145,19 +176,19 @@ async def create_memory(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
     return _memory(created[0])
 
 
-@action("get_memory")
-async def get_memory(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
+@cached_read("get_memory")
+def get_memory(ctx: Context, who: Principal, p: dict[str, Any]) -> CachedRead:
     uid, mid = _user(ctx, who, p), _str(p, "memory_id")
 
-    async def load() -> tuple[Any, frozenset[str], int]:
+    async def load() -> Loaded:
         data = _memory(await ctx.vault.get(uid, mid))
         return data, frozenset({mid}), _size(data)
 
-    return await ctx.cache.get_or_load(("get", uid, mid), uid, load)
+    return CachedRead(("get", uid, mid), uid, load)
 
 
-@action("batch_read")
-async def batch_read(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
+@cached_read("batch_read")
+def batch_read(ctx: Context, who: Principal, p: dict[str, Any]) -> CachedRead:
     uid = _user(ctx, who, p)
     ids = p.get("memory_ids")
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
@@ -165,7 +196,7 @@ async def batch_read(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
             "payload.memory_ids must be a list of strings", {"field": "memory_ids"}
         )
 
-    async def load() -> tuple[Any, frozenset[str], int]:
+    async def load() -> Loaded:
         found = await ctx.vault.get_many(uid, ids)
         got = {m.memory_id for m in found}
         data = {
@@ -174,7 +205,7 @@ async def batch_read(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
         }
         return data, frozenset(ids), _size(data)
 
-    return await ctx.cache.get_or_load(("batch", uid, tuple(ids)), uid, load)
+    return CachedRead(("batch", uid, tuple(ids)), uid, load)
 
 
 @action("update_memory")
@@ -216,8 +247,8 @@ def _hit(h: SearchHit) -> dict[str, Any]:
     return out
 
 
-@action("search")
-async def search(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
+@cached_read("search")
+def search(ctx: Context, who: Principal, p: dict[str, Any]) -> CachedRead:
     uid = _user(ctx, who, p)
     query = p.get("query")
     k = p.get("k", p.get("limit", 10))
@@ -230,14 +261,14 @@ async def search(ctx: Context, who: Principal, p: dict[str, Any]) -> Any:
         "explain": p.get("explain") is True,
     }
 
-    async def load() -> tuple[Any, frozenset[str], int]:
+    async def load() -> Loaded:
         with ctx.search_slots:  # `search_concurrency`: more at once is slower on few cores
             hits = await ctx.vault.search(uid, query, **args)  # type: ignore[arg-type]
         data = {"results": [_hit(h) for h in hits], "count": len(hits)}
         return data, frozenset(h.memory.memory_id for h in hits), _size(data)
 
     key = ("search", uid, json.dumps([query, args], sort_keys=True, default=str))
-    return await ctx.cache.get_or_load(key, uid, load)
+    return CachedRead(key, uid, load)
 
 
 # ---------------------------------------------------------------------------- conversation
