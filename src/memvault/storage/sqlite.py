@@ -173,10 +173,32 @@ class SqliteBackend(SqlBackend, ChangeStore):
 
         def run(conn: sqlite3.Connection) -> list[Candidate]:
             match, split = self.term_stats.match(conn, owner, words, self.lexical_budget, 4 * k)
+            if not split and filters == _ANY:
+                # The same scores as bm25() without its walk over every user's rows.
+                n = k + FTS_FIRST_SLACK
+                top = self.term_stats.top(conn, owner, words, self.sql.fts_weights, n)
+                if top is not None:
+                    found = visible(conn, top, n)
+                    if found is not None:
+                        return found
             found = ranked(conn, match)
             if split and len(found) < k:  # the rare words select too few: score every match
                 found = ranked(conn, self.term_stats.match(conn, owner, words, 0)[0])
             return found
+
+        def visible(
+            conn: sqlite3.Connection, top: list[tuple[int, float]], n: int
+        ) -> list[Candidate] | None:
+            """The visible rows of `top` (index rows, best first), or None when too many
+            of them dropped out (deleted, expired) to be sure of the best k."""
+            rows = self._light_rows(conn, user_id, [pk for pk, _ in top], filters, at)
+            if len(rows) >= k or len(top) < n:
+                return [
+                    _candidate(r, lexical=-float(score))
+                    for pk, score in top
+                    if (r := rows.get(pk)) is not None
+                ][:k]
+            return None
 
         def ranked(conn: sqlite3.Connection, match: str) -> list[Candidate]:
             params["q"] = match
@@ -186,13 +208,9 @@ class SqliteBackend(SqlBackend, ChangeStore):
                 # deleted or expired rows can drop out; when too many do, join instead.
                 n = k + FTS_FIRST_SLACK
                 top = conn.execute(self.sql.fts_top, {"q": match, "n": n}).fetchall()
-                rows = self._light_rows(conn, user_id, [pk for pk, _ in top], filters, at)
-                if len(rows) >= k or len(top) < n:
-                    return [
-                        _candidate(r, lexical=-float(score))
-                        for pk, score in top
-                        if (r := rows.get(pk)) is not None
-                    ][:k]
+                found = visible(conn, top, n)
+                if found is not None:
+                    return found
             return [
                 _candidate(r[:-1], lexical=-float(r[-1]))
                 for r in conn.execute(sql, params).fetchall()

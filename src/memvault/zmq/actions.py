@@ -63,7 +63,7 @@ def action(name: str) -> Callable[[Handler], Handler]:
 Loaded = tuple[Any, frozenset[str], int]  # data, the memory ids it holds, its size in bytes
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CachedRead:
     """A read the cache answers: its key, whose it is, and how to load it on a miss."""
 
