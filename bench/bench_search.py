@@ -1,6 +1,7 @@
 """Search speed: end-to-end through the blocking library, query embedding included.
 
     .venv/bin/python bench/bench_search.py --users 1000 --per-user 100      # 100k memories
+    .venv/bin/python bench/bench_search.py --users 1000 --per-user 100 --bm25-only
     .venv/bin/python bench/bench_search.py --users 1 --per-user 100000      # one big user
     .venv/bin/python bench/bench_search.py --ingest-only --texts 2000       # ingest with model
     .venv/bin/python bench/bench_search.py --users 1 --per-user 100000 \
@@ -288,7 +289,17 @@ def main() -> None:
         help="add this much random noise to each borrowed vector (distinct vectors, as real "
         "memories have; without it the pool's vectors repeat, which HNSW handles badly)",
     )
+    ap.add_argument(
+        "--bm25-only",
+        action="store_true",
+        help="SQLite: every full-text query scored by FTS5's bm25() itself, not per user "
+        "(storage/fts_plan.py, TermStats.top): the comparison for that change",
+    )
     args = ap.parse_args()
+    if args.bm25_only:
+        from memvault.storage import fts_plan
+
+        fts_plan.LOCAL_ROWS = 0
     result = run_ingest(args) if args.ingest_only else run_search(args)
     print(json.dumps(result, indent=2))
 
