@@ -75,3 +75,6 @@ MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 MAX_ZMQ_MESSAGE_BYTES = 64 * 1024 * 1024
 """Upper bound for the `zmq_max_message_bytes` setting (one orchestrator message)."""
+
+MAX_ZMQ_QUEUED = 10_000
+"""Orchestrator requests waiting for a worker, at most; past it one answers UNAVAILABLE."""

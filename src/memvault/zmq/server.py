@@ -32,6 +32,7 @@ from memvault.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
+from memvault.limits import MAX_ZMQ_QUEUED
 from memvault.models import ApiKey
 from memvault.service.access import Principal, RateLimiter
 from memvault.service.admin import drive
@@ -44,8 +45,7 @@ log = logging.getLogger("memvault.zmq")
 _IDEMPOTENT_KEEP = 10_000
 _IDEMPOTENT_TTL_S = 3600.0
 _READY = b"\x00ready"  # a worker's first word: connected and idle
-# Requests waiting for a worker, at most; past it a request answers UNAVAILABLE at once.
-QUEUE_LIMIT = 10_000
+QUEUE_LIMIT = MAX_ZMQ_QUEUED  # read at each use: a test may lower it
 _RCVMORE = int(zmq.RCVMORE)
 
 
