@@ -87,3 +87,34 @@ def test_replies_carry_the_envelope_and_errors_come_back_as_exceptions() -> None
 def test_the_request_id_of_a_bad_request_is_still_echoed_when_readable() -> None:
     assert protocol.request_id_of([b'{"request_id": "abc", "action": 3}']) == "abc"
     assert protocol.request_id_of([b"nope"]) is None
+
+
+def test_what_orjson_refuses_reads_and_writes_as_the_json_module_does() -> None:
+    # Integers past 64 bits, lone surrogates and NaN are JSON the standard module reads.
+    body = (
+        b'{"action": "x", "payload": '
+        b'{"n": 123456789012345678901234567890, "s": "\\ud800", "f": NaN}}'
+    )
+    req = protocol.decode_request([body], 1 << 20)
+    assert req.payload["n"] == 123456789012345678901234567890
+    assert req.payload["s"] == "\ud800"
+    assert req.payload["f"] != req.payload["f"]  # NaN
+    # Written back, they stay valid JSON text (ASCII escapes where UTF-8 cannot hold them).
+    out = protocol.success({"n": 2**70, "s": "\ud800 é"}, "r1")
+    assert json.loads(out) == {
+        "status": "success",
+        "data": {"n": 2**70, "s": "\ud800 é"},
+        "request_id": "r1",
+    }
+    # The usual reply is orjson's, the same JSON value as the standard module's.
+    data = {"memory_id": "mem_1", "tags": ["a"], "metadata": {"k": 1.5}, "content": "ünï"}
+    assert json.loads(protocol.success(data, None)) == {
+        "status": "success",
+        "data": data,
+        "request_id": None,
+    }
+    assert json.loads(protocol.success_encoded(b'{"a":1}', "r2")) == {
+        "status": "success",
+        "data": {"a": 1},
+        "request_id": "r2",
+    }
