@@ -155,3 +155,21 @@ def test_a_stop_finishes_the_request_in_flight_and_refuses_new_ones(
         orch.close()
     with MemVault(zsettings) as v:
         assert len(v.list_memories("alice").items) == len(ids) + 1
+
+
+def test_a_cached_memory_json_libraries_differ_on_is_served_and_serving_goes_on(
+    zsettings: Settings, clock: FrozenClock
+) -> None:
+    # An integer past 64 bits in metadata: orjson refuses it, the reply encoder falls back.
+    with MemVault(zsettings, clock=clock) as v:
+        m = v.add("alice", "big number", metadata={"n": 2**70})
+        key = v.create_api_key("alice")[1]
+    with orchestrator(zsettings) as running:
+        c = MemoryClient(running.address, api_key=key, timeout_ms=30_000)
+        first = c.get_memory(m.memory_id)  # loaded by a worker
+        hits = running.orchestrator.ctx.cache.stats.hits
+        again = c.get_memory(m.memory_id)  # from the cache, on the receiving thread
+        assert first["data"]["metadata"] == again["data"]["metadata"] == {"n": 2**70}
+        assert running.orchestrator.ctx.cache.stats.hits == hits + 1
+        assert c.health()["status"] == "success"
+        c.close()

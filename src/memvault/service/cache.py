@@ -20,8 +20,6 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from memvault.storage.base import Backend
 from memvault.storage.runner import drive
 
@@ -150,12 +148,15 @@ class ReadCache:
                 self._put(key, _Entry(value, size, now + self.ttl_s, user_id, memory_ids))
         return value
 
-    def peek_now(self, key: Hashable, changed_now: Callable[[], bool]) -> bytes | None:
-        """The cached, fresh value of `key` as JSON bytes (counted as a hit), or None
-        (counting nothing: the caller goes on to `get_or_load`). For a thread that must not
-        wait: no coroutine. `changed_now` is the backend's local `data_changed` (SQLite's
-        pragma); when it says something changed, the change feed is read here too (on
-        SQLite, a local read), before anything is served."""
+    def peek_now(
+        self, key: Hashable, changed_now: Callable[[], bool], encode: Callable[[Any], bytes]
+    ) -> bytes | None:
+        """The cached, fresh value of `key` as JSON bytes (`encode`d once, then kept with
+        it; counted as a hit), or None (counting nothing: the caller goes on to
+        `get_or_load`). For a thread that must not wait: no coroutine. `changed_now` is the
+        backend's local `data_changed` (SQLite's pragma); when it says something changed,
+        the change feed is read here too (on SQLite, a local read), before anything is
+        served."""
         with self._lock:
             if changed_now() or not self._primed:
                 drive(self._catch_up())
@@ -165,7 +166,7 @@ class ReadCache:
             self._items.move_to_end(key)
             self.stats.hits += 1
             if entry.encoded is None:
-                entry.encoded = orjson.dumps(entry.value, default=str)
+                entry.encoded = encode(entry.value)
             return entry.encoded
 
     def invalidate_user(self, user_id: str) -> None:

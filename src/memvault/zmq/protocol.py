@@ -51,6 +51,11 @@ class Request:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def dumps(value: Any) -> bytes:
+    """JSON bytes of a reply's `data` (what `success` wraps)."""
+    return _dumps(value)
+
+
 def _dumps(value: Any) -> bytes:
     # orjson is several times faster than json on the orchestrator's small replies; the
     # standard module takes what it refuses (a lone surrogate, an integer over 64 bits).
