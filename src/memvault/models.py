@@ -25,6 +25,7 @@ Content = str | dict[str, Any]
 Role = Literal["user", "assistant", "system", "tool"]
 
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")  # half of a UTF-16 pair: not text UTF-8 holds
 _NAMESPACE_RE = re.compile(limits.NAMESPACE_PATTERN)
 _TYPE_RE = re.compile(limits.MEMORY_TYPE_PATTERN)
 
@@ -123,6 +124,8 @@ def check_text(value: Any, what: str, max_chars: int = limits.MAX_CONTENT_CHARS)
         raise too_large(what, max_chars, len(value))
     if "\x00" in value:
         raise invalid("invalid_text", f"{what} must not contain NUL characters")
+    if _SURROGATE_RE.search(value):
+        raise invalid("invalid_text", f"{what} must not contain lone surrogates (not Unicode text)")
     return value
 
 
@@ -142,7 +145,12 @@ def check_json(value: Any, what: str, max_bytes: int = limits.MAX_JSON_BYTES) ->
         encoded = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise invalid("invalid_json", f"{what} must hold only JSON values: {exc}") from None
-    size = len(encoded.encode())
+    try:
+        size = len(encoded.encode())
+    except UnicodeEncodeError:
+        raise invalid(
+            "invalid_json", f"{what} must not contain lone surrogates (not Unicode text)"
+        ) from None
     if size > max_bytes:
         raise too_large(what, max_bytes, size, "bytes")
     if _depth(value) > limits.MAX_JSON_DEPTH:

@@ -30,6 +30,12 @@ CASES: list[tuple[str, Call, ErrorCode]] = [
     ("content not text", lambda v: v.add("alice", 42), ErrorCode.INVALID_ARGUMENT),
     ("oversized content", lambda v: v.add("alice", BIG), ErrorCode.PAYLOAD_TOO_LARGE),
     ("NUL in content", lambda v: v.add("alice", "a\x00b"), ErrorCode.INVALID_ARGUMENT),
+    ("lone surrogate in content", lambda v: v.add("alice", "a\ud800b"), ErrorCode.INVALID_ARGUMENT),
+    (
+        "lone surrogate in metadata",
+        lambda v: v.add("alice", "x", metadata={"k": "a\udfffb"}),
+        ErrorCode.INVALID_ARGUMENT,
+    ),
     ("importance > 1", lambda v: v.add("alice", "x", importance=1.5), ErrorCode.INVALID_ARGUMENT),
     ("importance < 0", lambda v: v.add("alice", "x", importance=-0.1), ErrorCode.INVALID_ARGUMENT),
     (

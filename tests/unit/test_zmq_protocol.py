@@ -90,16 +90,18 @@ def test_the_request_id_of_a_bad_request_is_still_echoed_when_readable() -> None
 
 
 def test_what_orjson_refuses_reads_and_writes_as_the_json_module_does() -> None:
-    # Integers past 64 bits, lone surrogates and NaN are JSON the standard module reads.
-    body = (
-        b'{"action": "x", "payload": '
-        b'{"n": 123456789012345678901234567890, "s": "\\ud800", "f": NaN}}'
-    )
+    # Integers past 64 bits and NaN are JSON the REST door's parser reads too.
+    body = b'{"action": "x", "payload": {"n": 123456789012345678901234567890, "f": NaN}}'
     req = protocol.decode_request([body], 1 << 20)
     assert req.payload["n"] == 123456789012345678901234567890
-    assert req.payload["s"] == "\ud800"
     assert req.payload["f"] != req.payload["f"]  # NaN
-    # Written back, they stay valid JSON text (ASCII escapes where UTF-8 cannot hold them).
+    # A lone surrogate is not text any store can hold: refused as REST refuses it.
+    with pytest.raises(InvalidArgumentError):
+        protocol.decode_request([b'{"action": "x", "payload": {"s": "\\ud800"}}'], 1 << 20)
+    # A surrogate pair is one character and reads as it.
+    req = protocol.decode_request([b'{"action": "x", "payload": {"s": "\\ud83d\\ude00"}}'], 99)
+    assert req.payload["s"] == "\U0001f600"
+    # Written back, such values stay valid JSON text (ASCII escapes where UTF-8 cannot hold them).
     out = protocol.success({"n": 2**70, "s": "\ud800 é"}, "r1")
     assert json.loads(out) == {
         "status": "success",

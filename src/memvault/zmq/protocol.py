@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pydantic_core
 
 from memvault.errors import (
     ERRORS_BY_CODE,
@@ -66,12 +67,13 @@ def _dumps(value: Any) -> bytes:
 
 
 def _loads(body: bytes) -> Any:
-    """JSON text -> value; orjson first, then the standard module for what orjson refuses
-    and it reads (integers over 64 bits, lone surrogates, NaN), so both read the same."""
+    """JSON text -> value; orjson first, then the REST door's parser (pydantic-core) for
+    what orjson refuses and it reads (integers over 64 bits, NaN). Both refuse a lone
+    surrogate, which no store can hold (`ValueError`)."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        return json.loads(body)
+        return pydantic_core.from_json(body)
 
 
 def pack(body: bytes, compress_bytes: int | None) -> Frames:
