@@ -29,8 +29,9 @@ included. With 100,000 memories of 1,000 users, that walk was 8 of the 8.3 ms of
 whose matching takes 0.4 ms. `TermStats.top` computes the same score, term for term
 (fts5_aux.c: k1 = 1.2, b = 0.75, IDF floored at 1e-6, weighted term frequencies, the row's
 token count against the index's average), for the few rows a user's query matches: their
-term frequencies from tokenising just those rows in a TEMP FTS5 table with the same
-tokenizer, row sizes and averages from FTS5's own `docsize` and averages records, and
+term frequencies from FTS5's `highlight()` of just those rows (the marked words tokenised
+by the index's own tokenizer), row sizes and averages from FTS5's own `docsize` and
+averages records, and
 document counts from `rows_with` (reused up to `COUNT_TTL_S` while the index's row count
 moves by under 1%, so a score can differ from `bm25()`'s in the last digits while counts
 catch up). It applies to a user with at most `LOCAL_ROWS` rows and under 1/`LOCAL_SHARE` of
@@ -192,8 +193,9 @@ class TermStats:
         """The `n` best rows of `owner` matching any of `terms`, as `(rowid, bm25)`, best
         first: what `SELECT rowid, bm25(memories_fts, *weights) ... ORDER BY 2 LIMIT n`
         answers for the exact expression of `match`, without FTS5's walk over every user's
-        rows (module doc). None when it does not apply: a term of several tokens, or more
-        than `LOCAL_ROWS` matching rows."""
+        rows (module doc). None where `bm25()` should score instead: a term of several
+        tokens, a user past `LOCAL_ROWS` rows or 1/`LOCAL_SHARE` of the index, or a text
+        holding the marker characters itself."""
         stems = self.tokens(conn, [owner, *terms])
         if any(len(t) != 1 for t in stems):
             return None
