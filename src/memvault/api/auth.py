@@ -55,8 +55,6 @@ async def caller_of(
     if vault.settings.auth_disabled:
         return Caller(None, vault)
     key = await vault.authenticate(secret_from_headers(headers))
-    rate = key.rate_per_minute or vault.settings.rate_per_minute
-    if rate:
-        state.rate_limiter.take(key.key_id, rate)
+    state.rate_limiter.admit(key, vault.settings.rate_per_minute)
     scope.setdefault("state", {})["key_id"] = key.key_id
     return Caller(key, vault)

@@ -141,6 +141,13 @@ class RateLimiter:
                 )
             self._buckets[key_id] = (tokens - 1.0, now)
 
+    def admit(self, key: ApiKey, default_rate: int) -> None:
+        """Count one request of `key` against its own rate limit, else `default_rate`
+        (the `rate_per_minute` setting; 0: none), every door alike."""
+        rate = key.rate_per_minute or default_rate
+        if rate:
+            self.take(key.key_id, rate)
+
 
 class AccessOps:
     """API keys and audit calls of the service. Concrete class: `AsyncMemVault`."""

@@ -451,9 +451,7 @@ class Orchestrator:
 
     def _take(self, key: ApiKey) -> None:
         """Count a request against its key's rate limit (raises `RateLimitedError`)."""
-        rate = key.rate_per_minute or self.settings.rate_per_minute
-        if rate:
-            self.rate_limiter.take(key.key_id, rate)
+        self.rate_limiter.admit(key, self.settings.rate_per_minute)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
