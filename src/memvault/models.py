@@ -44,25 +44,27 @@ def invalid(kind: str, message: str) -> PydanticCustomError:
 
 
 def check_embedding(value: Any) -> Any:
-    """A caller-given vector as a 1-D float32 numpy array: finite, not all zero, at most
-    `limits.MAX_EMBEDDING_DIMENSION` numbers (its length is checked against the embedder's
-    dimension by the service)."""
+    """A caller-given vector as a 1-D float32 numpy array of at most
+    `limits.MAX_EMBEDDING_DIMENSION` numbers. Its values (finite, not all zero) and its
+    length against the embedder's dimension are checked by the service
+    (`embed.check_vector`, one batch at a time), the only reader of this field."""
     import numpy as np
 
-    if isinstance(value, str | bytes | dict | bool):
+    if isinstance(value, np.ndarray) and value.dtype == np.float32:
+        arr = value  # the library's common case: nothing to convert
+    elif isinstance(value, str | bytes | dict | bool):
         raise invalid("invalid_embedding", "embedding must be a list of numbers")
-    try:
-        with np.errstate(over="ignore"):  # a number past float32's range becomes inf: refused
-            arr = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise invalid("invalid_embedding", "embedding must be a list of numbers") from None
+    else:
+        try:
+            with np.errstate(over="ignore"):  # past float32's range becomes inf: refused later
+                arr = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise invalid("invalid_embedding", "embedding must be a list of numbers") from None
     if arr.ndim != 1 or not 1 <= arr.shape[0] <= limits.MAX_EMBEDDING_DIMENSION:
         raise invalid(
             "invalid_embedding",
             f"embedding must be a flat list of 1 to {limits.MAX_EMBEDDING_DIMENSION} numbers",
         )
-    if not np.isfinite(arr).all() or not arr.any():
-        raise invalid("invalid_embedding", "embedding must be finite and not all zero")
     return arr
 
 
@@ -124,7 +126,7 @@ def check_text(value: Any, what: str, max_chars: int = limits.MAX_CONTENT_CHARS)
         raise too_large(what, max_chars, len(value))
     if "\x00" in value:
         raise invalid("invalid_text", f"{what} must not contain NUL characters")
-    if _SURROGATE_RE.search(value):
+    if not value.isascii() and _SURROGATE_RE.search(value):
         raise invalid("invalid_text", f"{what} must not contain lone surrogates (not Unicode text)")
     return value
 

@@ -342,6 +342,37 @@ def test_caller_given_embeddings_are_used_and_checked(vault: MemVault) -> None:
     assert vault.count("alice") == 2
 
 
+def test_float32_rows_are_checked_and_normalised_as_one_batch(vault: MemVault) -> None:
+    # numpy float32 rows take the batched check (embed.check_vectors): a bad row is named
+    # by its index in the whole batch, whatever mix of given and missing vectors
+    emb = vault._inner.embedder
+    assert emb is not None
+    good = emb.embed(["tea in the garden", "a walk by the river"])
+    for bad in (np.full(384, np.inf, np.float32), np.zeros(384, np.float32)):
+        items = [
+            {"content": "one", "embedding": good[0]},
+            {"content": "two"},
+            {"content": "three", "embedding": bad},
+        ]
+        with pytest.raises(InvalidArgumentError) as info:
+            vault.add_many("bob", items)
+        assert info.value.details["index"] == 2
+    nan_row = good[1].copy()
+    nan_row[7] = np.nan
+    with pytest.raises(InvalidArgumentError) as info:
+        vault.add_many("bob", [{"content": "x", "embedding": nan_row}])
+    assert info.value.details["index"] == 0
+    assert vault.count("bob") == 0
+    scaled = (good[1] * 1e20).astype(np.float32)  # large but finite: stored at unit length
+    made = vault.add_many(
+        "bob", [{"content": "one", "embedding": good[0]}, {"content": "two", "embedding": scaled}]
+    )
+    hits = vault.search("bob", "x", mode="vector", query_vector=good[1], k=2, explain=True)
+    assert [h.memory.memory_id for h in hits][0] == made[1].memory_id
+    assert hits[0].explain is not None
+    assert hits[0].explain["cosine"] == pytest.approx(1.0, abs=1e-5)
+
+
 def test_the_next_write_that_can_embed_fills_gaps(
     tmp_path: Path, embed_server: str, clock: FrozenClock
 ) -> None:

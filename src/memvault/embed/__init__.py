@@ -256,12 +256,41 @@ def check_vector(value: object, dimension: int, what: str = "embedding") -> Vect
     return out
 
 
+def check_vectors(values: Sequence[object], dimension: int, what: str = "embedding") -> Vectors:
+    """Callers' precomputed vectors as unit-length float32 rows of one matrix, or
+    InvalidArgumentError with `details.index` naming the first bad one. Float32 rows of the
+    right length (the library's common case) are checked and normalised together: 0.3 us a
+    row instead of 4 us one by one."""
+    if all(
+        isinstance(v, np.ndarray) and v.dtype == np.float32 and v.shape == (dimension,)
+        for v in values
+    ):
+        mat: Vectors = np.stack(values)  # type: ignore[arg-type]
+        wide = mat.astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            norms = np.sqrt(np.einsum("ij,ij->i", wide, wide))
+        if np.isfinite(norms).all() and (norms > 0).all():  # any inf or nan makes its norm so
+            off = np.abs(norms - 1.0) >= 1e-4
+            if off.any():
+                mat[off] = (wide[off] / norms[off, None]).astype(np.float32)
+            return mat
+    rows = []
+    for i, v in enumerate(values):
+        try:
+            rows.append(check_vector(v, dimension, what))
+        except InvalidArgumentError as exc:
+            exc.details.setdefault("index", i)
+            raise
+    return np.stack(rows) if rows else np.zeros((0, dimension), dtype=np.float32)
+
+
 __all__ = [
     "MINILM",
     "Embedder",
     "QueryCache",
     "Vectors",
     "check_vector",
+    "check_vectors",
     "make_embedder",
     "normalise",
     "shared_embedder",

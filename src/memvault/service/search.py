@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from memvault import limits
-from memvault.embed import Embedder, QueryCache, Vectors, check_vector
+from memvault.embed import Embedder, QueryCache, Vectors, check_vector, check_vectors
 from memvault.errors import InvalidArgumentError, UnavailableError
 from memvault.models import Filters, Memory, SearchHit, VectorLike, construct, content_text
 from memvault.search.scoring import Weights, rank, relevance
@@ -211,17 +211,15 @@ class SearchOps(MemoryOps):
         out: list[Vectors | None] = [None] * len(built)
         todo = list(range(len(built)))
         if given is not None and has_given:
-            dim = self.embedder.dimension
-            todo = []
-            for i, g in enumerate(given):
-                if g is None:
-                    todo.append(i)
-                    continue
-                try:
-                    out[i] = check_vector(g, dim, "embedding")
-                except InvalidArgumentError as exc:
-                    exc.details.setdefault("index", i)
-                    raise
+            todo = [i for i, g in enumerate(given) if g is None]
+            at = [i for i, g in enumerate(given) if g is not None]
+            try:
+                checked = check_vectors([given[i] for i in at], self.embedder.dimension)
+            except InvalidArgumentError as exc:
+                exc.details["index"] = at[exc.details.get("index", 0)]  # in the whole batch
+                raise
+            for i, row in zip(at, checked, strict=True):
+                out[i] = row
         if todo:
             vecs = await self._embed([content_text(built[i].content) for i in todo])
             if vecs is not None:

@@ -7,11 +7,21 @@ half way on an upgrade, and a busy lock is retried until `sqlite_busy_timeout_s`
 after which `UnavailableError` (safe to retry) is raised - never "database is locked".
 WAL lets readers run beside the writer. With `synchronous=NORMAL` a committed transaction
 survives a crash of the process (kill -9); `FULL` also survives power loss.
+
+Checkpoints (copying the WAL back into the database file, with its fsyncs) run mostly on a
+thread of their own: SQLite's automatic checkpoint, run inside a writer's COMMIT, made every
+16th commit of a bulk ingest take 8 ms instead of 0.3 ms, about 10 % of ingest time. The
+thread copies the WAL about every 250 pages without holding up the writer; past 750 pages
+the writer copies the rest itself (`Checkpointer`). That last step stays on the writer on
+purpose: the WAL file is reused from its start only when a writer begins with every page
+copied, which a thread racing a busy writer never sees (the WAL then grew to 40 MB and
+every commit paid for extending the file).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import threading
 import time
@@ -22,6 +32,13 @@ from typing import TypeVar
 from memvault.errors import ConflictError, MemvaultError, UnavailableError
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_TARGET_PAGES = 250  # the checkpoint thread's rhythm
+WRITER_FINISH_PAGES = 750  # from this WAL size on, the writer finishes the checkpoint
+ROUND_AFTER_S = 5.0  # a commit waits at most this long for a round (then the WAL is copied)
+SQLITE_AUTOCHECKPOINT = 1000  # SQLite's own, back on the writer should the thread fail
 
 
 def is_busy(exc: sqlite3.Error) -> bool:
@@ -62,6 +79,8 @@ class SqliteConnections:
         self._closed = False
         self.writer = self._connect()
         self._retry(lambda: self.writer.execute("PRAGMA journal_mode=WAL").fetchone())
+        self.writer.execute("PRAGMA wal_autocheckpoint=0")  # see Checkpointer
+        self.checkpointer = Checkpointer(self._connect)
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -140,7 +159,9 @@ class SqliteConnections:
                 raise
             return result
 
-        return self._retry(attempt)
+        result = self._retry(attempt)
+        self.checkpointer.committed(self.writer)
+        return result
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[sqlite3.Connection]:
@@ -149,8 +170,133 @@ class SqliteConnections:
 
     def close(self) -> None:
         self._closed = True
+        self.checkpointer.stop()
         with self._all_lock:
             conns, self._all = self._all, []
         for conn in conns:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
+
+
+class Checkpointer:
+    """WAL checkpoints mostly off the writer (SQLite's automatic checkpoint is off on it).
+
+    A thread of its own runs `PRAGMA wal_checkpoint(PASSIVE)` after every `every` commits,
+    or `ROUND_AFTER_S` after a commit when fewer came; `every` adapts so that a round finds
+    about `CHECKPOINT_TARGET_PAGES` new pages (every few commits of 100-row batches, about
+    every hundred single-row writes). PASSIVE never waits for readers or blocks the
+    writer; pages a reader still needs stay for a later round. Once a round has seen
+    `WRITER_FINISH_PAGES` in the WAL, the writer finishes the job itself right after its
+    next commit, copying what the thread has not (a round's worth), so that its next
+    transaction begins with every page copied and SQLite reuses the WAL file from its
+    start. Two checkpoints never run at once (`lock`): with a busy thread, the writer's
+    attempt would fail and the WAL grow. Should the thread fail, the writer gets SQLite's
+    automatic checkpoint back.
+
+    The thread starts at the first commit and ends with `stop` (after a last round)."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self.every = 16
+        self.lock = threading.Lock()
+        self._pending = 0
+        self._due = threading.Event()
+        self._stopping = False
+        self._failed = False
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._frames = 0  # WAL frames the last round found
+        self._finished = False
+        self.runs = 0  # rounds on the thread (for tests and diagnostics)
+        self.finishes = 0  # rounds on the writer
+
+    def committed(self, writer: sqlite3.Connection) -> None:
+        """A write transaction committed on `writer` (called under the write lock)."""
+        if self._failed:
+            self._failed = False
+            writer.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT}")
+            self._stopping = True  # no thread again: SQLite checkpoints from now on
+            return
+        if self._stopping:
+            return
+        if self._frames >= WRITER_FINISH_PAGES:
+            with self.lock:
+                self._frames = 0
+                self._pending = 0
+                self._due.clear()
+                self._finished = True  # a round now would hold up the WAL's restart
+                self.finishes += 1
+                with contextlib.suppress(sqlite3.OperationalError):  # another process's
+                    writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            return
+        self._pending += 1
+        self._finished = False
+        if self._thread is None:
+            self._start()
+        if self._pending >= self.every and not self._due.is_set():
+            self._due.set()
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(
+                    target=self._run, name="memvault-checkpoint", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = self._connect()
+            while True:
+                if not self._due.wait(ROUND_AFTER_S) and not self._pending:
+                    continue
+                self._due.clear()
+                commits, self._pending = self._pending, 0
+                if commits or not self._stopping:
+                    self._round(conn, commits)
+                if self._stopping:
+                    break
+        except Exception as exc:  # noqa: BLE001 - whatever it was, SQLite takes over
+            log.warning("checkpoint thread stopped (SQLite checkpoints on commit): %s", exc)
+            self._failed = True
+        finally:
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+
+    def _round(self, conn: sqlite3.Connection, commits: int) -> None:
+        with self.lock:
+            if not self._stopping and (self._finished or self._frames >= WRITER_FINISH_PAGES):
+                # due before the writer finished (nothing to copy), or the writer's turn
+                # (a round now would make it wait at its next commit)
+                self._finished = False
+                return
+            try:
+                # fetchall: a statement left open would hold a read lock on the WAL
+                rows = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.OperationalError as exc:
+                if is_busy(exc):
+                    return  # another process is checkpointing: next round
+                raise
+            self.runs += 1
+            frames = int(rows[0][1]) if rows and rows[0][1] is not None else -1
+            if frames < 0:  # not in WAL mode
+                return
+            # frames count from the WAL's last restart (by this writer only, after a
+            # finish): the new pages are the difference
+            pages = frames - self._frames if frames >= self._frames else frames
+            self._frames = frames
+        if pages > 0 and commits > 0:
+            scaled = CHECKPOINT_TARGET_PAGES * commits // pages
+            self.every = max(1, self.every // 4, min(4096, 4 * self.every, scaled))
+
+    def stop(self) -> None:
+        """End the thread after a last round (pages still needed stay in the WAL)."""
+        with self._start_lock:
+            self._stopping = True
+            thread = self._thread
+        if thread is None:
+            return
+        self._due.set()
+        thread.join(timeout=30)
