@@ -368,7 +368,7 @@ def test_float32_rows_are_checked_and_normalised_as_one_batch(vault: MemVault) -
         "bob", [{"content": "one", "embedding": good[0]}, {"content": "two", "embedding": scaled}]
     )
     hits = vault.search("bob", "x", mode="vector", query_vector=good[1], k=2, explain=True)
-    assert [h.memory.memory_id for h in hits][0] == made[1].memory_id
+    assert hits[0].memory.memory_id == made[1].memory_id
     assert hits[0].explain is not None
     assert hits[0].explain["cosine"] == pytest.approx(1.0, abs=1e-5)
 
