@@ -405,7 +405,12 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         contexts = self._contexts(conn, mems)
         for v, m in zip(values, mems, strict=True):
             v["search_context"] = contexts.get(m.memory_id)
-        conn.executemany(self.sql.insert_memory, values)
+        positional = self.sql.insert_memory_positional
+        if positional is None:
+            conn.executemany(self.sql.insert_memory, values)
+        else:
+            sql, names = positional
+            conn.executemany(sql, [tuple(map(v.__getitem__, names)) for v in values])
         self._hook_index_new_rows(conn, top)
         if vectors is not None and any(v is not None for v in vectors):
             pks = dict(conn.execute(self.sql.pks_after, {"pk": top}).fetchall())
