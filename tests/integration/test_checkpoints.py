@@ -6,8 +6,12 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
+import pytest
+
+from memvault.storage.sql import connection
 from memvault.storage.sql.connection import WRITER_FINISH_PAGES, SqliteConnections
 
 ROW = b"x" * 3000  # about one page a row
@@ -83,3 +87,25 @@ def test_a_few_writes_then_close(tmp_path: Path) -> None:
     assert not _threads()
     with sqlite3.connect(tmp_path / "c.db") as plain:
         assert plain.execute("SELECT count(*) FROM t").fetchone()[0] == 1
+
+
+def test_an_idle_thread_ends_and_the_next_commit_starts_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a store dropped without close() must not keep a thread and a connection for ever
+    monkeypatch.setattr(connection, "ROUND_AFTER_S", 0.02)
+    monkeypatch.setattr(connection, "IDLE_EXIT_S", 0.1)
+    db = _open(tmp_path / "c.db")
+    _insert(db, 5)
+    assert _threads()
+    deadline = time.monotonic() + 10
+    while _threads() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _threads()
+    assert db.checkpointer.runs >= 1  # the commit was copied before the thread left
+    _insert(db, 5)
+    assert _threads()
+    db.close()
+    assert not _threads()
+    with sqlite3.connect(tmp_path / "c.db") as plain:
+        assert plain.execute("SELECT count(*) FROM t").fetchone()[0] == 10

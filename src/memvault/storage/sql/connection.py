@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_TARGET_PAGES = 250  # the checkpoint thread's rhythm
 WRITER_FINISH_PAGES = 750  # from this WAL size on, the writer finishes the checkpoint
 ROUND_AFTER_S = 5.0  # a commit waits at most this long for a round (then the WAL is copied)
+IDLE_EXIT_S = 30.0  # the thread ends after this long without commits
 SQLITE_AUTOCHECKPOINT = 1000  # SQLite's own, back on the writer should the thread fail
 
 
@@ -80,9 +81,11 @@ class SqliteConnections:
         self.writer = self._connect()
         self._retry(lambda: self.writer.execute("PRAGMA journal_mode=WAL").fetchone())
         self.writer.execute("PRAGMA wal_autocheckpoint=0")  # see Checkpointer
-        self.checkpointer = Checkpointer(self._connect)
+        self.checkpointer = Checkpointer(lambda: self._connect(register=False))
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, *, register: bool = True) -> sqlite3.Connection:
+        """A configured connection; `register`ed ones are closed by `close` (the
+        checkpoint thread closes its own)."""
         try:
             conn = sqlite3.connect(
                 self.path,
@@ -97,8 +100,9 @@ class SqliteConnections:
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA cache_size=-16000")
         conn.execute("PRAGMA mmap_size=1073741824")
-        with self._all_lock:
-            self._all.append(conn)
+        if register:
+            with self._all_lock:
+                self._all.append(conn)
         return conn
 
     def reader(self) -> sqlite3.Connection:
@@ -193,7 +197,8 @@ class Checkpointer:
     attempt would fail and the WAL grow. Should the thread fail, the writer gets SQLite's
     automatic checkpoint back.
 
-    The thread starts at the first commit and ends with `stop` (after a last round)."""
+    The thread starts at the first commit and ends with `stop` (after a last round), or
+    after `IDLE_EXIT_S` without commits (the next commit starts it again)."""
 
     def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
         self._connect = connect
@@ -246,11 +251,16 @@ class Checkpointer:
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
+        idle = 0.0
         try:
             conn = self._connect()
             while True:
                 if not self._due.wait(ROUND_AFTER_S) and not self._pending:
+                    idle += ROUND_AFTER_S
+                    if idle >= IDLE_EXIT_S and self._leave_idle():
+                        return
                     continue
+                idle = 0.0
                 self._due.clear()
                 commits, self._pending = self._pending, 0
                 if commits or not self._stopping:
@@ -264,6 +274,16 @@ class Checkpointer:
             if conn is not None:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
+
+    def _leave_idle(self) -> bool:
+        """End the thread after `IDLE_EXIT_S` without commits (the next commit starts
+        another), so that a store dropped without `close` does not keep a thread and a
+        connection for ever."""
+        with self._start_lock:
+            if self._pending or self._due.is_set() or self._stopping:
+                return False
+            self._thread = None
+            return True
 
     def _round(self, conn: sqlite3.Connection, commits: int) -> None:
         with self.lock:
