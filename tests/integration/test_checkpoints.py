@@ -1,10 +1,13 @@
 """WAL checkpoints on their own thread (storage/sql/connection.py): they happen, the WAL
-file is reused instead of growing, readers keep their snapshot, nothing is lost on close."""
+file is reused instead of growing, readers keep their snapshot, nothing is lost on close.
+And the WAL index's header, which tells caches whether anything was committed."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -109,3 +112,36 @@ def test_an_idle_thread_ends_and_the_next_commit_starts_another(
     assert not _threads()
     with sqlite3.connect(tmp_path / "c.db") as plain:
         assert plain.execute("SELECT count(*) FROM t").fetchone()[0] == 10
+
+
+def test_the_wal_index_header_moves_with_every_commit_of_any_process(tmp_path: Path) -> None:
+    # ChangeStore.data_changed_now reads it instead of PRAGMA data_version: equal headers
+    # must mean no commit in between, whoever committed
+    path = tmp_path / "c.db"
+    db = _open(path)
+    _insert(db, 1)
+    first = db.wal_index_header()
+    assert first is not None
+    assert len(first) == 96
+    assert db.read(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]) == 1
+    assert db.wal_index_header() == first  # reads change nothing
+    _insert(db, 1)  # this process's writer
+    second = db.wal_index_header()
+    assert second != first
+    other = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "c.execute('INSERT INTO t (body) VALUES (x\\'00\\')'); c.commit()",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert other.returncode == 0, other.stderr
+    third = db.wal_index_header()
+    assert third != second  # another process's commit
+    db.close()
+    assert db.wal_index_header() is None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import sqlite3
 import threading
 import time
@@ -39,6 +40,7 @@ CHECKPOINT_TARGET_PAGES = 250  # the checkpoint thread's rhythm
 WRITER_FINISH_PAGES = 750  # from this WAL size on, the writer finishes the checkpoint
 ROUND_AFTER_S = 5.0  # a commit waits at most this long for a round (then the WAL is copied)
 IDLE_EXIT_S = 30.0  # the thread ends after this long without commits
+WAL_INDEX_HEADER_BYTES = 96  # two copies of the 48-byte WAL-index header
 SQLITE_AUTOCHECKPOINT = 1000  # SQLite's own, back on the writer should the thread fail
 
 
@@ -82,6 +84,8 @@ class SqliteConnections:
         self._retry(lambda: self.writer.execute("PRAGMA journal_mode=WAL").fetchone())
         self.writer.execute("PRAGMA wal_autocheckpoint=0")  # see Checkpointer
         self.checkpointer = Checkpointer(lambda: self._connect(register=False))
+        self._shm: mmap.mmap | None = None
+        self._shm_lock = threading.Lock()
 
     def _connect(self, *, register: bool = True) -> sqlite3.Connection:
         """A configured connection; `register`ed ones are closed by `close` (the
@@ -104,6 +108,35 @@ class SqliteConnections:
             with self._all_lock:
                 self._all.append(conn)
         return conn
+
+    def wal_index_header(self) -> bytes | None:
+        """The WAL index's header, both copies (the first 96 bytes of `<file>-shm`, read
+        through a shared mapping; SQLite's documented WAL format), or None where it cannot
+        be read (no -shm file yet). Every commit, by any connection of any process, changes
+        it (its change counter, frame count and checksums) before COMMIT returns, so equal
+        headers mean no commit in between: what `PRAGMA data_version` tells, for 0.1 us
+        instead of 3 (14 on a thread just woken). A read that races a commit sees bytes of
+        both or a torn mix: either way not the old header."""
+        view = self._shm
+        if view is None:
+            with self._shm_lock:
+                if self._closed:
+                    return None
+                if self._shm is None:
+                    try:
+                        with open(f"{self.path}-shm", "rb") as fh:
+                            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                    except (OSError, ValueError):  # not created yet, or empty
+                        return None
+                    if len(mapped) < WAL_INDEX_HEADER_BYTES:
+                        mapped.close()
+                        return None
+                    self._shm = mapped
+                view = self._shm
+        try:
+            return view[:WAL_INDEX_HEADER_BYTES]
+        except ValueError:  # closed meanwhile
+            return None
 
     def reader(self) -> sqlite3.Connection:
         """This thread's read connection (created on first use)."""
@@ -175,6 +208,10 @@ class SqliteConnections:
     def close(self) -> None:
         self._closed = True
         self.checkpointer.stop()
+        with self._shm_lock:
+            if self._shm is not None:
+                self._shm.close()
+                self._shm = None
         with self._all_lock:
             conns, self._all = self._all, []
         for conn in conns:
