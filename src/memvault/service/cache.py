@@ -2,7 +2,7 @@
 
 Entries are bounded by count and bytes and expire `ttl_s` after they were stored. Before
 every cached read, the cache asks storage whether anything was committed since it last
-looked (`Backend.data_changed`, one pragma on SQLite); when something was, it reads the
+looked (`Backend.data_changed`, a shared-memory read on SQLite); when something was, it reads the
 change feed (memories changed, users erased: `Backend.changes_since`) and drops every entry
 they touch: the memory itself, every batch read holding it and every search of its user (a
 new memory drops its user's searches).
@@ -154,7 +154,7 @@ class ReadCache:
         """The cached, fresh value of `key` as JSON bytes (`encode`d once, then kept with
         it; counted as a hit), or None (counting nothing: the caller goes on to
         `get_or_load`). For a thread that must not wait: no coroutine. `changed_now` is the
-        backend's local `data_changed` (SQLite's pragma); when it says something changed,
+        backend's local `data_changed` (SQLite's WAL index header); when it says something changed,
         the change feed is read here too (on SQLite, a local read), before anything is
         served."""
         with self._lock:
