@@ -145,3 +145,25 @@ def test_the_wal_index_header_moves_with_every_commit_of_any_process(tmp_path: P
     assert third != second  # another process's commit
     db.close()
     assert db.wal_index_header() is None
+
+
+def test_without_a_thread_sqlite_checkpoints_on_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    db = _open(tmp_path / "c.db")  # its commit stands; no thread could start
+    _insert(db, 5)
+    assert not _threads()
+    _insert(db, 5)  # and the writer has SQLite's automatic checkpoint back
+    assert db.writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    monkeypatch.undo()
+    for _ in range(100):
+        _insert(db, 50)
+    assert db.checkpointer.runs == 0
+    assert os.path.getsize(f"{tmp_path / 'c.db'}-wal") < 2 * 1000 * 4200  # SQLite restarts it
+    db.close()
+    with sqlite3.connect(tmp_path / "c.db") as plain:
+        assert plain.execute("SELECT count(*) FROM t").fetchone()[0] == 5010

@@ -281,10 +281,14 @@ class Checkpointer:
     def _start(self) -> None:
         with self._start_lock:
             if self._thread is None and not self._stopping:
-                self._thread = threading.Thread(
-                    target=self._run, name="memvault-checkpoint", daemon=True
-                )
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name="memvault-checkpoint", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError as exc:  # no thread to be had: SQLite checkpoints
+                    log.warning("no checkpoint thread (SQLite checkpoints on commit): %s", exc)
+                    self._failed = True
+                    return
+                self._thread = thread
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
