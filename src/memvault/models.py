@@ -47,7 +47,7 @@ def check_embedding(value: Any) -> Any:
     """A caller-given vector as a 1-D float32 numpy array of at most
     `limits.MAX_EMBEDDING_DIMENSION` numbers. Its values (finite, not all zero) and its
     length against the embedder's dimension are checked by the service
-    (`embed.check_vector`, one batch at a time), the only reader of this field."""
+    (`embed.check_vectors`, one batch at a time), the only reader of this field."""
     import numpy as np
 
     if isinstance(value, np.ndarray) and value.dtype == np.float32:

@@ -38,9 +38,10 @@ class ChangeStore:
         return self.data_changed_now()
 
     def data_changed_now(self) -> bool:
-        """`data_changed` without a coroutine, on the calling thread's connection, past the
-        runner: the pragma takes no lock and never waits, and this check sits in front of
-        every cached read (the runner's layers cost as much as the pragma itself)."""
+        """`data_changed` without a coroutine, past the runner, keyed by the calling
+        thread's connection: neither the WAL index header nor the pragma takes a lock or
+        waits, and this check sits in front of every cached read (the runner's layers cost
+        more than the check itself)."""
         conn = self.db.reader()
         version: int | bytes | None = self.db.wal_index_header()
         if version is None:

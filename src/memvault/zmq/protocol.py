@@ -53,11 +53,7 @@ class Request:
 
 
 def dumps(value: Any) -> bytes:
-    """JSON bytes of a reply's `data` (what `success` wraps)."""
-    return _dumps(value)
-
-
-def _dumps(value: Any) -> bytes:
+    """JSON bytes of a value (a message, or a reply's `data` kept by the read cache)."""
     # orjson is several times faster than json on the orchestrator's small replies; the
     # standard module takes what it refuses (a lone surrogate, an integer over 64 bits).
     try:
@@ -137,7 +133,7 @@ def encode_request(
         msg["compress"] = True
     if idempotency_key is not None:
         msg["idempotency_key"] = idempotency_key
-    return pack(_dumps(msg), compress_bytes)
+    return pack(dumps(msg), compress_bytes)
 
 
 def decode_request(frames: Frames, max_bytes: int) -> Request:
@@ -208,7 +204,7 @@ def request_id_of(frames: Frames) -> str | None:
 
 
 def success(data: Any, request_id: str | None) -> bytes:
-    return _dumps({"status": "success", "data": data, "request_id": request_id})
+    return dumps({"status": "success", "data": data, "request_id": request_id})
 
 
 def success_encoded(data: bytes, request_id: str | None) -> bytes:
@@ -217,7 +213,7 @@ def success_encoded(data: bytes, request_id: str | None) -> bytes:
 
 
 def failure(error: MemvaultError, request_id: str | None) -> bytes:
-    return _dumps({"status": "error", "error": error.to_dict(), "request_id": request_id})
+    return dumps({"status": "error", "error": error.to_dict(), "request_id": request_id})
 
 
 def decode_reply(frames: Frames, max_bytes: int) -> dict[str, Any]:
