@@ -23,7 +23,7 @@ from memvault.storage import migrate
 from memvault.storage.access import AccessTracker
 from memvault.storage.base import Candidate, Capabilities
 from memvault.storage.changes import ChangeStore
-from memvault.storage.fts_plan import TermStats, any_of
+from memvault.storage.fts_plan import Compactor, TermStats, any_of
 from memvault.storage.runner import InlineRunner, Runner, ThreadRunner
 from memvault.storage.search_text import MAX_QUERY_TERMS
 from memvault.storage.sql import codec
@@ -117,6 +117,7 @@ class SqliteBackend(SqlBackend, ChangeStore):
         )
         self.vectors = VectorCache(int(settings.vector_cache_mb * 2**20))
         self.term_stats = TermStats()
+        self.db.checkpointer.task = Compactor(self.db)
         self._seen_small: OrderedDict[str, int] = OrderedDict()
         self.lexical_budget = settings.search_lexical_budget
         self._vectors_lock = threading.Lock()

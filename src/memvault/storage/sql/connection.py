@@ -40,6 +40,7 @@ CHECKPOINT_TARGET_PAGES = 250  # the checkpoint thread's rhythm
 WRITER_FINISH_PAGES = 750  # from this WAL size on, the writer finishes the checkpoint
 ROUND_AFTER_S = 5.0  # a commit waits at most this long for a round (then the WAL is copied)
 IDLE_EXIT_S = 30.0  # the thread ends after this long without commits
+TASK_EVERY_S = 1.0  # how often the thread runs its `task` (index upkeep), commits or not
 WAL_INDEX_HEADER_BYTES = 96  # two copies of the 48-byte WAL-index header
 SQLITE_AUTOCHECKPOINT = 1000  # SQLite's own, back on the writer should the thread fail
 
@@ -234,8 +235,13 @@ class Checkpointer:
     attempt would fail and the WAL grow. Should the thread fail, the writer gets SQLite's
     automatic checkpoint back.
 
-    The thread starts at the first commit and ends with `stop` (after a last round), or
-    after `IDLE_EXIT_S` without commits (the next commit starts it again)."""
+    The thread starts at the first commit and ends with `stop` (after a last
+    round), or after `IDLE_EXIT_S` without commits (the next commit starts it again).
+
+    `task`, when set, is upkeep that belongs off the callers' path too (the full-text
+    index's merges, `fts_plan.Compactor`): the thread calls it with its own connection
+    about every `TASK_EVERY_S` while it runs, between rounds; it must return quickly,
+    leave no statement open and never raise."""
 
     def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
         self._connect = connect
@@ -251,6 +257,7 @@ class Checkpointer:
         self._finished = False
         self.runs = 0  # rounds on the thread (for tests and diagnostics)
         self.finishes = 0  # rounds on the writer
+        self.task: Callable[[sqlite3.Connection], None] | None = None
 
     def committed(self, writer: sqlite3.Connection) -> None:
         """A write transaction committed on `writer` (called under the write lock)."""
@@ -293,15 +300,24 @@ class Checkpointer:
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
         idle = 0.0
+        waited = 0.0  # since the last round, while commits were pending
         try:
             conn = self._connect()
             while True:
-                if not self._due.wait(ROUND_AFTER_S) and not self._pending:
-                    idle += ROUND_AFTER_S
-                    if idle >= IDLE_EXIT_S and self._leave_idle():
-                        return
-                    continue
-                idle = 0.0
+                step = ROUND_AFTER_S if self.task is None else TASK_EVERY_S
+                due = self._due.wait(step)
+                if self.task is not None and not self._stopping:
+                    self.task(conn)
+                if not due:
+                    if not self._pending:
+                        idle += step
+                        if idle >= IDLE_EXIT_S and self._leave_idle():
+                            return
+                        continue
+                    waited += step
+                    if waited < ROUND_AFTER_S:
+                        continue
+                idle = waited = 0.0
                 self._due.clear()
                 commits, self._pending = self._pending, 0
                 if commits or not self._stopping:
