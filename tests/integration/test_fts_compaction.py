@@ -70,10 +70,21 @@ def _db(settings: Settings) -> Path:
     return Path(settings.database_url.removeprefix("sqlite:///"))
 
 
+class _Idle:
+    def __init__(self, db: SqliteConnections) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def __call__(self, conn: sqlite3.Connection) -> None:
+        pass
+
+
 @pytest.fixture
 def by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
     """The store's own checkpoint thread merges nothing: the test's `Compactor` does."""
-    monkeypatch.setattr(sqlite, "Compactor", lambda db: lambda conn: None)
+    monkeypatch.setattr(sqlite, "Compactor", _Idle)
 
 
 @pytest.mark.usefixtures("by_hand")
@@ -166,13 +177,35 @@ def test_the_checkpoint_thread_merges_by_itself(
         conn.close()
 
 
+def test_a_store_filled_elsewhere_is_merged_without_a_write(
+    settings: Settings, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings.model_copy(update={"embedder": "none"})
+    with monkeypatch.context() as during_fill:
+        during_fill.setattr(sqlite, "Compactor", _Idle)
+        with MemVault(settings, clock=clock) as v:
+            _fill(v, 30, random.Random(6))
+    conn = sqlite3.connect(_db(settings))
+    assert len(segment_pages(conn)) > 1
+    monkeypatch.setattr(fts_plan, "COMPACT_QUIET_S", 0.2)
+    monkeypatch.setattr(connection, "TASK_EVERY_S", 0.05)
+    with MemVault(settings, clock=clock) as v:  # reads only: access counts wait 30 s
+        assert v.search("user-02", "garden", mode="lexical") is not None
+        deadline = time.monotonic() + 20
+        while len(segment_pages(conn)) > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(segment_pages(conn)) == 1
+    conn.close()
+
+
 def test_a_store_without_the_index_is_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "plain.db"
     db = SqliteConnections(path, busy_timeout_s=5.0, synchronous="NORMAL")
     db.write(lambda c: c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
     conn = sqlite3.connect(path, isolation_level=None)
     compactor = Compactor(db)
-    compactor(conn)  # no memories_fts: merges turn off, nothing raised
+    compactor.start()  # no memories_fts: nothing raised
+    compactor(conn)  # merges turn off, nothing raised
     compactor(conn)
     assert compactor.steps == 0
     db.close()

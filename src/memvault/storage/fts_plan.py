@@ -352,6 +352,16 @@ class Compactor:
         self._judged: bytes | None = None  # a structure found not worth merging
         self._off = False
 
+    def start(self) -> None:
+        """At open: wake the checkpoint thread when the index is worth merging (a store
+        filled by another process, then read here)."""
+        try:
+            due = worth_merging(self.db.read(segment_pages))
+        except (sqlite3.Error, MemvaultError):
+            return  # no index of this shape, or busy: the first commit starts the thread
+        if due:
+            self.db.checkpointer.wake()
+
     def __call__(self, conn: sqlite3.Connection) -> None:
         if self._off:
             return

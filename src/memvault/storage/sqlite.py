@@ -117,7 +117,9 @@ class SqliteBackend(SqlBackend, ChangeStore):
         )
         self.vectors = VectorCache(int(settings.vector_cache_mb * 2**20))
         self.term_stats = TermStats()
-        self.db.checkpointer.task = Compactor(self.db)
+        compactor = Compactor(self.db)
+        self.db.checkpointer.task = compactor
+        compactor.start()
         self._seen_small: OrderedDict[str, int] = OrderedDict()
         self.lexical_budget = settings.search_lexical_budget
         self._vectors_lock = threading.Lock()

@@ -235,7 +235,7 @@ class Checkpointer:
     attempt would fail and the WAL grow. Should the thread fail, the writer gets SQLite's
     automatic checkpoint back.
 
-    The thread starts at the first commit and ends with `stop` (after a last
+    The thread starts at the first commit (or `wake`) and ends with `stop` (after a last
     round), or after `IDLE_EXIT_S` without commits (the next commit starts it again).
 
     `task`, when set, is upkeep that belongs off the callers' path too (the full-text
@@ -258,6 +258,11 @@ class Checkpointer:
         self.runs = 0  # rounds on the thread (for tests and diagnostics)
         self.finishes = 0  # rounds on the writer
         self.task: Callable[[sqlite3.Connection], None] | None = None
+
+    def wake(self) -> None:
+        """Start the thread without a commit (its `task` has work in a store just opened)."""
+        if self._thread is None and not self._failed:
+            self._start()
 
     def committed(self, writer: sqlite3.Connection) -> None:
         """A write transaction committed on `writer` (called under the write lock)."""
