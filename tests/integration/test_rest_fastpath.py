@@ -103,3 +103,30 @@ async def test_fast_reads_are_counted_under_the_route(vault: AsyncMemVault) -> N
     )
     got = await vault.get("alice", m.memory_id)
     assert got.access_count == 4  # three reads through the fast path, and this one
+
+
+async def test_an_unexpected_error_is_the_internal_envelope_on_both_paths(
+    vault: AsyncMemVault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path sits outside FastAPI's error layer: it answers a failure as that layer
+    answers one of the route (500, INTERNAL, the request id), and counts it."""
+    alice = (await vault.create_api_key("alice"))[1]
+    m = await vault.add("alice", "tea")
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(vault, "get", broken)
+    seen = []
+    for fast in (True, False):
+        async with _client(vault, fast) as client:
+            r = await client.get(f"/v1/memories/{m.memory_id}", headers={"X-API-Key": alice})
+            assert r.status_code == 500
+            assert r.json()["error"]["code"] == "INTERNAL"
+            assert r.json()["request_id"] == r.headers["x-request-id"]
+            assert "disk on fire" not in r.text
+            metrics = (await client.get("/metrics")).text
+            assert 'route="/v1/memories/{memory_id}"' in metrics
+            assert 'code="500"' in metrics
+            seen.append(_seen(r))
+    assert seen[0] == seen[1]

@@ -9,10 +9,11 @@ import re
 import time
 from typing import Any
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memvault import ids
-from memvault.api import fastpath
+from memvault.api import errors, fastpath
 from memvault.api.errors import envelope
 from memvault.api.metrics import Metrics
 from memvault.errors import ErrorCode
@@ -44,11 +45,13 @@ class Edge:
         rid = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = rid
         status = [500]
+        answered = [False]
         rid_header = (b"x-request-id", rid.encode("ascii"))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                answered[0] = True
                 message["headers"] = [*message.get("headers", []), rid_header]
             await send(message)
 
@@ -63,7 +66,13 @@ class Edge:
             elif length is not None and length > self.max_bytes:
                 await _too_large(self.max_bytes, rid)(scope, receive, send_with_id)
             elif self.fast and (memory_id := fastpath.takes(scope)) is not None:
-                await fastpath.get_memory(memory_id, scope, receive, send_with_id)
+                try:
+                    await fastpath.get_memory(memory_id, scope, receive, send_with_id)
+                except Exception as exc:  # what FastAPI's error layer does for a route
+                    if answered[0]:
+                        raise
+                    answer = errors.internal_error(Request(scope, receive), exc)
+                    await answer(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
         finally:
