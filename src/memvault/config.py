@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     pg_hnsw_from: int = Field(20_000, ge=0, le=1_000_000_000)
     access_flush_interval_s: float = Field(30.0, ge=0, le=3600)
     access_flush_max_pending: int = Field(100_000, ge=1, le=1_000_000)
-    read_threads: int = Field(4, ge=1, le=64)
+    read_threads: int | None = Field(None, ge=1, le=64)  # None: per backend (docs)
     inline_point_reads: bool = True
     embedder: str = "minilm"
     embed_threads: int = Field(0, ge=0, le=64)

@@ -54,6 +54,7 @@ LOCKS = {"reindex": LOCK_REINDEX, "purge": LOCK_PURGE}
 BARRIER_TIMEOUT_S = 2.0
 MAX_BACKLOG = 100_000  # notices kept for the cache between two reads; past it, drop everything
 MAX_COUNTED = 1_000_000  # a user's rows are counted up to this many
+PG_READ_THREADS = 4  # when `read_threads` is unset: reads wait on the server, not the CPU
 PG_STEMMER = "english_stem"  # the dictionary of the `english` configuration (0005)
 SIZE_TTL_S = 60.0  # how long a user's size class and the index list are remembered
 HNSW_INDEX = "ix_memory_vectors_hnsw"  # + "_<dimension>"
@@ -348,7 +349,9 @@ class PostgresBackend(SqlBackend):
         self.sql = Statements(pg_dialect.dialect(paramstyle="named"))  # type: ignore[no-untyped-call]
         # A point read is a network round trip here: never on the event loop.
         self.runner: Runner = (
-            ThreadRunner(settings.read_threads, inline_points=False) if threaded else InlineRunner()
+            ThreadRunner(settings.read_threads or PG_READ_THREADS, inline_points=False)
+            if threaded
+            else InlineRunner()
         )
         self.access = AccessTracker(
             max_pending=settings.access_flush_max_pending,

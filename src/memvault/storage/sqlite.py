@@ -38,6 +38,12 @@ CACHE_VECTORS_FROM = 256  # smaller users are read, not kept, on a first search 
 SEEN_USERS = 100_000  # small users whose searches are counted
 KEEP_AFTER = 3  # a small user's matrix is kept from its third search
 FTS_FIRST_SLACK = 16  # extra index rows read in case some are deleted or expired
+# Reader threads when `read_threads` is unset. A SQLite read is CPU work: more threads than
+# this fight over the GIL (lexical searches at concurrency 16 through AsyncMemVault: 506/s
+# with one thread, 330/s with four; REST hybrid search over 100k memories, three
+# alternating runs: 144-147/s with two, 128-139/s with four). Two leave a thread free
+# while a big user's long search runs.
+SQLITE_READ_THREADS = 2
 # bm25() column weights: content, tags, neighbours' text and dates, owner (migration 0003).
 FTS_WEIGHTS = (1.0, 0.5, 0.3, 0.0)
 
@@ -107,7 +113,10 @@ class SqliteBackend(SqlBackend, ChangeStore):
         )
         self.sql = Statements(sqlite_dialect.dialect(paramstyle="named"), FTS_WEIGHTS)
         self.runner: Runner = (
-            ThreadRunner(settings.read_threads, inline_points=settings.inline_point_reads)
+            ThreadRunner(
+                settings.read_threads or SQLITE_READ_THREADS,
+                inline_points=settings.inline_point_reads,
+            )
             if threaded
             else InlineRunner()
         )
