@@ -17,34 +17,9 @@ from memvault.storage import fts_plan, sqlite
 from memvault.storage.fts_plan import Compactor, segment_pages, worth_merging
 from memvault.storage.sql import connection
 from memvault.storage.sql.connection import SqliteConnections
+from tests.integration.test_lexical_scores import WORDS
 
 BACKENDS = ("sqlite",)  # FTS5's segments are SQLite's
-WORDS = [
-    "garden",
-    "tomato",
-    "violin",
-    "lesson",
-    "Lisbon",
-    "marathon",
-    "training",
-    "recipe",
-    "curry",
-    "hiking",
-    "trail",
-    "mountain",
-    "sister",
-    "wedding",
-    "painting",
-    "sunset",
-    "beach",
-    "chess",
-    "camping",
-    "kayak",
-    "guitar",
-    "concert",
-    "birthday",
-    "cake",
-]
 
 
 def _fill(v: MemVault, users: int, rng: random.Random) -> None:
