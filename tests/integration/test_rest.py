@@ -480,6 +480,30 @@ async def test_metrics_count_routes_by_template(client: httpx.AsyncClient, keys:
     assert 'memvault_errors_total{code="NOT_FOUND"} 2.0' in text
 
 
+def _counter(text: str, name: str) -> float:
+    line = next(x for x in text.splitlines() if x.startswith(f"{name} "))
+    return float(line.split()[1])
+
+
+async def test_metrics_count_query_embeddings(client: httpx.AsyncClient, keys: Keys) -> None:
+    h = keys.h("alice")
+    await client.post("/v1/memories", json={"content": "Drinks oolong tea at night"}, headers=h)
+    names = ("hits", "misses", "batches")
+    full = {
+        "hits": "memvault_query_cache_hits_total",
+        "misses": "memvault_query_cache_misses_total",
+        "batches": "memvault_query_embed_batches_total",
+    }
+    text = (await client.get("/metrics")).text
+    before = {n: _counter(text, full[n]) for n in names}
+    for _ in range(2):  # the same question twice: embedded once, then from the cache
+        r = await client.post("/v1/search", json={"query": "which tea at night?"}, headers=h)
+        assert r.status_code == 200
+    text = (await client.get("/metrics")).text
+    after = {n: _counter(text, full[n]) for n in names}
+    assert {n: after[n] - before[n] for n in names} == {"hits": 1, "misses": 1, "batches": 1}
+
+
 MEMORY_STRINGS = {
     "content": "text",
     "namespace": "notes",

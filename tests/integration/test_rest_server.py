@@ -19,6 +19,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
+from prometheus_client.mmap_dict import MmapedDict
 
 from memvault import FrozenClock, MemVault, Settings
 from tests.integration.rest_helpers import Keys, free_port, live_server
@@ -184,12 +185,30 @@ def test_memvault_serve_finishes_in_flight_requests_on_sigterm(tmp_path: Path) -
         assert v.list_api_keys("alice") == []
 
 
+def _reads_by_worker(shared: Path) -> list[float]:
+    """Point reads each worker counted, from its own metrics file."""
+    out: list[float] = []
+    for path in sorted(shared.glob("counter_*.db")):
+        out.append(
+            sum(
+                value
+                for key, value, *_ in MmapedDict.read_all_values_from_file(str(path))  # type: ignore[no-untyped-call]
+                if key.startswith('["memvault_http_requests"')
+                and '"/v1/memories/{memory_id}"' in key
+            )
+        )
+    return out
+
+
 @pytest.mark.slow
 def test_memvault_serve_with_two_workers(tmp_path: Path) -> None:
     secret = json.loads(_cli(tmp_path, "keys", "create", "--user", "alice", "--json"))["secret"]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = _serve(tmp_path, port, "--workers", "2")
+    shared = tmp_path / "metrics"
+    proc = _serve(
+        tmp_path, port, "--workers", "2", env_extra={"PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    )
     try:
         _wait_up(base, proc)
         h = {"X-API-Key": secret}
@@ -198,11 +217,30 @@ def test_memvault_serve_with_two_workers(tmp_path: Path) -> None:
                 c.post("/v1/memories", json={"content": f"note {i}"}).json()["memory_id"]
                 for i in range(20)
             ]
-            for mid in created:  # each worker reads what the other wrote
-                assert c.get(f"/v1/memories/{mid}").status_code == 200
-            assert len(c.get("/v1/memories").json()["items"]) == 20
+        # A new connection for each request: the workers take turns accepting them; go on
+        # until both have answered some (each keeps its counts in a file of its own).
+        reads = 0
+        while min(_reads_by_worker(shared), default=0) == 0 and reads < 400:
+            got = httpx.get(f"{base}/v1/memories/{created[reads % 20]}", headers=h, timeout=60)
+            assert got.status_code == 200  # each worker reads what the other wrote
+            reads += 1
+        by_worker = _reads_by_worker(shared)
+        assert len(by_worker) == 2, by_worker
+        assert min(by_worker) > 0, by_worker
+        for _ in range(6):  # whichever worker answers the scrape counts for both
+            text = httpx.get(f"{base}/metrics", timeout=60).text
+            line = (
+                'memvault_http_requests_total{code="200",method="GET",'
+                'route="/v1/memories/{memory_id}"} '
+            )
+            assert f"{line}{float(reads)}" in text, text
+            assert (
+                'memvault_http_requests_total{code="201",method="POST",route="/v1/memories"} 20.0'
+                in text
+            )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+        assert not list(shared.glob("*.db"))  # emptied on the way out
     finally:
         if proc.poll() is None:
             proc.kill()

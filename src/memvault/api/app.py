@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
@@ -162,6 +162,4 @@ def _health(app: FastAPI) -> None:
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics(request: Request) -> Response:
         """Prometheus text format."""
-        return Response(
-            generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
-        )
+        return Response(request.app.state.metrics.latest(), media_type=CONTENT_TYPE_LATEST)

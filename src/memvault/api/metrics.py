@@ -1,49 +1,27 @@
 """Prometheus metrics for `/metrics`, in a registry of the app's own (two apps in one process
 never share counts). Nothing is sent anywhere: Prometheus scrapes, memvault never calls out.
 
-With several uvicorn workers each process counts its own requests; a scrape reaches one.
+Several worker processes (`memvault serve --workers N`): `serve` gives them one directory in
+`PROMETHEUS_MULTIPROC_DIR` before they start, prometheus_client keeps each process's counts
+in files there, and a scrape, whichever worker answers it, reads them all
+(`MultiProcessCollector`): the counts are the server's, not one worker's.
 """
 
 from __future__ import annotations
 
+import os
 from collections import deque
-from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from memvault.client import AsyncMemVault
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
 RECENT_SEARCHES = 1_000  # search durations the console's dashboard summarises
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-
-class _VaultCollector(Collector):
-    """Read at scrape time: the query-embedding cache and what the vault holds in memory."""
-
-    def __init__(self, vault: AsyncMemVault) -> None:
-        self.vault = vault
-
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        cache = self.vault.query_cache
-        hits = CounterMetricFamily(
-            "memvault_query_cache_hits", "Query embeddings answered from the cache"
-        )
-        misses = CounterMetricFamily(
-            "memvault_query_cache_misses", "Query embeddings computed by the model"
-        )
-        batches = CounterMetricFamily(
-            "memvault_query_embed_batches",
-            "Model calls for query embeddings (concurrent misses share one)",
-        )
-        hits.add_metric([], 0 if cache is None else cache.hits)
-        misses.add_metric([], 0 if cache is None else cache.misses)
-        batches.add_metric([], 0 if cache is None else cache.batches)
-        yield hits
-        yield misses
-        yield batches
 
 
 class Metrics:
@@ -51,6 +29,9 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # Set by `memvault serve` for its workers (module doc); read when prometheus_client
+        # was imported, so the metrics below keep their counts in that directory.
+        self.multiproc_dir = os.environ.get(MULTIPROC_ENV) or None
         self.requests = Counter(
             "memvault_http_requests",
             "HTTP requests by route template, method and status code",
@@ -78,6 +59,25 @@ class Metrics:
             registry=self.registry,
         )
 
+        # The vault's query-embedding cache counts as it goes; `_sync` adds what changed.
+        self.query_hits = Counter(
+            "memvault_query_cache_hits",
+            "Query embeddings answered from the cache",
+            registry=self.registry,
+        )
+        self.query_misses = Counter(
+            "memvault_query_cache_misses",
+            "Query embeddings computed by the model",
+            registry=self.registry,
+        )
+        self.query_batches = Counter(
+            "memvault_query_embed_batches",
+            "Model calls for query embeddings (concurrent misses share one)",
+            registry=self.registry,
+        )
+        self._vault: AsyncMemVault | None = None
+        self._synced = (0, 0, 0)
+
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         # The latest search durations (seconds), for the console's dashboard.
         self.recent_searches: deque[float] = deque(maxlen=RECENT_SEARCHES)
@@ -99,7 +99,36 @@ class Metrics:
             self._children[key] = pair
         pair[0].inc()
         pair[1].observe(elapsed_s)
+        self._sync()
 
     def watch(self, vault: AsyncMemVault) -> None:
-        """Report the vault's caches too (once it is open)."""
-        self.registry.register(_VaultCollector(vault))
+        """Report the vault's query cache too (once it is open)."""
+        self._vault = vault
+        self._sync()
+
+    def _sync(self) -> None:
+        """Add the query cache's counts since the last call to their counters (in this
+        worker's file when there are several)."""
+        cache = None if self._vault is None else self._vault.query_cache
+        if cache is None:
+            return
+        now = (cache.hits, cache.misses, cache.batches)
+        if now == self._synced:
+            return
+        before, self._synced = self._synced, now
+        for counter, new, old in zip(
+            (self.query_hits, self.query_misses, self.query_batches), now, before, strict=True
+        ):
+            if new > old:
+                counter.inc(new - old)
+
+    def latest(self) -> bytes:
+        """The text `/metrics` answers: this process's registry, or with several workers
+        every worker's counts (collectors registered on `registry` by hand are left out
+        there; the only one, the orchestrator's, runs with one worker)."""
+        self._sync()
+        if self.multiproc_dir is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=self.multiproc_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)

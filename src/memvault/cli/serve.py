@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -55,12 +58,29 @@ def serve(
     # Worker processes build their own app from the environment: pass the CLI's choices on.
     os.environ["MEMVAULT_DATABASE_URL"] = settings.database_url
     os.environ["MEMVAULT_DATA_DIR"] = str(settings.data_dir)
-    uvicorn.run(
-        "memvault.api.app:create_app",
-        factory=True,
-        workers=n,
-        **options,  # type: ignore[arg-type]
-    )
+    from memvault.api.metrics import MULTIPROC_ENV
+
+    # One metrics directory for all of them (api/metrics.py): a scrape reaches one worker
+    # and answers for all. A directory given in the environment is used, emptied first.
+    given = os.environ.get(MULTIPROC_ENV)
+    shared = Path(given) if given else Path(tempfile.mkdtemp(prefix="memvault-metrics-"))
+    shared.mkdir(parents=True, exist_ok=True)
+    for stale in shared.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(shared)
+    try:
+        uvicorn.run(
+            "memvault.api.app:create_app",
+            factory=True,
+            workers=n,
+            **options,  # type: ignore[arg-type]
+        )
+    finally:
+        if given:
+            for done in shared.glob("*.db"):
+                done.unlink()
+        else:
+            shutil.rmtree(shared, ignore_errors=True)
 
 
 async def _both(settings: Settings, options: dict[str, object]) -> None:
