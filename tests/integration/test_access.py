@@ -3,6 +3,8 @@ the REST door uses), on a real SQLite file."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from memvault import (
@@ -10,10 +12,11 @@ from memvault import (
     InvalidArgumentError,
     MemVault,
     NotFoundError,
+    RateLimitedError,
     Settings,
     UnauthenticatedError,
 )
-from memvault.service.access import hash_secret
+from memvault.service.access import RateLimiter, SharedBuckets, hash_secret
 from memvault.service.export import KINDS
 
 
@@ -207,3 +210,40 @@ def test_an_out_of_range_audit_position_is_invalid_not_a_crash(vault: MemVault) 
     for bad in (2**64, -1):
         with pytest.raises(InvalidArgumentError):
             vault.audit_log(after=bad)
+
+
+def test_processes_sharing_a_bucket_file_spend_one_budget(tmp_path: Path) -> None:
+    """Two `SharedBuckets` on one file, as two workers of `memvault serve` map it."""
+    path = tmp_path / "rate-limits"
+    one, two = SharedBuckets(path), SharedBuckets(path)
+    try:
+        spent = [(one if i % 2 else two).take("key_a", 4, 100.0) for i in range(6)]
+        assert spent[:4] == [0.0, 0.0, 0.0, 0.0]
+        assert spent[4] == pytest.approx(15.0)  # 4 a minute: one more in 15 s
+        assert one.take("key_b", 4, 100.0) == 0.0  # another key has its own bucket
+        assert two.take("key_a", 4, 115.0) == 0.0  # refilled by one
+        assert one.take("key_a", 4, 115.0) == pytest.approx(15.0)
+    finally:
+        one.close()
+        two.close()
+
+
+def test_a_full_bucket_table_falls_back_to_the_process_own(tmp_path: Path) -> None:
+    class Tiny(SharedBuckets):
+        SLOTS = 2
+        PROBE = 2
+
+    table = Tiny(tmp_path / "rate-limits")
+    try:
+        assert table.take("key_a", 2, 0.0) == 0.0
+        assert table.take("key_b", 2, 0.0) == 0.0
+        assert table.take("key_c", 2, 0.0) is None  # both slots hold unfinished buckets
+        limiter = RateLimiter(table)
+        limiter.take("key_c", 2)
+        limiter.take("key_c", 2)
+        with pytest.raises(RateLimitedError):
+            limiter.take("key_c", 2)  # counted in this process meanwhile
+        # A bucket refilled completely is as good as empty: its slot is taken over.
+        assert table.take("key_d", 2, 61.0) == 0.0
+    finally:
+        table.close()

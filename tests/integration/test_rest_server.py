@@ -186,7 +186,7 @@ def test_memvault_serve_finishes_in_flight_requests_on_sigterm(tmp_path: Path) -
 
 
 def _reads_by_worker(shared: Path) -> list[float]:
-    """Point reads each worker counted, from its own metrics file."""
+    """Point reads each worker answered (any status), from its own metrics file."""
     out: list[float] = []
     for path in sorted(shared.glob("counter_*.db")):
         out.append(
@@ -241,6 +241,45 @@ def test_memvault_serve_with_two_workers(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
         assert not list(shared.glob("*.db"))  # emptied on the way out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.mark.slow
+def test_workers_share_a_keys_rate_limit(tmp_path: Path) -> None:
+    created = json.loads(
+        _cli(tmp_path, "keys", "create", "--user", "alice", "--rate", "10", "--json")
+    )
+    h = {"X-API-Key": created["secret"]}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    shared = tmp_path / "metrics"
+    proc = _serve(
+        tmp_path, port, "--workers", "2", env_extra={"PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    )
+    try:
+        _wait_up(base, proc)
+        codes: list[int] = []
+        missing = f"{base}/v1/memories/mem_{'0' * 26}"
+        # New connections until both workers have answered several (a budget each would
+        # admit up to 20 of these).
+        while len(codes) < 200 and (len(codes) < 30 or min(_reads_by_worker(shared)) < 5):
+            r = httpx.get(missing, headers=h, timeout=60)
+            codes.append(r.status_code)
+            if r.status_code == 429:
+                assert int(r.headers["Retry-After"]) >= 1
+        by_worker = _reads_by_worker(shared)
+        assert len(by_worker) == 2, by_worker
+        assert min(by_worker) >= 5, by_worker
+        admitted = sum(1 for c in codes if c == 404)  # admitted, and no such memory
+        assert 10 <= admitted <= 11, codes  # 10 at once, and 1 more per 6 s
+        assert set(codes) == {404, 429}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -100,7 +100,7 @@ def create_app(
             "AUTHENTICATION IS DISABLED (auth_disabled=true): every request acts as admin; "
             "never expose this server beyond a trusted host"
         )
-    app.state.rate_limiter = RateLimiter()
+    app.state.rate_limiter = RateLimiter.for_server()
     app.state.search_slots = asyncio.Semaphore(s.search_concurrency)
     app.state.metrics = Metrics()
     if vault is not None:

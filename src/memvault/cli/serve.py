@@ -59,15 +59,19 @@ def serve(
     os.environ["MEMVAULT_DATABASE_URL"] = settings.database_url
     os.environ["MEMVAULT_DATA_DIR"] = str(settings.data_dir)
     from memvault.api.metrics import MULTIPROC_ENV
+    from memvault.service.access import RATE_FILE_ENV
 
-    # One metrics directory for all of them (api/metrics.py): a scrape reaches one worker
-    # and answers for all. A directory given in the environment is used, emptied first.
+    # What the workers share besides the store: one metrics directory (api/metrics.py: a
+    # scrape reaches one worker and answers for all; a directory given in the environment
+    # is used, emptied first) and one file of rate-limit buckets (service/access.py).
+    run_dir = Path(tempfile.mkdtemp(prefix="memvault-serve-"))
     given = os.environ.get(MULTIPROC_ENV)
-    shared = Path(given) if given else Path(tempfile.mkdtemp(prefix="memvault-metrics-"))
-    shared.mkdir(parents=True, exist_ok=True)
-    for stale in shared.glob("*.db"):
+    counts = Path(given) if given else run_dir / "metrics"
+    counts.mkdir(parents=True, exist_ok=True)
+    for stale in counts.glob("*.db"):
         stale.unlink()
-    os.environ[MULTIPROC_ENV] = str(shared)
+    os.environ[MULTIPROC_ENV] = str(counts)
+    os.environ[RATE_FILE_ENV] = str(run_dir / "rate-limits")
     try:
         uvicorn.run(
             "memvault.api.app:create_app",
@@ -76,11 +80,9 @@ def serve(
             **options,  # type: ignore[arg-type]
         )
     finally:
-        if given:
-            for done in shared.glob("*.db"):
-                done.unlink()
-        else:
-            shutil.rmtree(shared, ignore_errors=True)
+        for done in counts.glob("*.db"):
+            done.unlink()
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 async def _both(settings: Settings, options: dict[str, object]) -> None:

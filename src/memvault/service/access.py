@@ -10,15 +10,20 @@ through another process within that time.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import math
+import mmap
+import os
 import secrets
+import struct
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from memvault import ids, limits
@@ -118,28 +123,112 @@ class Principal:
             raise PermissionDeniedError("this call needs an admin API key")
 
 
-class RateLimiter:
-    """A token bucket per key: `rate` requests per minute, bursts up to `rate`."""
+RATE_FILE_ENV = "MEMVAULT_RATE_FILE"  # set by `memvault serve --workers N` for its workers
 
-    def __init__(self) -> None:
+
+class SharedBuckets:
+    """Token buckets in a file that several processes map: the workers of one
+    `memvault serve --workers N` spend one budget per key, not one each.
+
+    A table of `SLOTS` slots (key digest, tokens, time, rate), found by the key's digest and
+    up to `PROBE` slots further; a slot whose bucket has refilled completely is as good as
+    empty and is taken over. Each change holds an `fcntl` lock on the file (a few
+    microseconds); times are `time.monotonic()`, one clock for every process of the machine.
+    """
+
+    SLOTS = 8192
+    PROBE = 16
+    _SLOT = struct.Struct("<16sddd")  # key digest, tokens, monotonic time, rate per minute
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        size = self.SLOTS * self._SLOT.size
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        if os.fstat(self._fd).st_size < size:
+            os.ftruncate(self._fd, size)
+        self._map = mmap.mmap(self._fd, size)
+        self._lock = threading.Lock()  # fcntl locks are per process: threads take turns here
+
+    def take(self, key_id: str, rate: int, now: float) -> float | None:
+        """Spend one request of `key_id`'s budget: 0.0 when admitted, else the seconds until
+        one is available; None when every slot it may use holds another key's unfinished
+        bucket (the caller counts this key in its own process meanwhile)."""
+        digest = hashlib.blake2b(key_id.encode(), digest_size=16).digest()
+        start = int.from_bytes(digest[:4], "little")
+        per_s = rate / 60.0
+        slot = self._SLOT
+        with self._lock:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX)
+            try:
+                reuse = None
+                for i in range(self.PROBE):
+                    at = ((start + i) % self.SLOTS) * slot.size
+                    held, tokens, then, held_rate = slot.unpack_from(self._map, at)
+                    if held == digest:
+                        tokens = min(float(rate), tokens + max(0.0, now - then) * per_s)
+                        break
+                    refilled = held_rate <= 0 or tokens + (now - then) * held_rate / 60.0 >= (
+                        held_rate
+                    )
+                    if reuse is None and refilled:
+                        reuse = at
+                else:
+                    if reuse is None:
+                        return None
+                    at, tokens = reuse, float(rate)
+                if tokens < 1.0:
+                    slot.pack_into(self._map, at, digest, tokens, now, float(rate))
+                    return float((1.0 - tokens) / per_s)
+                slot.pack_into(self._map, at, digest, tokens - 1.0, now, float(rate))
+                return 0.0
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self._fd)
+
+
+class RateLimiter:
+    """A token bucket per key: `rate` requests per minute, bursts up to `rate`.
+
+    In this process, or in `shared` buckets when several processes serve one store
+    (`memvault serve --workers N` hands its workers one file in `RATE_FILE_ENV`)."""
+
+    def __init__(self, shared: SharedBuckets | None = None) -> None:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
+        self.shared = shared
+
+    @classmethod
+    def for_server(cls) -> RateLimiter:
+        """Shared buckets when `memvault serve` runs several workers, else this process's."""
+        path = os.environ.get(RATE_FILE_ENV)
+        return cls(SharedBuckets(Path(path)) if path else None)
 
     def take(self, key_id: str, rate: int) -> None:
         """Spend one request of `key_id`'s budget, or raise `RateLimitedError`."""
         now = time.monotonic()
         per_s = rate / 60.0
-        with self._lock:
-            tokens, at = self._buckets.get(key_id, (float(rate), now))
-            tokens = min(float(rate), tokens + (now - at) * per_s)
-            if tokens < 1.0:
-                self._buckets[key_id] = (tokens, now)
-                wait = math.ceil((1.0 - tokens) / per_s)
-                raise RateLimitedError(
-                    f"over {rate} requests per minute for this key; retry in {wait} s",
-                    {"retry_after_s": wait, "rate_per_minute": rate},
-                )
-            self._buckets[key_id] = (tokens - 1.0, now)
+        wait: float | None = None
+        if self.shared is not None:
+            wait = self.shared.take(key_id, rate, now)
+        if wait is None:
+            with self._lock:
+                tokens, at = self._buckets.get(key_id, (float(rate), now))
+                tokens = min(float(rate), tokens + (now - at) * per_s)
+                if tokens < 1.0:
+                    self._buckets[key_id] = (tokens, now)
+                    wait = (1.0 - tokens) / per_s
+                else:
+                    self._buckets[key_id] = (tokens - 1.0, now)
+                    wait = 0.0
+        if wait > 0.0:
+            seconds = math.ceil(wait)
+            raise RateLimitedError(
+                f"over {rate} requests per minute for this key; retry in {seconds} s",
+                {"retry_after_s": seconds, "rate_per_minute": rate},
+            )
 
     def admit(self, key: ApiKey, default_rate: int) -> None:
         """Count one request of `key` against its own rate limit, else `default_rate`
