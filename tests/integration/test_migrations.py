@@ -170,3 +170,29 @@ def test_postgres_downgrade_to_base_and_back(postgres_db: object) -> None:
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_upgrade_to_0009_turns_stored_numbers_back_into_json(tmp_path: Path) -> None:
+    """Before 0009 a global value that was a bare number was stored as a number (NUMERIC
+    affinity) and could not be read; the upgrade keeps it, as JSON text."""
+    from memvault import MemVault, Settings
+
+    db = tmp_path / "m.db"
+    url = f"sqlite:///{db}"
+    migrate.upgrade(url, "0008")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for key, text in (("zero", "0"), ("half", "1.5"), ("word", '"hi"'), ("list", "[1]")):
+            conn.exec_driver_sql(
+                "INSERT INTO global_context(key, value, updated_at) VALUES (?, ?, ?)",
+                (key, text, "2026-01-01T00:00:00.000000+00:00"),
+            )
+        rows = conn.exec_driver_sql("SELECT key, typeof(value) FROM global_context").all()
+        kinds = {key: kind for key, kind in rows}
+    engine.dispose()
+    assert kinds["zero"] == "integer"  # what the old column did to the text '0'
+    with MemVault(Settings(data_dir=tmp_path, database_url=url)) as vault:
+        assert migrate.current_revision(url) == migrate.HEAD_REVISION
+        assert vault.get_global_context() == {"zero": 0, "half": 1.5, "word": "hi", "list": [1]}
+        vault.set_global_context("big", 10**30)  # past 64 bits: kept exactly
+        assert vault.get_global_context()["big"] == 10**30

@@ -122,6 +122,24 @@ def test_global_context(vault: MemVault) -> None:
         vault.delete_global_context("limits")
 
 
+def test_global_values_of_every_json_kind_read_back_exactly(vault: MemVault) -> None:
+    values = {
+        "zero": 0,
+        "half": 1.5,
+        "minus": -2.0,
+        "big": 10**30,
+        "digits": "0012",
+        "yes": True,
+        "nothing": None,
+        "list": [1, "a"],
+    }
+    for key, value in values.items():
+        vault.set_global_context(key, value)
+    got = vault.get_global_context()
+    assert got == values
+    assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in values.items()}
+
+
 def test_profile_merges_and_username_sticks(vault: MemVault) -> None:
     u = vault.get_or_create_user("alice", "Alice")
     assert u.username == "Alice"

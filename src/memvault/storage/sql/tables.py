@@ -238,7 +238,9 @@ global_context = Table(
     "global_context",
     metadata,
     Column("key", String(128), primary_key=True),
-    Column("value", Json, nullable=False),
+    # JSON text; TEXT on SQLite, where a JSON column's NUMERIC affinity turned a bare number
+    # into a number (revision 0009)
+    Column("value", JSON().with_variant(Text(), "sqlite"), nullable=False),
     Column("updated_at", Timestamp, nullable=False),
     Column("updated_by", String(128)),
 )
