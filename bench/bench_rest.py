@@ -5,6 +5,7 @@ trivial FastAPI endpoint served the same way (uvicorn, one worker, httptools + u
     apt-get install wrk
     .venv/bin/python bench/bench_rest.py                    # 100k memories, 10 s per load
     .venv/bin/python bench/bench_rest.py --users 100 --duration 5   # a quick look
+    .venv/bin/python bench/bench_rest.py --workers 2       # both servers with two workers
     .venv/bin/python bench/bench_rest.py \
         --corpus ../shared/benchdata/longmemeval_s_dev.jsonl.gz      # real turns and questions
 
@@ -152,6 +153,9 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--port", type=int, default=18080)
+    ap.add_argument(
+        "--workers", type=int, default=1, help="worker processes of both servers (default 1)"
+    )
     ap.add_argument("--corpus", help="benchmark JSONL(.gz): its turns and questions instead")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="mvrest-"))
@@ -186,7 +190,11 @@ def main() -> None:
         "MEMVAULT_DATABASE_URL": f"sqlite:///{workdir / 'r.db'}",
         "MEMVAULT_LOG_LEVEL": "WARNING",
     }
-    result: dict[str, object] = {"memories": len(rows), "users": args.users}
+    result: dict[str, object] = {
+        "memories": len(rows),
+        "users": args.users,
+        "workers": args.workers,
+    }
     load = [json.loads(line.split("\t", 3)[3])["query"] for line in searches.open()][:610]
     before = single_query_rate(load)
     uv = [
@@ -201,8 +209,17 @@ def main() -> None:
         "--loop",
         "uvloop",
     ]
+    workers = ["--workers", str(args.workers)] if args.workers > 1 else []
     trivial = serve(
-        [*uv, "--port", str(args.port + 1), "--app-dir", str(bench), "trivial_app:app"],
+        [
+            *uv,
+            *workers,
+            "--port",
+            str(args.port + 1),
+            "--app-dir",
+            str(bench),
+            "trivial_app:app",
+        ],
         args.port + 1,
         env,
     )
@@ -214,7 +231,9 @@ def main() -> None:
         trivial.terminate()
         trivial.wait()
     server = serve(
-        [sys.executable, "-m", "memvault", "serve", "--port", str(args.port)], args.port, env
+        [sys.executable, "-m", "memvault", "serve", *workers, "--port", str(args.port)],
+        args.port,
+        env,
     )
     try:
         base = f"http://127.0.0.1:{args.port}"
