@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -200,9 +201,10 @@ def _reads_by_worker(shared: Path) -> list[float]:
     return out
 
 
-@pytest.mark.slow
-def test_memvault_serve_with_two_workers(tmp_path: Path) -> None:
-    secret = json.loads(_cli(tmp_path, "keys", "create", "--user", "alice", "--json"))["secret"]
+@contextmanager
+def _two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`memvault serve --workers 2` on the store in `tmp_path`: its URL and the workers'
+    metrics directory; stopped with SIGTERM at the end, the directory emptied then."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     shared = tmp_path / "metrics"
@@ -211,7 +213,23 @@ def test_memvault_serve_with_two_workers(tmp_path: Path) -> None:
     )
     try:
         _wait_up(base, proc)
-        h = {"X-API-Key": secret}
+        yield base, shared
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+        assert not list(shared.glob("*.db"))  # emptied on the way out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.mark.slow
+def test_memvault_serve_with_two_workers(tmp_path: Path) -> None:
+    secret = json.loads(_cli(tmp_path, "keys", "create", "--user", "alice", "--json"))["secret"]
+    h = {"X-API-Key": secret}
+    with _two_workers(tmp_path) as (base, shared):
         with httpx.Client(base_url=base, headers=h, timeout=60) as c:
             created = [
                 c.post("/v1/memories", json={"content": f"note {i}"}).json()["memory_id"]
@@ -238,15 +256,6 @@ def test_memvault_serve_with_two_workers(tmp_path: Path) -> None:
                 'memvault_http_requests_total{code="201",method="POST",route="/v1/memories"} 20.0'
                 in text
             )
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
-        assert not list(shared.glob("*.db"))  # emptied on the way out
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 @pytest.mark.slow
@@ -255,14 +264,7 @@ def test_workers_share_a_keys_rate_limit(tmp_path: Path) -> None:
         _cli(tmp_path, "keys", "create", "--user", "alice", "--rate", "10", "--json")
     )
     h = {"X-API-Key": created["secret"]}
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    shared = tmp_path / "metrics"
-    proc = _serve(
-        tmp_path, port, "--workers", "2", env_extra={"PROMETHEUS_MULTIPROC_DIR": str(shared)}
-    )
-    try:
-        _wait_up(base, proc)
+    with _two_workers(tmp_path) as (base, shared):
         codes: list[int] = []
         missing = f"{base}/v1/memories/mem_{'0' * 26}"
         # New connections until both workers have answered several (a budget each would
@@ -278,14 +280,6 @@ def test_workers_share_a_keys_rate_limit(tmp_path: Path) -> None:
         admitted = sum(1 for c in codes if c == 404)  # admitted, and no such memory
         assert 10 <= admitted <= 11, codes  # 10 at once, and 1 more per 6 s
         assert set(codes) == {404, 429}
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 @pytest.mark.slow

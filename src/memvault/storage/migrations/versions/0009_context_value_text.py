@@ -35,23 +35,17 @@ def _table(value: sa.types.TypeEngine[Any]) -> sa.Table:
     )
 
 
-def upgrade() -> None:
+def _retype(old: sa.types.TypeEngine[Any], new: sa.types.TypeEngine[Any]) -> None:
+    """Rebuild the table on SQLite with `value` of type `new` (its rows copied over)."""
     if op.get_context().dialect.name != "sqlite":
         return
-    with op.batch_alter_table(
-        "global_context", recreate="always", copy_from=_table(sa.JSON())
-    ) as batch:
-        batch.alter_column(
-            "value", type_=sa.Text(), existing_type=sa.JSON(), existing_nullable=False
-        )
+    with op.batch_alter_table("global_context", recreate="always", copy_from=_table(old)) as b:
+        b.alter_column("value", type_=new, existing_type=old, existing_nullable=False)
+
+
+def upgrade() -> None:
+    _retype(sa.JSON(), sa.Text())
 
 
 def downgrade() -> None:
-    if op.get_context().dialect.name != "sqlite":
-        return
-    with op.batch_alter_table(
-        "global_context", recreate="always", copy_from=_table(sa.Text())
-    ) as batch:
-        batch.alter_column(
-            "value", type_=sa.JSON(), existing_type=sa.Text(), existing_nullable=False
-        )
+    _retype(sa.Text(), sa.JSON())
