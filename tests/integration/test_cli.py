@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from memvault.storage import migrate
+
 
 def run(
     tmp_path: Path, *args: str, input_text: str | None = None, **extra_env: str
@@ -105,7 +107,7 @@ def test_purge_and_erase_user(tmp_path: Path) -> None:
 
 def test_db_commands(tmp_path: Path) -> None:
     assert run(tmp_path, "db", "upgrade").returncode == 0
-    assert run(tmp_path, "db", "current").stdout.strip() == "0008"
+    assert run(tmp_path, "db", "current").stdout.strip() == migrate.HEAD_REVISION
     sql = run(tmp_path, "db", "sql", "--dialect", "postgresql").stdout
     assert "CREATE TABLE memories" in sql
 

@@ -26,9 +26,12 @@ def _env() -> dict[str, str]:
 def test_processes_writing_one_file_lose_nothing(settings: Settings) -> None:
     url = settings.database_url
     MemVault(settings).close()  # migrate once, so the children race on writes only
+    # The JSON-file store rewrites a user's files on each write: 150 writes a process still
+    # interleave hundreds of times there, in a quarter of the time 300 took (71 s).
+    n = 150 if url.startswith("jsonfs") else 300
     procs = [
         subprocess.Popen(
-            [*WRITER, url, user, "300", str(batch)],
+            [*WRITER, url, user, str(n), str(batch)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -44,9 +47,9 @@ def test_processes_writing_one_file_lose_nothing(settings: Settings) -> None:
         acked[user] = out.split()
     with MemVault(settings) as vault:
         for user, ids in acked.items():
-            assert len(ids) == 300
-            assert vault.count(user) == 300
-            assert len(vault.get_many(user, ids[:1000])) == 300
+            assert len(ids) == n
+            assert vault.count(user) == n
+            assert len(vault.get_many(user, ids[:1000])) == n
         assert len(vault.get_message_history("p1", limit=1000)) == 100  # capped
 
 
