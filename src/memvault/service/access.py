@@ -126,6 +126,19 @@ class Principal:
 RATE_FILE_ENV = "MEMVAULT_RATE_FILE"  # set by `memvault serve --workers N` for its workers
 
 
+def _refill(tokens: float, then: float, rate: float, now: float) -> float:
+    """What a bucket of `rate` requests a minute that held `tokens` at `then` holds `now`."""
+    return float(min(rate, tokens + max(0.0, now - then) * rate / 60.0))
+
+
+def _spend(tokens: float, rate: float) -> tuple[float, float]:
+    """One request from a bucket holding `tokens`: what is left, and 0.0 when admitted,
+    else the seconds until one token is there (nothing is spent then)."""
+    if tokens < 1.0:
+        return tokens, (1.0 - tokens) * 60.0 / rate
+    return tokens - 1.0, 0.0
+
+
 class SharedBuckets:
     """Token buckets in a file that several processes map: the workers of one
     `memvault serve --workers N` spend one budget per key, not one each.
@@ -155,7 +168,6 @@ class SharedBuckets:
         bucket (the caller counts this key in its own process meanwhile)."""
         digest = hashlib.blake2b(key_id.encode(), digest_size=16).digest()
         start = int.from_bytes(digest[:4], "little")
-        per_s = rate / 60.0
         slot = self._SLOT
         with self._lock:
             fcntl.lockf(self._fd, fcntl.LOCK_EX)
@@ -165,22 +177,19 @@ class SharedBuckets:
                     at = ((start + i) % self.SLOTS) * slot.size
                     held, tokens, then, held_rate = slot.unpack_from(self._map, at)
                     if held == digest:
-                        tokens = min(float(rate), tokens + max(0.0, now - then) * per_s)
+                        tokens = _refill(tokens, then, rate, now)
                         break
-                    refilled = held_rate <= 0 or tokens + (now - then) * held_rate / 60.0 >= (
-                        held_rate
-                    )
-                    if reuse is None and refilled:
+                    if reuse is None and (
+                        held_rate <= 0 or _refill(tokens, then, held_rate, now) >= held_rate
+                    ):
                         reuse = at
                 else:
                     if reuse is None:
                         return None
                     at, tokens = reuse, float(rate)
-                if tokens < 1.0:
-                    slot.pack_into(self._map, at, digest, tokens, now, float(rate))
-                    return float((1.0 - tokens) / per_s)
-                slot.pack_into(self._map, at, digest, tokens - 1.0, now, float(rate))
-                return 0.0
+                left, wait = _spend(tokens, rate)
+                slot.pack_into(self._map, at, digest, left, now, float(rate))
+                return wait
             finally:
                 fcntl.lockf(self._fd, fcntl.LOCK_UN)
 
@@ -209,20 +218,14 @@ class RateLimiter:
     def take(self, key_id: str, rate: int) -> None:
         """Spend one request of `key_id`'s budget, or raise `RateLimitedError`."""
         now = time.monotonic()
-        per_s = rate / 60.0
         wait: float | None = None
         if self.shared is not None:
             wait = self.shared.take(key_id, rate, now)
         if wait is None:
             with self._lock:
                 tokens, at = self._buckets.get(key_id, (float(rate), now))
-                tokens = min(float(rate), tokens + (now - at) * per_s)
-                if tokens < 1.0:
-                    self._buckets[key_id] = (tokens, now)
-                    wait = (1.0 - tokens) / per_s
-                else:
-                    self._buckets[key_id] = (tokens - 1.0, now)
-                    wait = 0.0
+                left, wait = _spend(_refill(tokens, at, rate, now), rate)
+                self._buckets[key_id] = (left, now)
         if wait > 0.0:
             seconds = math.ceil(wait)
             raise RateLimitedError(
