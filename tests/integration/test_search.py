@@ -561,3 +561,41 @@ def test_an_update_embeds_again_only_when_the_content_changes(
         assert _Fake.calls == before + 1
         hit = vault.search("alice", "oolong", mode="vector", k=1)[0]
         assert hit.memory.content == "oolong tea in the morning"
+
+
+def test_vector_search_reads_past_gone_neighbours_and_counts_each_hit(
+    vault: MemVault, clock: FrozenClock
+) -> None:
+    """A vector-only search reads its winners whole in the one query that finds them: the
+    nearest rows that are deleted or expired are read past, and every hit still counts one
+    access and matches what `get` shows."""
+    rng = np.random.default_rng(7)
+    q = rng.standard_normal(384).astype(np.float32)
+    q /= np.linalg.norm(q)
+    items = []
+    for i in range(16):  # memory i is the (i+1)-th nearest to q
+        v = q + (0.05 + 0.05 * i) * rng.standard_normal(384).astype(np.float32) / 19.6
+        items.append({"content": f"note number {i}", "embedding": (v / np.linalg.norm(v))})
+    items[1]["ttl_seconds"] = 60
+    items[4]["ttl_seconds"] = 60
+    made = vault.add_many("alice", items)
+    order = [
+        h.memory.memory_id for h in vault.search("alice", "x", mode="vector", k=16, query_vector=q)
+    ]
+    assert order == [m.memory_id for m in made]
+    for gone in (0, 2, 3):
+        vault.delete("alice", made[gone].memory_id)
+    clock.advance(120)  # 1 and 4 expire
+    live = [m.memory_id for i, m in enumerate(made) if i not in (0, 1, 2, 3, 4)]
+    hits = vault.search("alice", "x", mode="vector", k=10, query_vector=q)
+    assert [h.memory.memory_id for h in hits] == live[:10]
+    for h in hits:
+        assert h.memory.access_count == 2  # the 16-hit search above, and this one
+        shown = vault.get("alice", h.memory.memory_id)  # counts a third
+        assert shown.access_count == 3
+        assert shown.model_dump(exclude={"access_count"}) == h.memory.model_dump(
+            exclude={"access_count"}
+        )
+    assert (
+        vault.search("alice", "x", mode="vector", k=1, query_vector=q)[0].memory.access_count == 4
+    )

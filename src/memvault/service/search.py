@@ -369,7 +369,8 @@ class SearchOps(MemoryOps):
         finally:
             qvec = await self._finish_query_vector(embedding, mode)
         if qvec is not None:
-            for c in await self.backend.vector_search(uid, qvec, f, n, now):
+            # Vector-only: the winners come from this one read, so it reads them whole.
+            for c in await self.backend.vector_search(uid, qvec, f, n, now, whole=mode == "vector"):
                 got = cands.get(c.pk)
                 if got is None:
                     cands[c.pk] = c
@@ -382,7 +383,8 @@ class SearchOps(MemoryOps):
             boosts = await self._neighbour_boosts(uid, cands, rel, f, now)
         words = frozenset(w.casefold() for w in WORD_RE.findall(query))
         scored = rank(list(cands.values()), weights, now, k, rel, boosts, words)
-        rows = await self.backend.hits(uid, [s.candidate.pk for s in scored], now)
+        read = {s.candidate.pk: s.candidate.row for s in scored if s.candidate.row is not None}
+        rows = await self.backend.hits(uid, [s.candidate.pk for s in scored], now, read=read)
         return [
             construct(
                 SearchHit,

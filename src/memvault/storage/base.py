@@ -7,7 +7,7 @@ pure function that the backend calls inside its transaction with the current rec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -153,6 +153,9 @@ class Candidate:
     size: int = 0  # characters of content
     role: str | None = None  # metadata `role`: who said it, in a conversation
     speaker: str | None = None  # metadata `speaker`: who said it, by name
+    # The whole row, when the search read it already (`vector_search(whole=True)`): its
+    # backend's own form, handed back to `hits` so a winner is not read twice.
+    row: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -238,9 +241,17 @@ class Backend(Protocol):
         self, user_id: str, terms: Sequence[str], filters: Filters, k: int, now: datetime
     ) -> list[Candidate]: ...
     async def hits(
-        self, user_id: str, pks: Sequence[int], now: datetime, *, count_access: bool = True
+        self,
+        user_id: str,
+        pks: Sequence[int],
+        now: datetime,
+        *,
+        count_access: bool = True,
+        read: Mapping[int, tuple[Any, ...]] | None = None,
     ) -> dict[int, Memory]:
-        """The visible rows among `pks` (search winners), each counted as one access."""
+        """The visible rows among `pks` (search winners), each counted as one access.
+        `read`: rows of some of them that this search read whole already (`Candidate.row`,
+        by pk); they are taken as they are instead of being read again."""
         ...
 
     # vectors (capabilities.vector)
@@ -252,8 +263,20 @@ class Backend(Protocol):
     ) -> list[tuple[int, str, str, str]]: ...
     async def count_missing_vectors(self, user_id: str | None) -> int: ...
     async def vector_search(
-        self, user_id: str, query: Any, filters: Filters, k: int, now: datetime
-    ) -> list[Candidate]: ...
+        self,
+        user_id: str,
+        query: Any,
+        filters: Filters,
+        k: int,
+        now: datetime,
+        *,
+        whole: bool = False,
+    ) -> list[Candidate]:
+        """The k visible memories most similar to `query`. With `whole`, a backend may read
+        each one's whole row in the same query (`Candidate.row`): for a search whose winners
+        come from here alone."""
+        ...
+
     async def rebuild_lexical(self) -> int: ...
     async def neighbours(
         self, user_id: str, pks: Sequence[int], filters: Filters, now: datetime

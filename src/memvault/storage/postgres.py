@@ -491,9 +491,17 @@ class PostgresBackend(SqlBackend):
         return size
 
     async def vector_search(
-        self, user_id: str, query: Any, filters: Filters, k: int, now: datetime
+        self,
+        user_id: str,
+        query: Any,
+        filters: Filters,
+        k: int,
+        now: datetime,
+        *,
+        whole: bool = False,
     ) -> list[Candidate]:
-        """The k visible memories most similar to `query`.
+        """The k visible memories most similar to `query` (`whole` is not taken: a
+        winner's row is read by `hits`).
 
         A user with fewer than `pg_hnsw_from` memories is searched exactly: every vector of
         the user is compared (its rows come by the `(user_id, seq)` index), so a filter never

@@ -30,7 +30,7 @@ from memvault.storage.sql import codec
 from memvault.storage.sql.backend import SqlBackend, _candidate
 from memvault.storage.sql.connection import SqliteConnections
 from memvault.storage.sql.dbapi import Conn
-from memvault.storage.sql.queries import Statements
+from memvault.storage.sql.queries import LIGHT_WIDTH, Statements
 from memvault.storage.vectors import UserVectors, VectorCache
 
 _ANY = Filters()
@@ -291,9 +291,17 @@ class SqliteBackend(SqlBackend, ChangeStore):
         return uv
 
     async def vector_search(
-        self, user_id: str, query: Any, filters: Filters, k: int, now: datetime
+        self,
+        user_id: str,
+        query: Any,
+        filters: Filters,
+        k: int,
+        now: datetime,
+        *,
+        whole: bool = False,
     ) -> list[Candidate]:
-        """The k visible memories most similar to `query` (a unit float32 vector), exact."""
+        """The k visible memories most similar to `query` (a unit float32 vector), exact.
+        With `whole`, each candidate carries its full row (`Candidate.row`)."""
         at = codec.ts(now)
         assert at is not None
         dimension = int(query.shape[0])
@@ -301,10 +309,15 @@ class SqliteBackend(SqlBackend, ChangeStore):
         def run(conn: sqlite3.Connection) -> list[Candidate]:
             uv = self._user_vectors(conn, user_id, dimension)
             want = max(k, 1)
-            n = min(len(uv.pks), want + 8)
+            # A few spare rows cover nearest rows that are deleted or filtered out; whole
+            # rows cost by the row (18 of them took as long as 18 light and 10 whole), so
+            # they are read without: a short answer is read again four times wider.
+            n = min(len(uv.pks), want if whole else want + 8)
             while True:
                 top = uv.top(query, n)
-                found = self._light_rows(conn, user_id, [pk for pk, _ in top], filters, at)
+                found = self._light_rows(
+                    conn, user_id, [pk for pk, _ in top], filters, at, whole=whole
+                )
                 if len(found) >= want or n >= len(uv.pks):
                     break
                 n = min(len(uv.pks), n * 4)
@@ -315,7 +328,10 @@ class SqliteBackend(SqlBackend, ChangeStore):
                 row = found.get(pk)
                 if row is None:
                     continue
-                out.append(_candidate(row, vector=sim))
+                c = _candidate(row, vector=sim)
+                if whole:
+                    c.row = row[LIGHT_WIDTH:]
+                out.append(c)
                 if len(out) >= want:
                     break
             return out

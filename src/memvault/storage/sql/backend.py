@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -306,12 +306,14 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         pks: Sequence[int],
         filters: Filters,
         at: str | None,
+        whole: bool = False,
     ) -> dict[int, tuple[Any, ...]]:
-        """The scoring columns of the visible rows among `pks`, by pk."""
+        """The scoring columns of the visible rows among `pks`, by pk; with `whole`, the
+        full row's columns after them (`queries.LIGHT_WIDTH`)."""
         found: dict[int, tuple[Any, ...]] = {}
         for start in range(0, len(pks), 256):
             chunk = pks[start : start + 256]
-            sql, params = self.sql.by_pks(filters, len(chunk), light=True)
+            sql, params = self.sql.by_pks(filters, len(chunk), light=True, whole=whole)
             params.update({f"pk_{i}": pk for i, pk in enumerate(chunk)})
             params.update(user_id=user_id, now=at)
             for row in conn.execute(sql, params).fetchall():
@@ -769,31 +771,47 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         return result
 
     async def hits(
-        self, user_id: str, pks: Sequence[int], now: datetime, *, count_access: bool = True
+        self,
+        user_id: str,
+        pks: Sequence[int],
+        now: datetime,
+        *,
+        count_access: bool = True,
+        read: Mapping[int, tuple[Any, ...]] | None = None,
     ) -> dict[int, Memory]:
         at = codec.ts(now)
         assert at is not None
         if not pks:
             return {}
+        # Rows this search read whole already (a vector-only search) are not read again:
+        # they passed the same visibility test a moment ago, in this call.
+        known = [read[pk] for pk in pks if pk in read] if read else []
+        missing = [pk for pk in pks if pk not in read] if read else list(pks)
 
         def run(conn: Conn) -> dict[int, Memory]:
-            sql, params = self.sql.by_pks(_WINNERS, len(pks))
-            params.update({f"pk_{i}": pk for i, pk in enumerate(pks)})
+            sql, params = self.sql.by_pks(_WINNERS, len(missing))
+            params.update({f"pk_{i}": pk for i, pk in enumerate(missing)})
             params.update(user_id=user_id, now=at)
-            out = {}
-            rows = conn.execute(sql, params).fetchall()
-            if not count_access:
-                return {r[0]: m for r, m in zip(rows, self._memories(rows), strict=True)}
-            for row in rows:
-                pending = self.access.note(row[0], at)  # a search hit is an access
-                out[row[0]] = codec.memory_from_row(
-                    row, (pending.count, pending.last_at), self.column_cipher
-                )
-            return out
+            return self._hit_rows(known + conn.execute(sql, params).fetchall(), at, count_access)
 
-        result: dict[int, Memory] = await self._read(run)
+        result: dict[int, Memory] = (
+            await self._read(run) if missing else self._hit_rows(known, at, count_access)
+        )
         await self._maybe_flush()
         return result
+
+    def _hit_rows(
+        self, rows: list[tuple[Any, ...]], at: str, count_access: bool
+    ) -> dict[int, Memory]:
+        if not count_access:
+            return {r[0]: m for r, m in zip(rows, self._memories(rows), strict=True)}
+        out = {}
+        for row in rows:
+            pending = self.access.note(row[0], at)  # a search hit is an access
+            out[row[0]] = codec.memory_from_row(
+                row, (pending.count, pending.last_at), self.column_cipher
+            )
+        return out
 
     async def history(self, user_id: str, memory_id: str) -> list[HistoryEntry]:
         def run(conn: Conn) -> list[HistoryEntry]:

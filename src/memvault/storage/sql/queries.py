@@ -47,6 +47,10 @@ _MEMORY_COLS = [_m.c[name] for name in codec.MEMORY_COLUMNS]
 
 
 # What scoring needs of a search candidate, before the k winners are read in full.
+LIGHT_WIDTH = 8
+"""Columns of `_light_cols` (what `backend._candidate` reads)."""
+
+
 def _light_cols(pg: bool) -> list[Any]:
     return [
         _m.c.pk,
@@ -271,14 +275,20 @@ class Statements:
             self._cache[key] = sql
         return sql, params
 
-    def by_pks(self, filters: Filters, n: int, light: bool = False) -> tuple[str, dict[str, Any]]:
+    def by_pks(
+        self, filters: Filters, n: int, light: bool = False, whole: bool = False
+    ) -> tuple[str, dict[str, Any]]:
         """One user's visible rows among `:pk_0 .. :pk_{n-1}`: full rows, or with `light`
-        (pk, importance, access_count, updated_at) for scoring vector candidates."""
+        the scoring columns of vector candidates (`_light_cols`), followed with `whole` by
+        the full row's columns (`LIGHT_WIDTH` onwards)."""
         conds, tokens, params = visibility(filters, self.pg)
-        key = ("by_pks", n, light, *tokens)
+        key = ("by_pks", n, light, whole, *tokens)
         sql = self._cache.get(key)
         if sql is None:
-            stmt = select(*(_light_cols(self.pg) if light else _MEMORY_COLS)).where(
+            cols = _light_cols(self.pg) if light else []
+            if whole or not light:
+                cols += _MEMORY_COLS
+            stmt = select(*cols).where(
                 _m.c.pk.in_([bindparam(f"pk_{i}") for i in range(n)]), *[c() for c in conds]
             )
             sql = compile_sql(stmt, self.dialect)
