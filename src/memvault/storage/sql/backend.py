@@ -795,7 +795,7 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
             return self._hit_rows(known + conn.execute(sql, params).fetchall(), at, count_access)
 
         result: dict[int, Memory] = (
-            await self._read(run) if missing else self._hit_rows(known, at, count_access)
+            await self._point_read(run) if missing else self._hit_rows(known, at, count_access)
         )
         await self._maybe_flush()
         return result
