@@ -46,11 +46,11 @@ _m = memories.alias("m")
 _MEMORY_COLS = [_m.c[name] for name in codec.MEMORY_COLUMNS]
 
 
-# What scoring needs of a search candidate, before the k winners are read in full.
 LIGHT_WIDTH = 8
 """Columns of `_light_cols` (what `backend._candidate` reads)."""
 
 
+# What scoring needs of a search candidate, before the k winners are read in full.
 def _light_cols(pg: bool) -> list[Any]:
     return [
         _m.c.pk,
