@@ -97,41 +97,51 @@ def rank(
     if rel is None:
         rel = relevance(candidates, weights)
     boosts = boosts or {}
-    out = []
-    # Candidates share stamps (a batch) and speakers (a conversation): compute each once.
+    # Candidates share stamps (a batch), speakers (a conversation) and access counts:
+    # compute each once. Scores first, for every candidate; the parts only for the k kept
+    # (a hybrid search scores about a hundred candidates and keeps ten).
     recencies: dict[str, float] = {}
     speakers: dict[str | None, float] = {None: 0.0}
+    accesses: dict[int, float] = {}
+    w = weights
+    scores: list[tuple[float, int, Candidate, float, float, float]] = []
     for c in candidates:
         lex, vec, base = rel.get(c.pk, (0.0, 0.0, 0.0))
         rec = recencies.get(c.updated_at)
         if rec is None:
             when = datetime.fromisoformat(c.updated_at)
-            rec = recencies[c.updated_at] = recency(when, now, weights.recency_half_life_days)
+            rec = recencies[c.updated_at] = recency(when, now, w.recency_half_life_days)
         spoke = speakers.get(c.speaker)
         if spoke is None:
             assert c.speaker is not None
             spoke = speakers[c.speaker] = 1.0 if named(c.speaker, words) else 0.0
+        acc = accesses.get(c.access_count)
+        if acc is None:
+            acc = accesses[c.access_count] = access(c.access_count)
+        score = (
+            base
+            + w.neighbours * boosts.get(c.pk, 0.0)
+            + w.importance * (c.importance - 0.5)
+            + w.recency * rec
+            + w.access * acc
+            - w.assistant * (1.0 if c.role == "assistant" else 0.0)
+            + w.speaker * spoke
+        )
+        scores.append((-score, c.pk, c, lex, vec, rec))
+    scores.sort(key=lambda t: (t[0], t[1]))
+    out = []
+    for neg, _, c, lex, vec, rec in scores[:k]:
         parts = {
             "lexical": lex,
             "vector": vec,
             "neighbours": boosts.get(c.pk, 0.0),
             "importance": c.importance - 0.5,
             "recency": rec,
-            "access": access(c.access_count),
+            "access": accesses[c.access_count],
             "assistant": 1.0 if c.role == "assistant" else 0.0,
-            "speaker": spoke,
+            "speaker": speakers[c.speaker],
+            "bm25": c.lexical,
+            "cosine": c.vector if c.vector is not None else 0.0,
         }
-        score = (
-            base
-            + weights.neighbours * parts["neighbours"]
-            + weights.importance * parts["importance"]
-            + weights.recency * parts["recency"]
-            + weights.access * parts["access"]
-            - weights.assistant * parts["assistant"]
-            + weights.speaker * parts["speaker"]
-        )
-        parts["bm25"] = c.lexical
-        parts["cosine"] = c.vector if c.vector is not None else 0.0
-        out.append(Scored(c, score, parts))
-    out.sort(key=lambda s: (-s.score, s.candidate.pk))
-    return out[:k]
+        out.append(Scored(c, -neg, parts))
+    return out
