@@ -130,3 +130,96 @@ async def test_an_unexpected_error_is_the_internal_envelope_on_both_paths(
             assert 'code="500"' in metrics
             seen.append(_seen(r))
     assert seen[0] == seen[1]
+
+
+def _seen_search(r: httpx.Response) -> tuple[int, Any, dict[str, str]]:
+    """`_seen`, with each hit's access count and time left out (every search counts one)."""
+    status, body, headers = _seen(r)
+    if isinstance(body, dict):
+        for hit in body.get("hits", []):
+            for moving in ("access_count", "last_accessed_at"):
+                hit["memory"].pop(moving, None)
+    return status, body, headers
+
+
+async def test_searches_are_answered_as_the_route_answers_them(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    """Searches the fast path takes (a JSON object the route's model accepts) and those it
+    hands on (anything else) get the route's answer: status, body, headers, envelope."""
+    # No access weight: the two paths' searches count accesses, which would move scores.
+    update = {"rate_per_minute": 0, "search_weight_access": 0.0}
+    vault = await AsyncMemVault.open(settings.model_copy(update=update), clock=clock)
+    try:
+        alice = (await vault.create_api_key("alice"))[1]
+        await vault.create_api_key("bob")
+        admin = (await vault.create_api_key(admin=True))[1]
+        await vault.add("alice", "Drinks green tea every evening", tags=["drink"])
+        await vault.add("alice", "Keeps bees in the garden", memory_type="fact")
+        await vault.add("bob", "bob drinks tea too")
+        key = lambda k: {"X-API-Key": k, "content-type": "application/json"}  # noqa: E731
+        ok = '{"query": "tea in the evening", "k": 5}'
+        cases: list[tuple[str, dict[str, str]]] = [
+            (ok, key(alice)),
+            (ok, {"Authorization": f"Bearer {alice}", "content-type": "application/json"}),
+            (ok, {**key(alice), "content-type": "application/json; charset=utf-8"}),
+            ('{"query": "tea", "mode": "lexical", "explain": true}', key(alice)),
+            ('{"query": "bees", "mode": "vector", "k": 1}', key(alice)),
+            ('{"query": "tea", "tags": ["drink"], "memory_types": ["note"]}', key(alice)),
+            ('{"query": "tea", "filters": {"min_importance": 0.1}}', key(alice)),
+            ('{"query": "tea", "user_id": "me"}', key(alice)),
+            ('{"query": "tea", "user_id": "bob"}', key(alice)),  # another user
+            ('{"query": "tea", "user_id": "alice"}', key(admin)),
+            ('{"query": "tea"}', key(admin)),  # an admin names a user
+            ('{"query": "tea"}', {"content-type": "application/json"}),  # no key
+            ('{"query": "tea"}', key("mvk_wrong")),
+            ('{"query": "   "}', key(alice)),  # the service's errors
+            ('{"query": "tea", "k": 0}', key(alice)),
+            ('{"query": "tea", "filters": {"colour": "red"}}', key(alice)),
+            ('{"query": "tea\\u0000"}', key(alice)),
+            ('{"query": "tea", "surprise": 1}', key(alice)),  # the route's own answers
+            ('{"query": "tea", "mode": "psychic"}', key(alice)),
+            ('{"k": 3}', key(alice)),
+            ('["tea"]', key(alice)),
+            ('{"query": ', key(alice)),
+            ("", key(alice)),
+            ('{"query": "tea"}', {**key(alice), "content-type": "text/plain"}),
+            ('{"query": "tea"}', {"X-API-Key": alice}),  # no content type
+            ('{"query": "tea"}', key("")),
+        ]
+        async with _client(vault, True) as fast, _client(vault, False) as route:
+            for body, headers in cases:
+                got = _seen_search(await fast.post("/v1/search", content=body, headers=headers))
+                want = _seen_search(await route.post("/v1/search", content=body, headers=headers))
+                assert got == want, body
+            assert (await fast.post("/v1/search", content=ok, headers=key(alice))).json()["hits"]
+            metrics = (await fast.get("/metrics")).text
+        assert 'method="POST",route="/v1/search"' in metrics
+        assert "memvault_search_duration_seconds_count" in metrics
+    finally:
+        await vault.close()
+
+
+async def test_a_failing_search_is_the_internal_envelope_on_both_paths(
+    vault: AsyncMemVault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = (await vault.create_api_key("alice"))[1]
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(vault, "search", broken)
+    seen = []
+    for fast in (True, False):
+        async with _client(vault, fast) as client:
+            r = await client.post(
+                "/v1/search",
+                json={"query": "tea"},
+                headers={"X-API-Key": alice},
+            )
+            assert r.status_code == 500
+            assert r.json()["error"]["code"] == "INTERNAL"
+            assert "disk on fire" not in r.text
+            assert 'route="/v1/search"' in (await client.get("/metrics")).text
+            seen.append(_seen(r))
+    assert seen[0] == seen[1]

@@ -43,7 +43,7 @@ Errors answer `{"status": "error", "error": {"code", "message", "details"}, "req
 
 class _App(FastAPI):
     """FastAPI with memvault's `Edge` outside FastAPI's own middleware (its error,
-    telemetry and body-limit layers): point reads answered by `api.fastpath` skip them
+    telemetry and body-limit layers): point reads and searches answered by `api.fastpath` skip them
     (6 of 57 us a read in process), every other request passes through them as before.
     Errors keep their envelopes: FastAPI's layers still handle every request it routes,
     and `Edge` answers an unexpected error of the fast path with the INTERNAL one."""

@@ -1,20 +1,28 @@
-"""The hottest call, `GET /v1/memories/{memory_id}`, answered before FastAPI's router.
+"""The hottest calls, `GET /v1/memories/{memory_id}` and `POST /v1/search`, answered before
+FastAPI's router.
 
 Measured in process (bench note in docs/rest.md): FastAPI's routing and dependency
 resolution took more than half of a point read, and under load the route ran at 0.41 of a
 trivial FastAPI endpoint's rate. Here the same steps run directly: the same caller check
 (`auth.caller_of`: key, rate limit), the same user rule, the same service call, the same
 JSON and `ETag`, the same error envelopes (`api.errors`), and the same route label in the
-metrics and the access log. The FastAPI route stays: it documents the call in the OpenAPI
-document and answers whatever this path does not take.
+metrics and the access log. The FastAPI routes stay: they document the calls in the
+OpenAPI document and answer whatever this path does not take.
+
+A search is taken only when its body is a JSON object that `schemas.SearchRequest` accepts,
+parsed and validated as FastAPI does it (`json.loads`, then the model); any other body goes
+to the FastAPI route, untouched, so every malformed request gets the route's own answer.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic
 import pydantic_core
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
@@ -22,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 
 from memvault.api import errors
 from memvault.api.auth import caller_of
+from memvault.api.schemas import SearchRequest
 from memvault.errors import MemvaultError
 
 _PATH = re.compile(r"^/v1/memories/([^/]+)$")
@@ -35,6 +44,7 @@ class _Route:
 
 
 ROUTE = _Route("/v1/memories/{memory_id}")
+SEARCH_ROUTE = _Route("/v1/search")
 
 
 def takes(scope: Scope) -> str | None:
@@ -48,27 +58,18 @@ def takes(scope: Scope) -> str | None:
 _KEY_HEADERS = (b"authorization", b"x-api-key")
 
 
-async def get_memory(memory_id: str, scope: Scope, receive: Receive, send: Send) -> None:
-    """Answer `GET /v1/memories/{memory_id}` as the FastAPI route does."""
-    scope["route"] = ROUTE
-    app: Any = scope["app"]
-    # The two headers a key may come in (HTTP header names are case-insensitive; ASGI
-    # servers hand them over in lower case). A repeated header: the first one, as
-    # Starlette's `Headers.get` reads it.
+def _key_headers(scope: Scope) -> dict[str, str]:
+    """The two headers a key may come in (HTTP header names are case-insensitive; ASGI
+    servers hand them over in lower case). A repeated header: the first one, as Starlette's
+    `Headers.get` reads it."""
     headers: dict[str, str] = {}
     for name, value in scope["headers"]:
         if name in _KEY_HEADERS and name.decode() not in headers:
             headers[name.decode()] = value.decode("latin-1")
-    try:
-        who = await caller_of(app.state, headers, scope)
-        query = scope["query_string"]
-        user_id = QueryParams(query).get("user_id") if query else None
-        m = await who.vault.get(who.user(user_id), memory_id)
-    except MemvaultError as exc:
-        # Anything else reaches Starlette's outermost error middleware, as a route's would.
-        await errors.memvault_error(Request(scope, receive), exc)(scope, receive, send)
-        return
-    body = pydantic_core.to_json(m)
+    return headers
+
+
+async def _send_json(send: Send, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -76,8 +77,75 @@ async def get_memory(memory_id: str, scope: Scope, receive: Receive, send: Send)
             "headers": [
                 (b"content-length", str(len(body)).encode()),
                 (b"content-type", b"application/json"),
-                (b"etag", b'"%d"' % m.version),
+                *extra,
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def is_search(scope: Scope) -> bool:
+    """Whether this request is a search sent as JSON (its body decides the rest)."""
+    if scope["method"] != "POST" or scope["path"] != "/v1/search":
+        return False
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media: bytes = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json"
+    return False
+
+
+def search_body(body: bytes) -> SearchRequest | None:
+    """The search a body asks for, or None when the FastAPI route should answer it."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        return SearchRequest.model_validate(data)
+    except pydantic.ValidationError:
+        return None
+
+
+async def search(request: SearchRequest, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer `POST /v1/search` as the FastAPI route does, for a body it accepts."""
+    scope["route"] = SEARCH_ROUTE
+    app: Any = scope["app"]
+    try:
+        who = await caller_of(app.state, _key_headers(scope), scope)
+        uid = who.user(request.user_id)
+        started = time.perf_counter()
+        async with app.state.search_slots:  # `search_concurrency`, as the route
+            hits = await who.vault.search(
+                uid,
+                request.query,
+                k=request.k,
+                filters=request.filters,
+                memory_types=request.memory_types,
+                tags=request.tags,
+                mode=request.mode,
+                explain=request.explain,
+            )
+    except MemvaultError as exc:
+        await errors.memvault_error(Request(scope, receive), exc)(scope, receive, send)
+        return
+    app.state.metrics.record_search(request.mode, time.perf_counter() - started)
+    await _send_json(send, pydantic_core.to_json({"hits": hits}), [])
+
+
+async def get_memory(memory_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer `GET /v1/memories/{memory_id}` as the FastAPI route does."""
+    scope["route"] = ROUTE
+    app: Any = scope["app"]
+    try:
+        who = await caller_of(app.state, _key_headers(scope), scope)
+        query = scope["query_string"]
+        user_id = QueryParams(query).get("user_id") if query else None
+        m = await who.vault.get(who.user(user_id), memory_id)
+    except MemvaultError as exc:
+        # Anything else reaches Starlette's outermost error middleware, as a route's would.
+        await errors.memvault_error(Request(scope, receive), exc)(scope, receive, send)
+        return
+    await _send_json(send, pydantic_core.to_json(m), [(b"etag", b'"%d"' % m.version)])

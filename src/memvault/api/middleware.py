@@ -1,6 +1,6 @@
 """The edge of every HTTP request, as plain ASGI (no per-request task or body copy):
-request id in and out, the body size limit, metrics and the access log; point reads go to
-`api.fastpath`."""
+request id in and out, the body size limit, metrics and the access log; point reads and
+well-formed searches go to `api.fastpath`."""
 
 from __future__ import annotations
 
@@ -68,6 +68,20 @@ class Edge:
             elif self.fast and (memory_id := fastpath.takes(scope)) is not None:
                 try:
                     await fastpath.get_memory(memory_id, scope, receive, send_with_id)
+                except Exception as exc:  # what FastAPI's error layer does for a route
+                    if answered[0]:
+                        raise
+                    answer = errors.internal_error(Request(scope, receive), exc)
+                    await answer(scope, receive, send_with_id)
+            elif self.fast and fastpath.is_search(scope):
+                # The length was checked above: the whole body fits the limit.
+                body = await _read_at_most(receive, self.max_bytes) or b""
+                request = fastpath.search_body(body)
+                if request is None:
+                    await self.app(scope, _replay(body, receive), send_with_id)
+                    return
+                try:
+                    await fastpath.search(request, scope, receive, send_with_id)
                 except Exception as exc:  # what FastAPI's error layer does for a route
                     if answered[0]:
                         raise
