@@ -74,8 +74,10 @@ class Edge:
                     answer = errors.internal_error(Request(scope, receive), exc)
                     await answer(scope, receive, send_with_id)
             elif self.fast and fastpath.is_search(scope):
-                # The length was checked above: the whole body fits the limit.
-                body = await _read_at_most(receive, self.max_bytes) or b""
+                body = await _read_at_most(receive, self.max_bytes)
+                if body is None:  # no length given, and more bytes came than the limit
+                    await _too_large(self.max_bytes, rid)(scope, receive, send_with_id)
+                    return
                 request = fastpath.search_body(body)
                 if request is None:
                     await self.app(scope, _replay(body, receive), send_with_id)
