@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import pydantic_core
@@ -9,8 +10,10 @@ from fastapi import Depends, Request
 from starlette.responses import Response
 
 from memvault.api.auth import Caller, caller
+from memvault.api.schemas import SearchRequest
 from memvault.client import AsyncMemVault
 from memvault.errors import InvalidArgumentError
+from memvault.models import SearchHit
 
 
 async def get_vault(request: Request) -> AsyncMemVault:
@@ -20,6 +23,27 @@ async def get_vault(request: Request) -> AsyncMemVault:
 
 Vault = Annotated[AsyncMemVault, Depends(get_vault)]
 Who = Annotated[Caller, Depends(caller)]
+
+
+async def search_hits(state: Any, who: Caller, body: SearchRequest) -> list[SearchHit]:
+    """The search `body` asks for, as the caller may make it: the route and the fast path
+    (`api.fastpath`) both run this. At most `search_concurrency` run at once (more at once
+    were slower); each one's time goes to the search metrics."""
+    uid = who.user(body.user_id)
+    started = time.perf_counter()
+    async with state.search_slots:
+        hits = await who.vault.search(
+            uid,
+            body.query,
+            k=body.k,
+            filters=body.filters,
+            memory_types=body.memory_types,
+            tags=body.tags,
+            mode=body.mode,
+            explain=body.explain,
+        )
+    state.metrics.record_search(body.mode, time.perf_counter() - started)
+    return hits
 
 
 def answer(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

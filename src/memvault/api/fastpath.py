@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from memvault.api import errors
 from memvault.api.auth import caller_of
+from memvault.api.deps import search_hits
 from memvault.api.schemas import SearchRequest
 from memvault.errors import MemvaultError
 
@@ -115,23 +115,10 @@ async def search(request: SearchRequest, scope: Scope, receive: Receive, send: S
     app: Any = scope["app"]
     try:
         who = await caller_of(app.state, _key_headers(scope), scope)
-        uid = who.user(request.user_id)
-        started = time.perf_counter()
-        async with app.state.search_slots:  # `search_concurrency`, as the route
-            hits = await who.vault.search(
-                uid,
-                request.query,
-                k=request.k,
-                filters=request.filters,
-                memory_types=request.memory_types,
-                tags=request.tags,
-                mode=request.mode,
-                explain=request.explain,
-            )
+        hits = await search_hits(app.state, who, request)
     except MemvaultError as exc:
         await errors.memvault_error(Request(scope, receive), exc)(scope, receive, send)
         return
-    app.state.metrics.record_search(request.mode, time.perf_counter() - started)
     await _send_json(send, pydantic_core.to_json({"hits": hits}), [])
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from starlette.requests import Request
@@ -66,13 +67,8 @@ class Edge:
             elif length is not None and length > self.max_bytes:
                 await _too_large(self.max_bytes, rid)(scope, receive, send_with_id)
             elif self.fast and (memory_id := fastpath.takes(scope)) is not None:
-                try:
-                    await fastpath.get_memory(memory_id, scope, receive, send_with_id)
-                except Exception as exc:  # what FastAPI's error layer does for a route
-                    if answered[0]:
-                        raise
-                    answer = errors.internal_error(Request(scope, receive), exc)
-                    await answer(scope, receive, send_with_id)
+                work = fastpath.get_memory(memory_id, scope, receive, send_with_id)
+                await _fast(work, scope, receive, send_with_id, answered)
             elif self.fast and fastpath.is_search(scope):
                 body = await _read_at_most(receive, self.max_bytes)
                 if body is None:  # no length given, and more bytes came than the limit
@@ -82,13 +78,8 @@ class Edge:
                 if request is None:
                     await self.app(scope, _replay(body, receive), send_with_id)
                     return
-                try:
-                    await fastpath.search(request, scope, receive, send_with_id)
-                except Exception as exc:  # what FastAPI's error layer does for a route
-                    if answered[0]:
-                        raise
-                    answer = errors.internal_error(Request(scope, receive), exc)
-                    await answer(scope, receive, send_with_id)
+                work = fastpath.search(request, scope, receive, send_with_id)
+                await _fast(work, scope, receive, send_with_id, answered)
             else:
                 await self.app(scope, receive, send_with_id)
         finally:
@@ -113,6 +104,19 @@ class Edge:
                     "key_id": scope.get("state", {}).get("key_id"),
                 },
             )
+
+
+async def _fast(
+    work: Awaitable[None], scope: Scope, receive: Receive, send: Send, answered: list[bool]
+) -> None:
+    """Run a fast-path answer; an unexpected error answers as FastAPI's error layer does
+    for a route (INTERNAL), unless the answer had started."""
+    try:
+        await work
+    except Exception as exc:
+        if answered[0]:
+            raise
+        await errors.internal_error(Request(scope, receive), exc)(scope, receive, send)
 
 
 def _request_id(scope: Scope) -> str:

@@ -6,7 +6,6 @@ query string).
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
@@ -14,7 +13,7 @@ from starlette.responses import Response
 
 from memvault import limits
 from memvault.api import schemas
-from memvault.api.deps import Who, answer, etag, if_match
+from memvault.api.deps import Who, answer, etag, if_match, search_hits
 from memvault.api.errors import ERROR_RESPONSES
 from memvault.errors import InvalidArgumentError
 from memvault.models import HistoryEntry, Memory, Page
@@ -196,19 +195,4 @@ async def memory_history(memory_id: str, who: Who, user_id: UserQuery = None) ->
 @router.post("/search", response_model=schemas.SearchResults, tags=["search"])
 async def search(body: schemas.SearchRequest, who: Who, request: Request) -> Response:
     """The k memories that best answer `query` (hybrid: words and meaning), best first."""
-    uid = who.user(body.user_id)
-    started = time.perf_counter()
-    async with request.app.state.search_slots:  # `search_concurrency`: more at once is slower
-        hits = await who.vault.search(
-            uid,
-            body.query,
-            k=body.k,
-            filters=body.filters,
-            memory_types=body.memory_types,
-            tags=body.tags,
-            mode=body.mode,
-            explain=body.explain,
-        )
-    elapsed = time.perf_counter() - started
-    request.app.state.metrics.record_search(body.mode, elapsed)
-    return answer({"hits": hits})
+    return answer({"hits": await search_hits(request.app.state, who, body)})
