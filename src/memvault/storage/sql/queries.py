@@ -46,10 +46,6 @@ _m = memories.alias("m")
 _MEMORY_COLS = [_m.c[name] for name in codec.MEMORY_COLUMNS]
 
 
-LIGHT_WIDTH = 8
-"""Columns of `_light_cols` (what `backend._candidate` reads)."""
-
-
 # What scoring needs of a search candidate, before the k winners are read in full.
 def _light_cols(pg: bool) -> list[Any]:
     return [
@@ -73,6 +69,11 @@ def _meta_text(pg: bool, key: str) -> str:
             f"THEN m.metadata ->> '{key}' END"
         )
     return f"json_extract(m.metadata, '$.{key}')"
+
+
+LIGHT_WIDTH = len(_light_cols(False))
+"""Columns of `_light_cols` (what `backend._candidate` reads); the full row follows them in
+`by_pks(..., whole=True)`."""
 
 
 _SORT = {
