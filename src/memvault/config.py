@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     search_weight_recency: float = Field(0.05, ge=0, le=10)
     search_weight_access: float = Field(0.02, ge=0, le=10)
     search_weight_assistant: float = Field(0.3, ge=0, le=10)
-    search_weight_speaker: float = Field(0.2, ge=0, le=10)
+    search_weight_speaker: float = Field(0.3, ge=0, le=10)
     recency_half_life_days: float = Field(30.0, gt=0, le=36500)
     auto_importance: bool = True
     dedup: Literal["facts", "all", "off"] = "facts"

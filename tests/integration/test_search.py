@@ -159,6 +159,40 @@ def test_bad_search_input_is_rejected(vault: MemVault) -> None:
         vault.search("alice", "tea " * 2000)
 
 
+def test_the_query_vector_leaves_out_the_speakers_the_query_names(vault: MemVault) -> None:
+    """A name says who, not what: a hybrid search embeds the question less the names of
+    speakers it names (a keyword candidate was said by them); the speaker part ranks."""
+    ann = vault.add("u", "I bake sourdough bread every Sunday", metadata={"speaker": "Ann"})
+    bob = vault.add("u", "Ann, you should try my pasta recipe", metadata={"speaker": "Bob"})
+    emb = vault._inner.embedder
+    assert emb is not None
+    texts = {m.memory_id: str(m.content) for m in (ann, bob)}
+
+    def cosines(query: str, mode: str = "hybrid") -> dict[str, tuple[float, float]]:
+        hits = vault.search("u", query, explain=True, mode=mode)  # type: ignore[arg-type]
+        return {h.memory.memory_id: (h.explain["cosine"], h.explain["speaker"]) for h in hits}
+
+    def expected(made_from: str) -> dict[str, float]:
+        q = emb.embed([made_from])[0]
+        return {mid: float(emb.embed([t])[0] @ q) for mid, t in texts.items()}
+
+    got = cosines("What does Ann's oven bake?")
+    want = expected("What does oven bake?")
+    assert {mid: c for mid, (c, _) in got.items()} == pytest.approx(want, abs=1e-4)
+    assert {mid: s for mid, (_, s) in got.items()} == {ann.memory_id: 1.0, bob.memory_id: 0.0}
+    assert next(iter(got)) == ann.memory_id
+    # Nobody of that name spoke: the question is embedded whole.
+    got = cosines("What does Cleo bake?")
+    assert {mid: c for mid, (c, _) in got.items()} == pytest.approx(
+        expected("What does Cleo bake?"), abs=1e-4
+    )
+    # Vector-only search is nearest by meaning of the whole question.
+    got = cosines("What does Ann bake?", mode="vector")
+    assert {mid: c for mid, (c, _) in got.items()} == pytest.approx(
+        expected("What does Ann bake?"), abs=1e-4
+    )
+
+
 def test_query_vector_skips_the_model(vault: MemVault) -> None:
     m = vault.add("alice", "Owns a grey cat called Miso")
     emb = vault._inner.embedder

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from memvault import InvalidArgumentError, ids
-from memvault.search.text import query_terms
+from memvault.search.text import query_terms, without_words
 from memvault.service.ttl import expiry, next_streak
 from memvault.storage.sql.queries import decode_cursor, encode_cursor
 from memvault.storage.sqlite import fts_query
@@ -58,6 +58,23 @@ def test_expiry() -> None:
 )
 def test_fts_query_quotes_every_word(text: str, want: str | None) -> None:
     assert fts_query(query_terms(text)) == want
+
+
+@pytest.mark.parametrize(
+    ("text", "words", "want"),
+    [
+        ("What does Melanie's kid like, Melanie?", {"melanie"}, "What does kid like,?"),
+        ("When did CAROLINE and Melanie meet", {"melanie", "caroline"}, "When did and meet"),
+        ("Was ist Jörg\u2019s Hund?", {"jörg"}, "Was ist Hund?"),
+        ("Melanies painting", {"melanie"}, "Melanies painting"),  # a whole word only
+        ("Melanie?", {"melanie"}, "Melanie?"),  # nothing would be left: unchanged
+        ("Ann Lee's garden", {"ann", "lee"}, "garden"),
+    ],
+)
+def test_without_words_drops_names_and_their_possessive(
+    text: str, words: set[str], want: str
+) -> None:
+    assert without_words(text, frozenset(words)) == want
 
 
 def test_cursor_round_trip_and_tamper() -> None:

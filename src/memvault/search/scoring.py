@@ -34,7 +34,7 @@ class Weights:
     recency: float = 0.05
     access: float = 0.02
     assistant: float = 0.3
-    speaker: float = 0.2
+    speaker: float = 0.3
     recency_half_life_days: float = 30.0
 
 

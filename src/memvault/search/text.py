@@ -35,3 +35,19 @@ def query_terms(text: str) -> list[str]:
 
 def word_count(text: str) -> int:
     return len(WORD_RE.findall(text))
+
+
+_WORD_AND_POSSESSIVE = re.compile(r"(\w+)(?:['\u2019]s\b)?", re.UNICODE)
+_SPACE_BEFORE_MARK = re.compile(r"\s+([,.;:!?])")
+
+
+def without_words(text: str, words: frozenset[str]) -> str:
+    """`text` less the words in `words` (casefolded), with their possessive `'s`; `text`
+    itself when nothing else would be left."""
+
+    def keep(m: re.Match[str]) -> str:
+        return "" if m.group(1).casefold() in words else m.group(0)
+
+    rest = " ".join(_WORD_AND_POSSESSIVE.sub(keep, text).split())
+    rest = _SPACE_BEFORE_MARK.sub(r"\1", rest)
+    return rest if WORD_RE.search(rest) else text

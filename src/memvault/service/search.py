@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,8 +27,8 @@ from memvault import limits
 from memvault.embed import Embedder, QueryCache, Vectors, check_vector, check_vectors
 from memvault.errors import InvalidArgumentError, UnavailableError
 from memvault.models import Filters, Memory, SearchHit, VectorLike, construct, content_text
-from memvault.search.scoring import Weights, rank, relevance
-from memvault.search.text import WORD_RE, query_terms
+from memvault.search.scoring import Weights, named, rank, relevance
+from memvault.search.text import WORD_RE, query_terms, without_words
 from memvault.service import validate
 from memvault.service.memories import MemoryOps
 from memvault.storage.base import Candidate, Change, Merge
@@ -38,7 +38,7 @@ T = TypeVar("T")
 Mode = Literal["hybrid", "lexical", "vector"]
 _MODES = ("hybrid", "lexical", "vector")
 GAP_FILL = 256
-CANDIDATES = 50  # per ranking, before fusion: the evidence is almost always in the top 50
+CANDIDATES = 100  # per ranking, before fusion (LoCoMo dev recall@10: 50 -> 100, +0.006)
 DIALOGUE_CHARS = 400  # about 60 words: memories longer than this stand alone
 NEIGHBOUR_SOURCES = 20  # best conversation candidates whose neighbours share their score
 
@@ -356,16 +356,23 @@ class SearchOps(MemoryOps):
         # Fusion needs a deep pool from each ranking; a single ranking only its top k.
         n = max(CANDIDATES, 2 * k) if mode == "hybrid" else k
         cands: dict[int, Candidate] = {}
-        # The query embedding (several ms) runs while the full-text query does.
+        words = frozenset(w.casefold() for w in WORD_RE.findall(query))
+        # A hybrid search embeds the query after the keyword ranking, which tells the
+        # speakers it names (`_vector_text`); a given vector or a vector-only search starts
+        # at once.
+        late = mode == "hybrid" and query_vector is None
         embedding = (
-            await self._start_query_vector(query, query_vector, mode)
-            if mode in ("hybrid", "vector")
-            else None
+            None
+            if late or mode == "lexical"
+            else await self._start_query_vector(query, query_vector, mode)
         )
         try:
             if mode in ("hybrid", "lexical"):
                 for c in await self.backend.lexical(uid, query_terms(query), f, n, now):
                     cands[c.pk] = c
+            if late:
+                text = _vector_text(query, cands.values(), words)
+                embedding = await self._start_query_vector(text, None, mode)
         finally:
             qvec = await self._finish_query_vector(embedding, mode)
         if qvec is not None:
@@ -381,7 +388,6 @@ class SearchOps(MemoryOps):
         boosts: dict[int, float] = {}
         if mode != "vector" and weights.neighbours > 0:  # vector: "nearest by meaning" only
             boosts = await self._neighbour_boosts(uid, cands, rel, f, now)
-        words = frozenset(w.casefold() for w in WORD_RE.findall(query))
         scored = rank(list(cands.values()), weights, now, k, rel, boosts, words)
         read = {s.candidate.pk: s.candidate.row for s in scored if s.candidate.row is not None}
         rows = await self.backend.hits(uid, [s.candidate.pk for s in scored], now, read=read)
@@ -523,6 +529,20 @@ class SearchOps(MemoryOps):
 @dataclass(frozen=True)
 class _Ready:
     vector: np.ndarray[Any, np.dtype[np.float32]]
+
+
+def _vector_text(query: str, candidates: Iterable[Candidate], words: frozenset[str]) -> str:
+    """The query as its vector is made: less the names of the speakers it names (a
+    speaker's name is among the query's words and a keyword candidate was said by them).
+
+    A name says who, not what: embedded, it pulls toward every turn that names or
+    addresses that person, whoever said it; the speaker part of the score does the name's
+    work instead (docs/search.md, LoCoMo dev recall@10 0.811 -> 0.820)."""
+    names = {c.speaker for c in candidates if c.speaker is not None}
+    drop = frozenset(
+        w.casefold() for name in names if named(name, words) for w in WORD_RE.findall(name)
+    )
+    return without_words(query, drop) if drop else query
 
 
 def _merged(cur: Memory, *, new: Memory, now: datetime | None) -> Memory:
