@@ -242,6 +242,16 @@ async def test_async_search_embeds_off_the_loop(avault: AsyncMemVault) -> None:
     m = await avault.add("alice", "Speaks fluent Japanese")
     hits = await avault.search("alice", "which languages does she know?")
     assert hits[0].memory.memory_id == m.memory_id
+    # A query naming a speaker: the vector under way is left unused, the name-less one
+    # ranks (off the loop too).
+    ann = await avault.add("alice", "I bake sourdough bread", metadata={"speaker": "Ann"})
+    emb = avault.embedder
+    assert emb is not None
+    hits = await avault.search("alice", "What does Ann bake?", explain=True)
+    assert hits[0].memory.memory_id == ann.memory_id
+    assert hits[0].explain is not None
+    want = emb.embed(["I bake sourdough bread"])[0] @ emb.embed(["What does bake?"])[0]
+    assert hits[0].explain["cosine"] == pytest.approx(float(want), abs=1e-4)
 
 
 # ----------------------------------------------------------------------------- HTTP embedder

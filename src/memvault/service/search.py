@@ -357,22 +357,24 @@ class SearchOps(MemoryOps):
         n = max(CANDIDATES, 2 * k) if mode == "hybrid" else k
         cands: dict[int, Candidate] = {}
         words = frozenset(w.casefold() for w in WORD_RE.findall(query))
-        # A hybrid search embeds the query after the keyword ranking, which tells the
-        # speakers it names (`_vector_text`); a given vector or a vector-only search starts
-        # at once.
-        late = mode == "hybrid" and query_vector is None
+        # The query embedding (several ms) runs while the full-text query does. When the
+        # keyword candidates show that the query names speakers, the query is embedded
+        # again without their names (`_vector_text`) and the first vector is not used.
         embedding = (
-            None
-            if late or mode == "lexical"
-            else await self._start_query_vector(query, query_vector, mode)
+            await self._start_query_vector(query, query_vector, mode)
+            if mode in ("hybrid", "vector")
+            else None
         )
         try:
             if mode in ("hybrid", "lexical"):
                 for c in await self.backend.lexical(uid, query_terms(query), f, n, now):
                     cands[c.pk] = c
-            if late:
+            if mode == "hybrid" and query_vector is None and embedding is not None:
                 text = _vector_text(query, cands.values(), words)
-                embedding = await self._start_query_vector(text, None, mode)
+                if text != query:
+                    _abandon(embedding)
+                    embedding = None
+                    embedding = await self._start_query_vector(text, None, mode)
         finally:
             qvec = await self._finish_query_vector(embedding, mode)
         if qvec is not None:
@@ -529,6 +531,16 @@ class SearchOps(MemoryOps):
 @dataclass(frozen=True)
 class _Ready:
     vector: np.ndarray[Any, np.dtype[np.float32]]
+
+
+def _abandon(started: Any) -> None:
+    """Let an embedding under way finish unused (its failure, if any, is nobody's)."""
+
+    def retrieve(fut: Any) -> None:
+        if not fut.cancelled():
+            fut.exception()
+
+    started.add_done_callback(retrieve)
 
 
 def _vector_text(query: str, candidates: Iterable[Candidate], words: frozenset[str]) -> str:
