@@ -11,7 +11,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from pathlib import Path
@@ -80,6 +88,12 @@ class _ThreadOffload(Offload):
         return asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args))
 
     async def finish(self, started: Any) -> Any:
+        return await started
+
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> Any:
+        return asyncio.ensure_future(fn(*args))
+
+    async def join(self, started: Any) -> Any:
         return await started
 
 

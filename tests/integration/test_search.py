@@ -603,6 +603,97 @@ def test_kept_matrices_of_big_users_follow_other_instances(settings: Settings) -
         assert hit.memory.memory_id == again.memory_id
 
 
+def _big_user_items(n: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(11)
+    vecs = rng.standard_normal((n, 384)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    words = ["garden", "coffee", "piano", "sister", "train", "beach", "tennis", "book"]
+    return [
+        {
+            "content": f"{words[i % 8]} and {words[(i * 3 + 1) % 8]} note {i}",
+            "embedding": v,
+            "metadata": {"speaker": "Ann" if i % 2 else "Bob"},
+        }
+        for i, v in enumerate(vecs)
+    ]
+
+
+_QUERIES = ["what about the garden and coffee?", "What did Ann say of the piano?", "tennis"]
+
+
+def _ranked(vault: MemVault, user: str) -> list[list[tuple[str, float]]]:
+    return [
+        [(h.memory.memory_id, round(h.score, 6)) for h in vault.search(user, q, k=10)]
+        for q in _QUERIES
+    ]
+
+
+def test_a_big_users_vector_ranking_runs_beside_the_keyword_one(
+    settings: Settings, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user with a kept matrix of at least BESIDE_FROM vectors gets its vector ranking
+    on another thread while the keyword ranking runs: the same hits, the same scores (a
+    query naming a speaker drops that ranking and runs the name-less one after)."""
+    from memvault.service import search
+    from memvault.service.search import Offload
+    from memvault.storage.sqlite import CACHE_VECTORS_FROM
+
+    spawned: list[str] = []
+    spawn = Offload.spawn
+
+    def counted(self: Offload, fn: Any, *args: Any) -> Any:
+        spawned.append(fn.__name__)
+        return spawn(self, fn, *args)
+
+    monkeypatch.setattr(Offload, "spawn", counted)
+    settings = settings.model_copy(update={"search_weight_access": 0.0})  # hits are accesses
+    with MemVault(settings) as vault:
+        vault.add_many("big", _big_user_items(CACHE_VECTORS_FROM + 44))
+        vault.search("big", "garden", k=1)  # the matrix is kept from here on
+        alone = _ranked(vault, "big")
+        assert spawned == []
+        monkeypatch.setattr(search, "BESIDE_FROM", CACHE_VECTORS_FROM)
+        beside = _ranked(vault, "big")
+    assert beside == alone
+    assert all(len(hits) == 10 for hits in beside)
+    keeps = backend != "postgres"  # PostgreSQL keeps no vectors in the process
+    assert spawned == (["_vector_ranking"] * len(_QUERIES) if keeps else [])
+
+
+async def test_a_big_users_vector_ranking_runs_beside_the_keyword_one_async(
+    settings: Settings, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memvault.client import _ThreadOffload
+    from memvault.service import search
+    from memvault.storage.sqlite import CACHE_VECTORS_FROM
+
+    spawned: list[str] = []
+    spawn = _ThreadOffload.spawn
+
+    def counted(self: _ThreadOffload, fn: Any, *args: Any) -> Any:
+        spawned.append(fn.__name__)
+        return spawn(self, fn, *args)
+
+    monkeypatch.setattr(_ThreadOffload, "spawn", counted)
+
+    settings = settings.model_copy(update={"search_weight_access": 0.0})  # hits are accesses
+    with MemVault(settings) as vault:
+        vault.add_many("big", _big_user_items(CACHE_VECTORS_FROM + 44))
+        alone = _ranked(vault, "big")
+    v = await AsyncMemVault.open(settings)
+    try:
+        await v.search("big", "garden", k=1)
+        monkeypatch.setattr(search, "BESIDE_FROM", CACHE_VECTORS_FROM)
+        beside = [
+            [(h.memory.memory_id, round(h.score, 6)) for h in await v.search("big", q, k=10)]
+            for q in _QUERIES
+        ]
+    finally:
+        await v.close()
+    assert beside == alone
+    assert len(spawned) == (len(_QUERIES) if backend != "postgres" else 0)
+
+
 def test_an_update_embeds_again_only_when_the_content_changes(
     tmp_path: Path, embed_server: str, clock: FrozenClock
 ) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +32,7 @@ from memvault.search.text import WORD_RE, query_terms, without_words
 from memvault.service import validate
 from memvault.service.memories import MemoryOps
 from memvault.storage.base import Candidate, Change, Merge
+from memvault.storage.runner import drive
 
 log = logging.getLogger("memvault.search")
 T = TypeVar("T")
@@ -41,6 +42,9 @@ GAP_FILL = 256
 CANDIDATES = 100  # per ranking, before fusion (LoCoMo dev recall@10: 50 -> 100, +0.006)
 DIALOGUE_CHARS = 400  # about 60 words: memories longer than this stand alone
 NEIGHBOUR_SOURCES = 20  # best conversation candidates whose neighbours share their score
+# A user with this many kept vectors gets its vector ranking beside its keyword ranking
+# (the product alone takes milliseconds there; below, a thread hop costs more than it saves).
+BESIDE_FROM = 16_384
 
 
 class Offload:
@@ -64,6 +68,20 @@ class Offload:
 
     async def finish(self, started: Any) -> Any:
         return started.result()  # the blocking library: waiting here is what the caller does
+
+    _side: ThreadPoolExecutor | None = None
+
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> Any:
+        """Run the coroutine `fn(*args)` beside the caller (collected by `join`). The
+        blocking library's coroutines never suspend: it runs to the end on a thread of its
+        own pool (not the embedding pool, whose work it may wait for)."""
+        with Offload._pool_lock:
+            if Offload._side is None:
+                Offload._side = ThreadPoolExecutor(4, thread_name_prefix="memvault-side")
+        return Offload._side.submit(lambda: drive(fn(*args)))
+
+    async def join(self, started: Any) -> Any:
+        return started.result()
 
 
 @dataclass
@@ -365,26 +383,41 @@ class SearchOps(MemoryOps):
             if mode in ("hybrid", "vector")
             else None
         )
+        # A big user's vector ranking (embedding, then the product) runs beside the keyword
+        # ranking: both wait on threads that release the GIL.
+        beside = None
+        if (
+            mode == "hybrid"
+            and embedding is not None
+            and self.backend.kept_vectors(uid) >= BESIDE_FROM
+        ):
+            beside = self.offload.spawn(self._vector_ranking, uid, embedding, f, n, now, mode)
+            embedding = None  # that ranking collects it
         try:
             if mode in ("hybrid", "lexical"):
                 for c in await self.backend.lexical(uid, query_terms(query), f, n, now):
                     cands[c.pk] = c
-            if mode == "hybrid" and query_vector is None and embedding is not None:
+            if mode == "hybrid" and query_vector is None and (embedding or beside) is not None:
                 text = _vector_text(query, cands.values(), words)
                 if text != query:
+                    _abandon(beside)
                     _abandon(embedding)
-                    embedding = None
+                    beside = embedding = None
                     embedding = await self._start_query_vector(text, None, mode)
-        finally:
-            qvec = await self._finish_query_vector(embedding, mode)
-        if qvec is not None:
-            # Vector-only: the winners come from this one read, so it reads them whole.
-            for c in await self.backend.vector_search(uid, qvec, f, n, now, whole=mode == "vector"):
-                got = cands.get(c.pk)
-                if got is None:
-                    cands[c.pk] = c
-                else:
-                    got.vector = c.vector
+        except BaseException:
+            _abandon(beside)
+            _abandon(embedding)
+            raise
+        if beside is not None:
+            found: list[Candidate] = await self.offload.join(beside)
+        else:
+            found = await self._vector_ranking(uid, embedding, f, n, now, mode)
+        for c in found:
+            got = cands.get(c.pk)
+            if got is None:
+                cands[c.pk] = c
+            else:
+                got.vector = c.vector
         weights = self._weights()
         rel = relevance(list(cands.values()), weights)
         boosts: dict[int, float] = {}
@@ -405,6 +438,16 @@ class SearchOps(MemoryOps):
             for s in scored
             if s.candidate.pk in rows
         ]
+
+    async def _vector_ranking(
+        self, uid: str, started: Any, f: Filters, n: int, now: datetime, mode: Mode
+    ) -> list[Candidate]:
+        """The n nearest memories to the query vector under way (none without one)."""
+        qvec = await self._finish_query_vector(started, mode)
+        if qvec is None:
+            return []
+        # Vector-only: the winners come from this one read, so it reads them whole.
+        return await self.backend.vector_search(uid, qvec, f, n, now, whole=mode == "vector")
 
     async def _neighbour_boosts(
         self,
@@ -534,7 +577,10 @@ class _Ready:
 
 
 def _abandon(started: Any) -> None:
-    """Let an embedding under way finish unused (its failure, if any, is nobody's)."""
+    """Let work under way (an embedding, a vector ranking) finish unused: its failure, if
+    any, is nobody's."""
+    if started is None or isinstance(started, _Ready):
+        return
 
     def retrieve(fut: Any) -> None:
         if not fut.cancelled():

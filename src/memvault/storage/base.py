@@ -277,6 +277,12 @@ class Backend(Protocol):
         come from here alone."""
         ...
 
+    def kept_vectors(self, user_id: str) -> int:
+        """How many vectors of `user_id` this process keeps in memory now (0: none, or
+        the backend keeps none): a search of a big user runs its vector part beside the
+        keyword part."""
+        ...
+
     async def rebuild_lexical(self) -> int: ...
     async def neighbours(
         self, user_id: str, pks: Sequence[int], filters: Filters, now: datetime

@@ -490,6 +490,9 @@ class PostgresBackend(SqlBackend):
         self._sizes[user_id] = (size, now + SIZE_TTL_S)
         return size
 
+    def kept_vectors(self, user_id: str) -> int:
+        return 0  # the vectors live in the server (pgvector), none in this process
+
     async def vector_search(
         self,
         user_id: str,

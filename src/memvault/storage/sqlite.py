@@ -290,6 +290,10 @@ class SqliteBackend(SqlBackend, ChangeStore):
             self.vectors.put(user_id, uv)
         return uv
 
+    def kept_vectors(self, user_id: str) -> int:
+        uv = self.vectors.peek(user_id)
+        return 0 if uv is None else len(uv.pks)
+
     async def vector_search(
         self,
         user_id: str,

@@ -142,6 +142,10 @@ class VectorCache:
                 self._users.move_to_end(user_id)
             return uv
 
+    def peek(self, user_id: str) -> UserVectors | None:
+        """The kept matrix of `user_id`, if any, without counting a use."""
+        return self._users.get(user_id)
+
     def put(self, user_id: str, uv: UserVectors) -> None:
         """Store (or re-measure after a change) the matrix of `user_id`."""
         with self._lock:
