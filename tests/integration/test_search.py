@@ -628,6 +628,19 @@ def _ranked(vault: MemVault, user: str) -> list[list[tuple[str, float]]]:
     ]
 
 
+def _count_spawns(monkeypatch: pytest.MonkeyPatch, cls: Any) -> list[str]:
+    """The names of the coroutines `cls.spawn` starts from now on (it still starts them)."""
+    spawned: list[str] = []
+    spawn = cls.spawn
+
+    def counted(self: Any, fn: Any, *args: Any) -> Any:
+        spawned.append(fn.__name__)
+        return spawn(self, fn, *args)
+
+    monkeypatch.setattr(cls, "spawn", counted)
+    return spawned
+
+
 def test_a_big_users_vector_ranking_runs_beside_the_keyword_one(
     settings: Settings, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -638,14 +651,7 @@ def test_a_big_users_vector_ranking_runs_beside_the_keyword_one(
     from memvault.service.search import Offload
     from memvault.storage.sqlite import CACHE_VECTORS_FROM
 
-    spawned: list[str] = []
-    spawn = Offload.spawn
-
-    def counted(self: Offload, fn: Any, *args: Any) -> Any:
-        spawned.append(fn.__name__)
-        return spawn(self, fn, *args)
-
-    monkeypatch.setattr(Offload, "spawn", counted)
+    spawned = _count_spawns(monkeypatch, Offload)
     settings = settings.model_copy(update={"search_weight_access": 0.0})  # hits are accesses
     with MemVault(settings) as vault:
         vault.add_many("big", _big_user_items(CACHE_VECTORS_FROM + 44))
@@ -667,15 +673,7 @@ async def test_a_big_users_vector_ranking_runs_beside_the_keyword_one_async(
     from memvault.service import search
     from memvault.storage.sqlite import CACHE_VECTORS_FROM
 
-    spawned: list[str] = []
-    spawn = _ThreadOffload.spawn
-
-    def counted(self: _ThreadOffload, fn: Any, *args: Any) -> Any:
-        spawned.append(fn.__name__)
-        return spawn(self, fn, *args)
-
-    monkeypatch.setattr(_ThreadOffload, "spawn", counted)
-
+    spawned = _count_spawns(monkeypatch, _ThreadOffload)
     settings = settings.model_copy(update={"search_weight_access": 0.0})  # hits are accesses
     with MemVault(settings) as vault:
         vault.add_many("big", _big_user_items(CACHE_VECTORS_FROM + 44))
