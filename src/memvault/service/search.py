@@ -397,7 +397,8 @@ class SearchOps(MemoryOps):
             if mode in ("hybrid", "lexical"):
                 for c in await self.backend.lexical(uid, query_terms(query), f, n, now):
                     cands[c.pk] = c
-            if mode == "hybrid" and query_vector is None and (embedding or beside) is not None:
+            under_way = embedding is not None or beside is not None
+            if mode == "hybrid" and query_vector is None and under_way:
                 text = _vector_text(query, cands.values(), words)
                 if text != query:
                     _abandon(beside)
@@ -595,7 +596,8 @@ def _vector_text(query: str, candidates: Iterable[Candidate], words: frozenset[s
 
     A name says who, not what: embedded, it pulls toward every turn that names or
     addresses that person, whoever said it; the speaker part of the score does the name's
-    work instead (docs/search.md, LoCoMo dev recall@10 0.811 -> 0.820)."""
+    work instead (docs/search.md: with the speaker weight at 0.3, LoCoMo dev recall@10
+    0.811 -> 0.820)."""
     names = {c.speaker for c in candidates if c.speaker is not None}
     drop = frozenset(
         w.casefold() for name in names if named(name, words) for w in WORD_RE.findall(name)
