@@ -339,10 +339,14 @@ def test_writes_survive_a_dead_embedder_and_reindex_fills_them(
         _Fake.up = False
         down = vault.add("alice", "zebra crossing while down")
         assert [h.memory.memory_id for h in vault.search("alice", "zebra")] == [down.memory_id]
+        # A query naming a speaker, whose two embeddings both fail: keywords answer.
+        said = vault.add("alice", "Dana saw a zebra", metadata={"speaker": "Dana"})
+        hits = vault.search("alice", "what zebra did Dana see?")
+        assert [h.memory.memory_id for h in hits] == [said.memory_id, down.memory_id]
         also_down = vault.add("alice", "yak shaving while down")
         _Fake.up = True
         report = vault.reindex(missing=True, user_id="alice")
-        assert report.embedded == 2
+        assert report.embedded == 3
         assert vault.reindex(missing=True).embedded == 0
         assert also_down.memory_id in [
             h.memory.memory_id for h in vault.search("alice", "yak shaving", mode="vector")
