@@ -153,8 +153,9 @@ def _chunked(scope: Scope) -> bool:
 
 
 async def _read_at_most(receive: Receive, limit: int) -> bytes | None:
-    """The whole body of a request sent without a length, or None past `limit` bytes (a
-    body with a Content-Length is checked before it is read)."""
+    """The whole body of a request, or None past `limit` bytes: for a body sent without a
+    length, and for a search the fast path reads (a body with a Content-Length over the
+    limit is refused before it is read)."""
     parts: list[bytes] = []
     seen = 0
     while True:
