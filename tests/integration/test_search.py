@@ -638,7 +638,7 @@ def _count_spawns(monkeypatch: pytest.MonkeyPatch, cls: Any) -> list[str]:
     spawn = cls.spawn
 
     def counted(self: Any, fn: Any, *args: Any) -> Any:
-        spawned.append(fn.__name__)
+        spawned.append(getattr(fn, "func", fn).__name__)  # a partial names its function
         return spawn(self, fn, *args)
 
     monkeypatch.setattr(cls, "spawn", counted)
@@ -656,18 +656,44 @@ def test_a_big_users_vector_ranking_runs_beside_the_keyword_one(
     from memvault.storage.sqlite import CACHE_VECTORS_FROM
 
     spawned = _count_spawns(monkeypatch, Offload)
+    products = _record_products(monkeypatch)
     settings = settings.model_copy(update={"search_weight_access": 0.0})  # hits are accesses
     with MemVault(settings) as vault:
         vault.add_many("big", _big_user_items(CACHE_VECTORS_FROM + 44))
         vault.search("big", "garden", k=1)  # the matrix is kept from here on
         alone = _ranked(vault, "big")
         assert spawned == []
+        assert all(busy is None for busy in products)  # nothing ran beside
+        products.clear()
         monkeypatch.setattr(search, "BESIDE_FROM", CACHE_VECTORS_FROM)
         beside = _ranked(vault, "big")
     assert beside == alone
     assert all(len(hits) == 10 for hits in beside)
     keeps = backend != "postgres"  # PostgreSQL keeps no vectors in the process
     assert spawned == (["_vector_ranking"] * len(_QUERIES) if keeps else [])
+    if keeps:
+        # Each ranking run beside the keywords was told when they were done (the one the
+        # query naming Ann dropped may or may not have reached its product); the name-less
+        # ranking of that query ran after them and was told nothing.
+        given = [busy for busy in products if busy is not None]
+        assert len(given) >= len(_QUERIES) - 1
+        assert not any(busy() for busy in given)  # every keyword ranking has finished
+        assert products.count(None) == 1
+
+
+def _record_products(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The `busy` argument of every product of a kept or read matrix from now on."""
+    from memvault.storage.vectors import UserVectors
+
+    seen: list[Any] = []
+    top = UserVectors.top
+
+    def recorded(self: UserVectors, query: Any, n: int, *, busy: Any = None) -> Any:
+        seen.append(busy)
+        return top(self, query, n, busy=busy)
+
+    monkeypatch.setattr(UserVectors, "top", recorded)
+    return seen
 
 
 async def test_a_big_users_vector_ranking_runs_beside_the_keyword_one_async(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from memvault.storage import vectors
 from memvault.storage.vectors import UserVectors, VectorCache
 
 
@@ -43,3 +45,33 @@ def test_cache_drops_least_recent_users_past_its_budget() -> None:
     assert cache.get("a") is None
     assert cache.get("b") is not None
     assert cache.get("c") is not None
+
+
+def test_a_big_matrix_asks_once_whether_other_work_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A matrix of at least ALL_THREADS_FROM rows asks `busy()` once, when its product
+    starts (one thread if the keyword ranking still runs, every thread if not); a smaller
+    one never asks. The ranking is the same either way."""
+    monkeypatch.setattr(vectors, "ALL_THREADS_FROM", 64)
+    rng = np.random.default_rng(5)
+    m = _unit(rng, 100, 8)
+    uv = UserVectors(8)
+    uv.apply((i + 1, 1000 + i, m[i].tobytes()) for i in range(100))
+    q = _unit(rng, 1, 8)[0]
+    sims = m @ q
+    exact = [1000 + int(i) for i in np.argsort(-sims, kind="stable")[:7]]
+    for answer in (True, False):
+        asked: list[bool] = []
+
+        def busy(answer: bool = answer, asked: list[bool] = asked) -> bool:
+            asked.append(answer)
+            return answer
+
+        got = uv.top(q, 7, busy=busy)
+        assert [pk for pk, _ in got] == exact
+        assert [s for _, s in got] == pytest.approx([float(sims[pk - 1000]) for pk in exact])
+        assert asked == [answer]
+    small = UserVectors(8)
+    small.apply((i + 1, i, m[i].tobytes()) for i in range(63))
+    small.top(q, 3, busy=lambda: pytest.fail("asked"))

@@ -47,6 +47,10 @@ NEIGHBOUR_SOURCES = 20  # best conversation candidates whose neighbours share th
 BESIDE_FROM = 16_384
 
 
+def _not_set(event: threading.Event) -> bool:
+    return not event.is_set()
+
+
 class Offload:
     """Where CPU-heavy work (embedding) runs: inline for the blocking library, on a worker
     thread for the async service (set by the client).
@@ -385,18 +389,25 @@ class SearchOps(MemoryOps):
         )
         # A big user's vector ranking (embedding, then the product) runs beside the keyword
         # ranking: both wait on threads that release the GIL.
-        beside = None
+        beside = keywords_done = None
         if (
             mode == "hybrid"
             and embedding is not None
             and self.backend.kept_vectors(uid) >= BESIDE_FROM
         ):
-            beside = self.offload.spawn(self._vector_ranking, uid, embedding, f, n, now, mode)
+            keywords_done = threading.Event()  # till then the product leaves the keywords a core
+            busy = functools.partial(_not_set, keywords_done)
+            ranking = functools.partial(self._vector_ranking, busy=busy)
+            beside = self.offload.spawn(ranking, uid, embedding, f, n, now, mode)
             embedding = None  # that ranking collects it
         try:
             if mode in ("hybrid", "lexical"):
-                for c in await self.backend.lexical(uid, query_terms(query), f, n, now):
-                    cands[c.pk] = c
+                try:
+                    for c in await self.backend.lexical(uid, query_terms(query), f, n, now):
+                        cands[c.pk] = c
+                finally:
+                    if keywords_done is not None:
+                        keywords_done.set()
             under_way = embedding is not None or beside is not None
             if mode == "hybrid" and query_vector is None and under_way:
                 text = _vector_text(query, cands.values(), words)
@@ -441,14 +452,25 @@ class SearchOps(MemoryOps):
         ]
 
     async def _vector_ranking(
-        self, uid: str, started: Any, f: Filters, n: int, now: datetime, mode: Mode
+        self,
+        uid: str,
+        started: Any,
+        f: Filters,
+        n: int,
+        now: datetime,
+        mode: Mode,
+        *,
+        busy: Callable[[], bool] | None = None,
     ) -> list[Candidate]:
-        """The n nearest memories to the query vector under way (none without one)."""
+        """The n nearest memories to the query vector under way (none without one);
+        `busy()`: whether the keyword ranking that runs at the same time is still running."""
         qvec = await self._finish_query_vector(started, mode)
         if qvec is None:
             return []
         # Vector-only: the winners come from this one read, so it reads them whole.
-        return await self.backend.vector_search(uid, qvec, f, n, now, whole=mode == "vector")
+        return await self.backend.vector_search(
+            uid, qvec, f, n, now, whole=mode == "vector", busy=busy
+        )
 
     async def _neighbour_boosts(
         self,

@@ -271,10 +271,12 @@ class Backend(Protocol):
         now: datetime,
         *,
         whole: bool = False,
+        busy: Callable[[], bool] | None = None,
     ) -> list[Candidate]:
         """The k visible memories most similar to `query`. With `whole`, a backend may read
         each one's whole row in the same query (`Candidate.row`): for a search whose winners
-        come from here alone."""
+        come from here alone. `busy()` is true while the caller's keyword ranking runs at
+        the same time: a backend that multiplies in process then leaves it a core."""
         ...
 
     def kept_vectors(self, user_id: str) -> int:

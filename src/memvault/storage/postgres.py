@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -502,9 +502,10 @@ class PostgresBackend(SqlBackend):
         now: datetime,
         *,
         whole: bool = False,
+        busy: Callable[[], bool] | None = None,
     ) -> list[Candidate]:
-        """The k visible memories most similar to `query` (`whole` is not taken: a
-        winner's row is read by `hits`).
+        """The k visible memories most similar to `query` (`whole` and `busy` are not
+        taken: a winner's row is read by `hits`, and the server does the work).
 
         A user with fewer than `pg_hnsw_from` memories is searched exactly: every vector of
         the user is compared (its rows come by the `(user_id, seq)` index), so a filter never

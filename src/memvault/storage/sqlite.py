@@ -9,7 +9,7 @@ import os
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -303,9 +303,11 @@ class SqliteBackend(SqlBackend, ChangeStore):
         now: datetime,
         *,
         whole: bool = False,
+        busy: Callable[[], bool] | None = None,
     ) -> list[Candidate]:
         """The k visible memories most similar to `query` (a unit float32 vector), exact.
-        With `whole`, each candidate carries its full row (`Candidate.row`)."""
+        With `whole`, each candidate carries its full row (`Candidate.row`). `busy` goes to
+        `UserVectors.top`."""
         at = codec.ts(now)
         assert at is not None
         dimension = int(query.shape[0])
@@ -318,7 +320,7 @@ class SqliteBackend(SqlBackend, ChangeStore):
             # they are read without: a short answer is read again four times wider.
             n = min(len(uv.pks), want if whole else want + 8)
             while True:
-                top = uv.top(query, n)
+                top = uv.top(query, n, busy=busy)
                 found = self._light_rows(
                     conn, user_id, [pk for pk, _ in top], filters, at, whole=whole
                 )

@@ -6,7 +6,11 @@ user's vectors is one matrix-vector product: 100 vectors take microseconds, 10,0
 filter never starves it of rows (an HNSW graph with a `WHERE user_id` filter returns fewer
 than k). The product runs on one BLAS thread (on 2 cores the threaded one was slower for
 small matrices and under concurrent searches), except for a user with at least
-`ALL_THREADS_FROM` vectors, where both cores take 100k vectors from 12 to 7 ms.
+`ALL_THREADS_FROM` vectors, where both cores take 100k vectors from 12 to 7 ms when the
+product runs alone. A hybrid search of such a user runs the product beside its full-text
+query: if that query still runs when the product starts, the product takes one thread
+(`top(busy=...)`); both threads fighting the query for its core was slower
+(docs/search.md, "Very large users").
 
 A user with fewer than `CACHE_VECTORS_FROM` (256) vectors is read and not kept on its first
 two searches (counted over the last `SEEN_USERS` small users searched); the third keeps its
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,14 +108,20 @@ class UserVectors:
                 np.float32, copy=False
             )
 
-    def top(self, query: F32, n: int) -> list[tuple[int, float]]:
-        """The n most similar (memory_pk, cosine), best first."""
+    def top(
+        self, query: F32, n: int, *, busy: Callable[[], bool] | None = None
+    ) -> list[tuple[int, float]]:
+        """The n most similar (memory_pk, cosine), best first. `busy()` says whether other
+        work of the same search is running: if it is when the product starts, a big matrix
+        is multiplied on one BLAS thread, leaving that work the other core."""
         pks, matrix = self.pks, self.matrix  # `apply` swaps both; read each once
         total = min(len(pks), len(matrix))
         if total == 0:
             return []
         matrix = matrix[:total]
-        if _POOL is not None and 2048 < total < ALL_THREADS_FROM:
+        big = total >= ALL_THREADS_FROM
+        one_thread = (busy is not None and busy()) if big else total > 2048
+        if one_thread and _POOL is not None:
             with _POOL.limit(limits=1, user_api="blas"):
                 sims = matrix @ query
         else:
