@@ -403,16 +403,16 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         see migration 0002), their vectors and, when an actor or a reason is given, their
         history rows."""
         top = conn.execute(self.sql.max_pk).fetchone()[0]
-        values = [codec.memory_values(m, self.column_cipher) for m in mems]
         contexts = self._contexts(conn, mems)
-        for v, m in zip(values, mems, strict=True):
-            v["search_context"] = contexts.get(m.memory_id)
+        rows = [(*codec.memory_row(m, self.column_cipher), contexts.get(m.memory_id)) for m in mems]
         positional = self.sql.insert_memory_positional
-        if positional is None:
-            conn.executemany(self.sql.insert_memory, values)
+        if positional is not None:
+            conn.executemany(positional, rows)
         else:
-            sql, names = positional
-            conn.executemany(sql, [tuple(map(v.__getitem__, names)) for v in values])
+            names = (*codec.INSERT_COLUMNS, "search_context")
+            conn.executemany(
+                self.sql.insert_memory, [dict(zip(names, r, strict=True)) for r in rows]
+            )
         self._hook_index_new_rows(conn, top)
         if vectors is not None and any(v is not None for v in vectors):
             pks = dict(conn.execute(self.sql.pks_after, {"pk": top}).fetchall())
