@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 """The newest revision; a test checks it against the revision files."""
 
 _HERE = Path(__file__).parent / "migrations"

@@ -94,9 +94,7 @@ Index(
     sqlite_where=memories.c.deleted_at.is_(None),
     postgresql_where=memories.c.deleted_at.is_(None),
 )
-Index("ix_memories_user_namespace", memories.c.user_id, memories.c.namespace)
 Index("ix_memories_user_created", memories.c.user_id, memories.c.created_at)
-Index("ix_memories_importance", memories.c.importance)
 Index("ix_memories_user_hash", memories.c.user_id, memories.c.content_hash)
 Index(
     "ix_memories_user_session",
