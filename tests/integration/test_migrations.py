@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -196,3 +198,23 @@ def test_upgrade_to_0009_turns_stored_numbers_back_into_json(tmp_path: Path) -> 
         assert vault.get_global_context() == {"zero": 0, "half": 1.5, "word": "hi", "list": [1]}
         vault.set_global_context("big", 10**30)  # past 64 bits: kept exactly
         assert vault.get_global_context()["big"] == 10**30
+
+
+def test_opening_a_store_at_head_does_not_import_alembic(tmp_path: Path) -> None:
+    """alembic is imported only to migrate: a process that opens, writes and searches a
+    store already at the newest revision never loads it (docs/backends.md, Migrations)."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    migrate.upgrade(url)
+    code = (
+        "import sys\n"
+        "from memvault import MemVault, Settings\n"
+        f"with MemVault(Settings(data_dir={str(tmp_path)!r}, database_url={url!r},"
+        " embedder='none')) as v:\n"
+        "    v.add('u1', 'alembic stays out')\n"
+        "    assert v.search('u1', 'alembic')\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "False"
