@@ -20,6 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from memvault.search.text import WORD_RE
 from memvault.storage.base import Candidate
@@ -38,11 +39,12 @@ class Weights:
     recency_half_life_days: float = 30.0
 
 
-@dataclass(frozen=True)
-class Scored:
+class Scored(NamedTuple):
+    """A ranked candidate; `parts` (what `explain=True` shows) only when asked for."""
+
     candidate: Candidate
     score: float
-    parts: dict[str, float]
+    parts: dict[str, float] | None
 
 
 def recency(updated_at: datetime, now: datetime, half_life_days: float) -> float:
@@ -89,9 +91,10 @@ def rank(
     rel: dict[int, tuple[float, ...]] | None = None,
     boosts: dict[int, float] | None = None,
     words: frozenset[str] = frozenset(),
+    explain: bool = False,
 ) -> list[Scored]:
-    """The k best candidates by final score, best first, with their parts. `boosts` adds
-    the neighbour part (see `service.search`) to the candidates it names."""
+    """The k best candidates by final score, best first, with their parts when `explain`.
+    `boosts` adds the neighbour part (see `service.search`) to the candidates it names."""
     if not candidates:
         return []
     if rel is None:
@@ -131,6 +134,9 @@ def rank(
     scores.sort(key=lambda t: (t[0], t[1]))
     out = []
     for neg, _, c, lex, vec, rec in scores[:k]:
+        if not explain:
+            out.append(Scored(c, -neg, None))
+            continue
         parts = {
             "lexical": lex,
             "vector": vec,

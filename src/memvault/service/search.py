@@ -435,7 +435,7 @@ class SearchOps(MemoryOps):
         boosts: dict[int, float] = {}
         if mode != "vector" and weights.neighbours > 0:  # vector: "nearest by meaning" only
             boosts = await self._neighbour_boosts(uid, cands, rel, f, now)
-        scored = rank(list(cands.values()), weights, now, k, rel, boosts, words)
+        scored = rank(list(cands.values()), weights, now, k, rel, boosts, words, explain)
         read = {s.candidate.pk: s.candidate.row for s in scored if s.candidate.row is not None}
         rows = await self.backend.hits(uid, [s.candidate.pk for s in scored], now, read=read)
         return [
@@ -444,7 +444,7 @@ class SearchOps(MemoryOps):
                 {
                     "memory": rows[s.candidate.pk],
                     "score": s.score,
-                    "explain": s.parts if explain else None,
+                    "explain": s.parts,
                 },
             )
             for s in scored
