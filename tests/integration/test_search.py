@@ -773,3 +773,56 @@ def test_vector_search_reads_past_gone_neighbours_and_counts_each_hit(
     assert (
         vault.search("alice", "x", mode="vector", k=1, query_vector=q)[0].memory.access_count == 4
     )
+
+
+def _unit(*parts: tuple[int, float]) -> list[float]:
+    """A 384-dim unit vector with the given (index, value) parts."""
+    v = np.zeros(384, dtype=np.float32)
+    for i, x in parts:
+        v[i] = x
+    return (v / np.linalg.norm(v)).tolist()
+
+
+def test_a_batch_of_facts_is_deduplicated_in_one_pass(vault: MemVault) -> None:
+    """Every item of a batch is looked up at once (exact repeats in one read, near ones in
+    one product): each finds its own stored memory, within its namespace only; hidden
+    (deleted) nearest rows are looked past, however many come first."""
+    home = vault.add("alice", "Lives in Lisbon", memory_type="fact", embedding=_unit((0, 1)))
+    pet = vault.add(
+        "alice", "Has a cat", memory_type="fact", embedding=_unit((1, 1)), namespace="pets"
+    )
+    work = vault.add("alice", "Works as a nurse", memory_type="fact", embedding=_unit((2, 1)))
+    # Nine deleted notes nearer to the fifth item than `work` is: more than the few
+    # nearest rows a batch lookup reads first (notes: not merged into `work` themselves).
+    for n in range(9):
+        gone = vault.add("alice", f"Old job {n}", embedding=_unit((2, 1), (3, 0.05)))
+        vault.delete("alice", gone.memory_id)
+    made = vault.add_many(
+        "alice",
+        [
+            {"content": "LIVES IN LISBON", "memory_type": "fact", "tags": ["a"]},
+            {"content": "Lives in Lisbon now", "memory_type": "fact", "embedding": _unit((0, 1))},
+            {"content": "Owns a cat", "memory_type": "fact", "embedding": _unit((1, 1))},
+            {
+                "content": "Owns a cat",
+                "memory_type": "fact",
+                "embedding": _unit((1, 1)),
+                "namespace": "pets",
+            },
+            {
+                "content": "Is a nurse",
+                "memory_type": "fact",
+                "embedding": _unit((2, 1), (3, 0.1)),
+            },
+            {"content": "Plays chess", "memory_type": "fact", "embedding": _unit((4, 1))},
+        ],
+    )
+    assert made[0].memory_id == made[1].memory_id == home.memory_id
+    assert made[2].memory_id not in (pet.memory_id, home.memory_id)  # another namespace
+    assert made[3].memory_id == pet.memory_id
+    assert made[4].memory_id == work.memory_id
+    assert made[5].memory_id not in {home.memory_id, pet.memory_id, work.memory_id}
+    reasons = [e.reason or "" for e in vault.history("alice", work.memory_id)]
+    assert any("cosine" in r for r in reasons)
+    assert vault.get("alice", home.memory_id).tags == ["a"]
+    assert vault.count("alice") == 5  # home, work, plays chess, owns a cat; pets: has a cat

@@ -75,3 +75,22 @@ def test_a_big_matrix_asks_once_whether_other_work_runs(
     small = UserVectors(8)
     small.apply((i + 1, i, m[i].tobytes()) for i in range(63))
     small.top(q, 3, busy=lambda: pytest.fail("asked"))
+
+
+@pytest.mark.parametrize("rows", [0, 5, 300])
+def test_top_many_gives_each_query_what_top_gives_it(
+    rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(11)
+    m = _unit(rng, rows, 16)
+    uv = UserVectors(16)
+    uv.apply((i + 1, 500 + i, m[i].tobytes()) for i in range(rows))
+    queries = _unit(rng, 7, 16)
+    monkeypatch.setattr(vectors, "QUERY_BLOCK", 3)  # several products, the last one short
+    for n in (1, 8, 400):
+        many = uv.top_many(queries, n)
+        assert len(many) == len(queries)
+        for q, got in zip(queries, many, strict=True):
+            want = uv.top(q, n)
+            assert [pk for pk, _ in got] == [pk for pk, _ in want]
+            assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-6)

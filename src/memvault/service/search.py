@@ -266,6 +266,7 @@ class SearchOps(MemoryOps):
 
         plan: dict[int, Merge | int] = {}
         first: dict[tuple[str, str], int] = {}
+        todo: list[tuple[int, str]] = []  # (index, content hash) to look up in the store
         for i, m in enumerate(built):
             eligible = self.settings.dedup == "all" or m.memory_type == "fact"
             if not eligible or m.key != m.memory_id:
@@ -277,20 +278,41 @@ class SearchOps(MemoryOps):
                 plan[i] = earlier
                 continue
             first.setdefault((m.namespace, digest), i)
-            same = await self.backend.find_by_hash(user_id, m.namespace, digest, now)
-            reason = "same text"
-            vec = None if vecs is None else vecs[i]
-            if same is None and vec is not None:
-                near = await self.backend.vector_search(
-                    user_id, vec, Filters(namespaces=[m.namespace]), 1, now
-                )
-                sim = near[0].vector if near else None
-                if sim is not None and sim >= self.settings.dedup_threshold:
-                    rows = await self.backend.hits(user_id, [near[0].pk], now, count_access=False)
-                    same = rows.get(near[0].pk)
-                    reason = f"cosine {sim:.3f}"
-            if same is None:
+            todo.append((i, digest))
+        if not todo:
+            return plan
+        # One read for every exact repeat, one product for every near one (a batch of
+        # facts made two reads a memory before).
+        stored = await self.backend.find_by_hashes(
+            user_id, [(built[i].namespace, d) for i, d in todo], now
+        )
+        found: dict[int, tuple[Memory, str]] = {}
+        by_namespace: dict[str, list[int]] = {}
+        for i, digest in todo:
+            same = stored.get((built[i].namespace, digest))
+            if same is not None:
+                found[i] = (same, "same text")
+            elif vecs is not None and vecs[i] is not None:
+                by_namespace.setdefault(built[i].namespace, []).append(i)
+        threshold = self.settings.dedup_threshold
+        for namespace, idx in by_namespace.items():
+            assert vecs is not None
+            near = await self.backend.nearest(
+                user_id, [vecs[i] for i in idx], Filters(namespaces=[namespace]), now, threshold
+            )
+            hits = {i: c for i, c in zip(idx, near, strict=True) if c is not None}
+            if not hits:
                 continue
+            rows = await self.backend.hits(
+                user_id, sorted({c.pk for c in hits.values()}), now, count_access=False
+            )
+            for i, c in hits.items():
+                row = rows.get(c.pk)
+                if row is not None:
+                    found[i] = (row, f"cosine {c.vector:.3f}")
+        for i, (same, reason) in sorted(found.items()):
+            m = built[i]
+            vec = None if vecs is None else vecs[i]
             new_vec = None
             if vec is not None and content_text(m.content) != content_text(same.content):
                 new_vec = vec.tobytes()

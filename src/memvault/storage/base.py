@@ -237,6 +237,12 @@ class Backend(Protocol):
     async def find_by_hash(
         self, user_id: str, namespace: str, content_hash: str, now: datetime
     ) -> Memory | None: ...
+    async def find_by_hashes(
+        self, user_id: str, wanted: Sequence[tuple[str, str]], now: datetime
+    ) -> dict[tuple[str, str], Memory]:
+        """`find_by_hash` for many (namespace, content hash) pairs in one read."""
+        ...
+
     async def lexical(
         self, user_id: str, terms: Sequence[str], filters: Filters, k: int, now: datetime
     ) -> list[Candidate]: ...
@@ -277,6 +283,18 @@ class Backend(Protocol):
         each one's whole row in the same query (`Candidate.row`): for a search whose winners
         come from here alone. `busy()` is true while the caller's keyword ranking runs at
         the same time: a backend that multiplies in process then leaves it a core."""
+        ...
+
+    async def nearest(
+        self,
+        user_id: str,
+        queries: Sequence[Any],
+        filters: Filters,
+        now: datetime,
+        min_similarity: float = -1.0,
+    ) -> list[Candidate | None]:
+        """For each query (a unit vector), the most similar visible memory when its cosine
+        is at least `min_similarity`, else None (dedup on write asks for a whole batch)."""
         ...
 
     def kept_vectors(self, user_id: str) -> int:

@@ -560,6 +560,24 @@ class PostgresBackend(SqlBackend):
             return False
         return await self._user_size(user_id) >= self.hnsw_from
 
+    async def nearest(
+        self,
+        user_id: str,
+        queries: Sequence[Any],
+        filters: Filters,
+        now: datetime,
+        min_similarity: float = -1.0,
+    ) -> list[Candidate | None]:
+        """For each query, the most similar visible memory when its cosine is at least
+        `min_similarity`, else None: one `vector_search` each (pgvector orders by distance
+        per query)."""
+        out: list[Candidate | None] = []
+        for q in queries:
+            near = await self.vector_search(user_id, q, filters, 1, now)
+            sim = near[0].vector if near else None
+            out.append(near[0] if sim is not None and sim >= min_similarity else None)
+        return out
+
     async def set_vector_model(self, model: str, dimension: int, now: datetime) -> bool:
         """Record the embedder; make the HNSW index for its dimension unless `pg_hnsw_from`
         is 0 (and drop those of other dimensions, whose vectors were just dropped)."""

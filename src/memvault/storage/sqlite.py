@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from memvault.config import Settings
@@ -38,6 +39,7 @@ CACHE_VECTORS_FROM = 256  # smaller users are read, not kept, on a first search 
 SEEN_USERS = 100_000  # small users whose searches are counted
 KEEP_AFTER = 3  # a small user's matrix is kept from its third search
 FTS_FIRST_SLACK = 16  # extra index rows read in case some are deleted or expired
+NEAREST_FIRST = 8  # nearest rows `nearest` reads a query before searching it wider
 # Reader threads when `read_threads` is unset. A SQLite read is CPU work: more threads than
 # this fight over the GIL (lexical searches at concurrency 16 through AsyncMemVault: 506/s
 # with one thread, 330/s with four; REST hybrid search over 100k memories, three
@@ -314,35 +316,94 @@ class SqliteBackend(SqlBackend, ChangeStore):
 
         def run(conn: sqlite3.Connection) -> list[Candidate]:
             uv = self._user_vectors(conn, user_id, dimension)
-            want = max(k, 1)
-            # A few spare rows cover nearest rows that are deleted or filtered out; whole
-            # rows cost by the row (18 of them took as long as 18 light and 10 whole), so
-            # they are read without: a short answer is read again four times wider.
-            n = min(len(uv.pks), want if whole else want + 8)
-            while True:
-                top = uv.top(query, n, busy=busy)
-                found = self._light_rows(
-                    conn, user_id, [pk for pk, _ in top], filters, at, whole=whole
-                )
-                if len(found) >= want or n >= len(uv.pks):
-                    break
-                n = min(len(uv.pks), n * 4)
-            if n >= len(uv.pks) and not filters.include_deleted:
-                uv.stale = len(uv.pks) - len(found) if filters == _ANY else uv.stale
-            out = []
-            for pk, sim in top:
-                row = found.get(pk)
-                if row is None:
-                    continue
-                c = _candidate(row, vector=sim)
-                if whole:
-                    c.row = row[LIGHT_WIDTH:]
-                out.append(c)
-                if len(out) >= want:
-                    break
-            return out
+            return self._ranked(conn, user_id, uv, query, max(k, 1), filters, at, whole, busy)
 
         result: list[Candidate] = await self._read(run)
+        return result
+
+    def _ranked(
+        self,
+        conn: sqlite3.Connection,
+        user_id: str,
+        uv: UserVectors,
+        query: Any,
+        want: int,
+        filters: Filters,
+        at: str,
+        whole: bool = False,
+        busy: Callable[[], bool] | None = None,
+    ) -> list[Candidate]:
+        """The `want` visible rows of `uv` most similar to `query`, best first."""
+        # A few spare rows cover nearest rows that are deleted or filtered out; whole
+        # rows cost by the row (18 of them took as long as 18 light and 10 whole), so
+        # they are read without: a short answer is read again four times wider.
+        n = min(len(uv.pks), want if whole else want + 8)
+        while True:
+            top = uv.top(query, n, busy=busy)
+            found = self._light_rows(conn, user_id, [pk for pk, _ in top], filters, at, whole=whole)
+            if len(found) >= want or n >= len(uv.pks):
+                break
+            n = min(len(uv.pks), n * 4)
+        if n >= len(uv.pks) and not filters.include_deleted:
+            uv.stale = len(uv.pks) - len(found) if filters == _ANY else uv.stale
+        out = []
+        for pk, sim in top:
+            row = found.get(pk)
+            if row is None:
+                continue
+            c = _candidate(row, vector=sim)
+            if whole:
+                c.row = row[LIGHT_WIDTH:]
+            out.append(c)
+            if len(out) >= want:
+                break
+        return out
+
+    async def nearest(
+        self,
+        user_id: str,
+        queries: Sequence[Any],
+        filters: Filters,
+        now: datetime,
+        min_similarity: float = -1.0,
+    ) -> list[Candidate | None]:
+        """For each query (a unit float32 vector), the most similar visible memory when its
+        cosine is at least `min_similarity`, else None. One product for the whole batch
+        (`UserVectors.top_many`) and one read of the rows it names: dedup of a 100-memory
+        batch made 100 searches before. A query whose `NEAREST_FIRST` nearest rows are all
+        hidden (deleted, filtered out) and similar enough is searched again on its own."""
+        if not queries:
+            return []
+        at = codec.ts(now)
+        assert at is not None
+        mat = np.stack([np.asarray(q, dtype=np.float32) for q in queries])
+        dimension = int(mat.shape[1])
+
+        def run(conn: sqlite3.Connection) -> list[Candidate | None]:
+            uv = self._user_vectors(conn, user_id, dimension)
+            tops = uv.top_many(mat, NEAREST_FIRST)
+            pks = sorted({pk for top in tops for pk, sim in top if sim >= min_similarity})
+            found = self._light_rows(conn, user_id, pks, filters, at) if pks else {}
+            out: list[Candidate | None] = []
+            for q, top in enumerate(tops):
+                hit: Candidate | None = None
+                hidden = 0  # similar enough, but not visible
+                for pk, sim in top:
+                    if sim < min_similarity:
+                        break
+                    row = found.get(pk)
+                    if row is not None:
+                        hit = _candidate(row, vector=sim)
+                        break
+                    hidden += 1
+                if hit is None and hidden == len(top) and len(top) < len(uv.pks):
+                    wide = self._ranked(conn, user_id, uv, mat[q], 1, filters, at)
+                    if wide and wide[0].vector is not None and wide[0].vector >= min_similarity:
+                        hit = wide[0]
+                out.append(hit)
+            return out
+
+        result: list[Candidate | None] = await self._read(run)
         return result
 
     async def rebuild_lexical(self) -> int:

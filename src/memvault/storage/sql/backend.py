@@ -57,6 +57,8 @@ _CHECK_WHERE = "encryption_check"
 # facts); read again, they are only checked to be live and unexpired.
 _WINNERS = Filters(include_superseded=True)
 _DELETED_AT = codec.MEMORY_COLUMNS.index("deleted_at")
+_NAMESPACE = codec.MEMORY_COLUMNS.index("namespace")
+_HASH_CHUNK = 500  # content hashes a statement of `find_by_hashes` looks up
 _EXPIRES_AT = codec.MEMORY_COLUMNS.index("expires_at")
 _METADATA = codec.MEMORY_COLUMNS.index("metadata")
 _CONTENT_Z = codec.MEMORY_COLUMNS.index("content_z")
@@ -769,6 +771,46 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
 
         result: Memory | None = await self._read(run)
         return result
+
+    async def find_by_hashes(
+        self, user_id: str, wanted: Sequence[tuple[str, str]], now: datetime
+    ) -> dict[tuple[str, str], Memory]:
+        """`find_by_hash` for many (namespace, content hash) pairs in one read: the oldest
+        live memory of each pair that has one."""
+        at = codec.ts(now)
+        cipher = self.column_cipher
+        plain: dict[str, str] = {}  # digest as stored -> content hash
+        for _, digest in wanted:
+            if cipher is None:
+                plain[digest] = digest
+            else:  # a sealed store keys its hashes: each key a row may still be sealed with
+                plain.update({cipher.keyed_hash(digest, kid): digest for kid in cipher.key_ids()})
+        want = set(wanted)
+        stored = list(plain)
+
+        def run(conn: Conn) -> dict[tuple[str, str], tuple[Any, ...]]:
+            first: dict[tuple[str, str], tuple[Any, ...]] = {}
+            for start in range(0, len(stored), _HASH_CHUNK):
+                chunk = stored[start : start + _HASH_CHUNK]
+                marks = ", ".join("?" for _ in chunk)
+                rows = conn.execute(
+                    f"SELECT {codec.MEMORY_SELECT}, m.content_hash FROM memories AS m "
+                    f"WHERE m.user_id = ? AND m.content_hash IN ({marks}) AND m.deleted_at IS NULL "
+                    "AND (m.expires_at IS NULL OR m.expires_at > ?) "
+                    "AND (m.valid_to IS NULL OR m.valid_to > ?) ORDER BY m.pk",
+                    (user_id, *chunk, at, at),
+                ).fetchall()
+                for *row, digest in rows:
+                    pair = (row[_NAMESPACE], plain[digest])
+                    if pair in want and (pair not in first or row[0] < first[pair][0]):
+                        first[pair] = tuple(row)
+            return first
+
+        rows: dict[tuple[str, str], tuple[Any, ...]] = await self._read(run)
+        if not rows:
+            return {}
+        pairs = list(rows)
+        return dict(zip(pairs, self._memories([rows[p] for p in pairs]), strict=True))
 
     async def hits(
         self,
