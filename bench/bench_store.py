@@ -2,13 +2,17 @@
 
     .venv/bin/python bench/bench_store.py --users 1000 --per-user 100
     .venv/bin/python bench/bench_store.py --users 1000 --per-user 100 --vectors
+    .venv/bin/python bench/bench_store.py --users 30 --per-user 300 --batch 100 --vectors \
+        --memory-type fact --gets 0 --lists 0
 
 Batch insert (no embeddings; full-text index and history maintained), then get-by-id and
 list-by-user (100 rows) latencies through the blocking library and the async API. With
 `--vectors`, each memory comes with a caller-given 384-number unit vector (as the peer
 benchmark's ingest does: the vector index is kept too, the model never runs), and the
-median time of one `add_many` batch is reported beside the rate. Prints one JSON object;
-run on an idle machine and quote medians of several runs.
+median time of one `add_many` batch is reported beside the rate. `--memory-type fact` makes
+every memory a fact, which dedup on write checks against the user's stored ones (with
+`--batch` under `--per-user`, each user's later batches meet its earlier ones). Prints one
+JSON object; run on an idle machine and quote medians of several runs.
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ def main() -> None:
     ap.add_argument("--lists", type=int, default=1000)
     ap.add_argument("--dir", type=Path, default=None)
     ap.add_argument("--vectors", action="store_true", help="give each memory a vector")
+    ap.add_argument("--memory-type", default=None, help="type of every memory (fact: deduped)")
+    ap.add_argument("--batch", type=int, default=None, help="memories an add_many (per-user)")
     args = ap.parse_args()
     rng = random.Random(7)
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="mvbench-"))
@@ -84,6 +90,10 @@ def main() -> None:
         u: [{"content": text(rng), "tags": [rng.choice(WORDS)]} for _ in range(args.per_user)]
         for u in users
     }
+    if args.memory_type is not None:
+        for items in batches.values():
+            for item in items:
+                item["memory_type"] = args.memory_type
     if args.vectors:
         gen = np.random.default_rng(7)
         for items in batches.values():
@@ -97,13 +107,21 @@ def main() -> None:
     ids: list[tuple[str, str]] = []
     per_batch = []
     t0 = time.perf_counter()
-    for u in users:
-        t = time.perf_counter()
-        ids += [(u, m.memory_id) for m in vault.add_many(u, batches[u])]
-        per_batch.append((time.perf_counter() - t) * 1000)
+    size = args.batch or args.per_user
+    for start in range(0, args.per_user, size):
+        for u in users:
+            t = time.perf_counter()
+            ids += [(u, m.memory_id) for m in vault.add_many(u, batches[u][start : start + size])]
+            per_batch.append((time.perf_counter() - t) * 1000)
     elapsed = time.perf_counter() - t0
     result["ingest_per_s"] = round(len(ids) / elapsed)
+    result["ingest_us_per_memory"] = round(elapsed / len(ids) * 1e6, 1)
     result["ingest_batch_p50_ms"] = round(statistics.median(per_batch), 3)
+    result["ingest_batch_p95_ms"] = round(pct(per_batch, 95), 3)
+    if not ids or args.gets == 0 or args.lists == 0:
+        vault.close()
+        print(json.dumps(result, indent=2))
+        return
 
     sample = [rng.choice(ids) for _ in range(args.gets)]
     lat = []
