@@ -50,6 +50,14 @@ ALL_THREADS_FROM = 32_768  # rows from which every BLAS thread helps: 100k rows 
 QUERY_BLOCK = 64  # queries a product of `top_many` takes (100k rows: a 25 MB product)
 
 
+def _product(matrix: F32, right: npt.NDArray[np.float32], one_thread: bool) -> F32:
+    """`matrix @ right`, on one BLAS thread when `one_thread` (and threadpoolctl is there)."""
+    if one_thread and _POOL is not None:
+        with _POOL.limit(limits=1, user_api="blas"):
+            return matrix @ right
+    return matrix @ right
+
+
 @dataclass
 class UserVectors:
     dimension: int
@@ -121,12 +129,7 @@ class UserVectors:
             return []
         matrix = matrix[:total]
         big = total >= ALL_THREADS_FROM
-        one_thread = (busy is not None and busy()) if big else total > 2048
-        if one_thread and _POOL is not None:
-            with _POOL.limit(limits=1, user_api="blas"):
-                sims = matrix @ query
-        else:
-            sims = matrix @ query
+        sims = _product(matrix, query, (busy is not None and busy()) if big else total > 2048)
         n = min(n, total)
         if n < total:
             idx = np.argpartition(-sims, n - 1)[:n]
@@ -147,12 +150,7 @@ class UserVectors:
         one_thread = 2048 < total < ALL_THREADS_FROM  # as `top` without other work
         out: list[list[tuple[int, float]]] = []
         for start in range(0, len(queries), QUERY_BLOCK):
-            block = queries[start : start + QUERY_BLOCK].T
-            if one_thread and _POOL is not None:
-                with _POOL.limit(limits=1, user_api="blas"):
-                    sims = matrix @ block
-            else:
-                sims = matrix @ block
+            sims = _product(matrix, queries[start : start + QUERY_BLOCK].T, one_thread)
             if n < total:
                 idx = np.argpartition(-sims, n - 1, axis=0)[:n]
             else:
