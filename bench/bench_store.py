@@ -78,6 +78,8 @@ def main() -> None:
     ap.add_argument("--memory-type", default=None, help="type of every memory (fact: deduped)")
     ap.add_argument("--batch", type=int, default=None, help="memories an add_many (per-user)")
     args = ap.parse_args()
+    if args.batch is not None and args.batch < 1:
+        ap.error("--batch must be at least 1")
     rng = random.Random(7)
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="mvbench-"))
     settings = Settings(
