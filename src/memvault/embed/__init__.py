@@ -266,7 +266,11 @@ def check_vectors(values: Sequence[object], dimension: int, what: str = "embeddi
         for v in values
     ):
         mat: Vectors = np.stack(values)  # type: ignore[arg-type]
-        wide = mat.astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            squares = np.einsum("ij,ij->i", mat, mat)  # float32: enough to see unit rows
+        if np.isfinite(squares).all() and (np.abs(np.sqrt(squares) - 1.0) < 1e-4).all():
+            return mat
+        wide = mat.astype(np.float64)  # some row is not unit length, or overflowed
         with np.errstate(over="ignore", invalid="ignore"):
             norms = np.sqrt(np.einsum("ij,ij->i", wide, wide))
         if np.isfinite(norms).all() and (norms > 0).all():  # any inf or nan makes its norm so

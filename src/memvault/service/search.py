@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from memvault.service import validate
 from memvault.service.memories import MemoryOps
 from memvault.storage.base import Candidate, Change, Merge
 from memvault.storage.runner import drive
+
+if TYPE_CHECKING:
+    from memvault.config import Settings
 
 log = logging.getLogger("memvault.search")
 T = TypeVar("T")
@@ -105,11 +108,15 @@ class SearchOps(MemoryOps):
     query_cache: QueryCache | None
     _vectors_state: str | None = None  # None: not checked; "ok"; "mismatch"
     _gaps: bool = False  # an embedding failed since the last fill: some memories lack vectors
+    _weights_of: tuple[Settings, Weights] | None = None
 
     # ------------------------------------------------------------------ vectors
     def _weights(self) -> Weights:
-        s = self.settings
-        return Weights(
+        s = self.settings  # frozen: its weights are worked out once
+        known = self._weights_of
+        if known is not None and known[0] is s:
+            return known[1]
+        weights = Weights(
             lexical=s.search_weight_lexical,
             vector=s.search_weight_vector,
             neighbours=s.search_weight_neighbours,
@@ -120,6 +127,8 @@ class SearchOps(MemoryOps):
             speaker=s.search_weight_speaker,
             recency_half_life_days=s.recency_half_life_days,
         )
+        self._weights_of = (s, weights)
+        return weights
 
     async def _vectors_usable(self) -> bool:
         """True when the configured embedder is the one the stored vectors come from (it is

@@ -91,8 +91,13 @@ def session_id(value: Any) -> str:
     return value
 
 
+_NO_FILTERS = Filters()  # frozen: one instance serves every call without filters
+
+
 def filters(value: Any) -> Filters:
     """A `Filters` from a model, a mapping or None."""
+    if value is None or (isinstance(value, Mapping) and not value):
+        return _NO_FILTERS
     return model(Filters, dict(value) if isinstance(value, Mapping) else (value or {}), "filters")
 
 

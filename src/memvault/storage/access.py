@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -41,16 +42,25 @@ class AccessTracker:
         with self._lock:
             self._flushing = False
 
-    def note(self, pk: int, at: str) -> Pending:
-        """Count one access of row `pk` at `at`; return the row's pending totals."""
+    def note(self, pk: int, at: str) -> tuple[int, str]:
+        """Count one access of row `pk` at `at`; return the row's pending (count, last time)."""
+        return self.note_many((pk,), at)[0]
+
+    def note_many(self, pks: Iterable[int], at: str) -> list[tuple[int, str]]:
+        """`note` for each of `pks` in turn, under one lock (a search's hits)."""
+        out = []
         with self._lock:
-            entry = self._pending.get(pk)
-            if entry is None:
-                entry = self._pending[pk] = Pending(1, at)
-            else:
-                entry.count += 1
-                entry.last_at = max(entry.last_at, at)
-            return Pending(entry.count, entry.last_at)
+            pending = self._pending
+            for pk in pks:
+                entry = pending.get(pk)
+                if entry is None:
+                    pending[pk] = Pending(1, at)
+                    out.append((1, at))
+                else:
+                    entry.count += 1
+                    entry.last_at = max(entry.last_at, at)
+                    out.append((entry.count, entry.last_at))
+        return out
 
     def peek_many(self, pks: list[int]) -> dict[int, tuple[int, str]]:
         """Pending (count, last time) of those of `pks` that have any."""

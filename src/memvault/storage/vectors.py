@@ -58,18 +58,32 @@ def _product(matrix: F32, right: npt.NDArray[np.float32], one_thread: bool) -> F
     return matrix @ right
 
 
+_EMPTY: dict[int, F32] = {}  # a read-only matrix of no rows, by dimension
+_NO_PKS = np.zeros(0, dtype=np.int64)
+_NO_PKS.flags.writeable = False
+
+
+def _empty(dimension: int) -> F32:
+    empty = _EMPTY.get(dimension)
+    if empty is None:
+        empty = np.zeros((0, dimension), dtype=np.float32)
+        empty.flags.writeable = False
+        _EMPTY[dimension] = empty
+    return empty
+
+
 @dataclass
 class UserVectors:
     dimension: int
     seq: int = 0
-    pks: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    matrix: F32 = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    pks: npt.NDArray[np.int64] = field(default_factory=lambda: _NO_PKS)
+    matrix: F32 = field(default_factory=lambda: _empty(0))
     pos: dict[int, int] = field(default_factory=dict)
     stale: int = 0
 
     def __post_init__(self) -> None:
         if self.matrix.shape[1] != self.dimension:
-            self.matrix = np.zeros((0, self.dimension), dtype=np.float32)
+            self.matrix = _empty(self.dimension)
 
     @property
     def nbytes(self) -> int:
@@ -81,19 +95,20 @@ class UserVectors:
         if not rows:
             return
         size = 4 * self.dimension
-        if not self.pos:  # a first load: one buffer, no per-row work
-            good = [r for r in rows if len(r[2]) == size]
-            if good:
-                pks = [r[1] for r in good]
-                if len(set(pks)) == len(pks):
-                    self.pks = np.array(pks, dtype=np.int64)
-                    buf = bytearray().join(r[2] for r in good)  # writable: rows may be replaced
-                    self.matrix = np.frombuffer(buf, dtype=np.float32).reshape(
-                        len(good), self.dimension
-                    )
-                    self.pos = {pk: i for i, pk in enumerate(pks)}
-                    self.seq = max(self.seq, rows[-1][0])
-                    return
+        if not len(self.pks):  # a first load: one buffer, no per-row work
+            blobs = [r[2] for r in rows]
+            sizes = list(map(len, blobs))
+            pks = [r[1] for r in rows]
+            if min(sizes) == max(sizes) == size and len(set(pks)) == len(pks):
+                self.pks = np.array(pks, dtype=np.int64)
+                buf = bytearray().join(blobs)  # writable: rows may be replaced
+                self.matrix = np.frombuffer(buf, dtype=np.float32).reshape(
+                    len(rows), self.dimension
+                )
+                self.seq = max(self.seq, rows[-1][0])
+                return  # `pos` waits for a change (most matrices read never get one)
+        if not self.pos and len(self.pks):
+            self.pos = dict(zip(self.pks.tolist(), range(len(self.pks)), strict=True))
         new_pks: list[int] = []
         new_vecs: list[F32] = []
         base = len(self.pks)
@@ -136,7 +151,7 @@ class UserVectors:
             idx = idx[np.argsort(-sims[idx], kind="stable")]
         else:
             idx = np.argsort(-sims, kind="stable")
-        return [(int(pks[i]), float(sims[i])) for i in idx]
+        return list(zip(pks[idx].tolist(), sims[idx].tolist(), strict=True))
 
     def top_many(self, queries: F32, n: int) -> list[list[tuple[int, float]]]:
         """`top` for each row of `queries` (one per query), from matrix products of

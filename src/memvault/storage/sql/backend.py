@@ -596,9 +596,8 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
                     row[_EXPIRES_AT] is not None and row[_EXPIRES_AT] <= at
                 ):
                     continue
-                pending = self.access.note(row[0], at)
                 out.append(
-                    codec.memory_from_row(row, (pending.count, pending.last_at), self.column_cipher)
+                    codec.memory_from_row(row, self.access.note(row[0], at), self.column_cipher)
                 )
             return out
 
@@ -822,13 +821,12 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
     ) -> dict[int, Memory]:
         if not count_access:
             return {r[0]: m for r, m in zip(rows, self._memories(rows), strict=True)}
-        out = {}
-        for row in rows:
-            pending = self.access.note(row[0], at)  # a search hit is an access
-            out[row[0]] = codec.memory_from_row(
-                row, (pending.count, pending.last_at), self.column_cipher
-            )
-        return out
+        cipher = self.column_cipher
+        counts = self.access.note_many([row[0] for row in rows], at)  # a hit is an access
+        return {
+            row[0]: codec.memory_from_row(row, count, cipher)
+            for row, count in zip(rows, counts, strict=True)
+        }
 
     async def history(self, user_id: str, memory_id: str) -> list[HistoryEntry]:
         def run(conn: Conn) -> list[HistoryEntry]:

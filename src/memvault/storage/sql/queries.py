@@ -434,10 +434,29 @@ def _keyset(sort_col: Any, desc: bool) -> Cond:
     return build
 
 
+_VISIBILITY: dict[tuple[Filters, bool], tuple[list[Cond], list[Any], dict[str, Any]]] = {}
+_VISIBILITY_KEPT = 256  # filter sets remembered (the cache starts over when full)
+
+
 def visibility(filters: Filters, pg: bool = False) -> tuple[list[Cond], list[Any], dict[str, Any]]:
     """Conditions for one user's rows under `filters`; `:user_id` and `:now` are bound by the
-    caller. Returns builders (called only when the shape is compiled), tokens and params.
-    `pg`: PostgreSQL's JSON operators instead of SQLite's, with SQLite's meaning."""
+    caller. Returns builders (called only when the shape is compiled), tokens and params
+    (the caller's own copies). `pg`: PostgreSQL's JSON operators instead of SQLite's, with
+    SQLite's meaning. Hashable filters (no list or mapping in them, the common case: none
+    at all) are worked out once (`Filters` is frozen)."""
+    try:
+        key = (filters, pg)
+        known = _VISIBILITY.get(key)
+    except TypeError:  # a list or a mapping in the filters
+        return _visibility(filters, pg)
+    if known is None:
+        if len(_VISIBILITY) >= _VISIBILITY_KEPT:
+            _VISIBILITY.clear()
+        known = _VISIBILITY[key] = _visibility(filters, pg)
+    return list(known[0]), list(known[1]), dict(known[2])  # callers add to them
+
+
+def _visibility(filters: Filters, pg: bool) -> tuple[list[Cond], list[Any], dict[str, Any]]:
     conds: list[Cond] = [lambda: _m.c.user_id == bindparam("user_id")]
     tokens: list[Any] = []
     params: dict[str, Any] = {}
