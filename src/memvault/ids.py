@@ -20,6 +20,8 @@ _lock = threading.Lock()
 _last_ms = 0
 _last_rand = 0
 _last_head: tuple[int, str] = (-1, "")
+_last_mid: tuple[int, str] = (-1, "")  # the random part's first 40 bits, encoded
+_LOW = (1 << 40) - 1
 
 
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> two characters
@@ -32,7 +34,7 @@ def _encode(value: int, length: int) -> str:
 
 def new_id(prefix: str) -> str:
     """Return a new id such as `mem_01JD3Q...`; ids made in one process strictly increase."""
-    global _last_ms, _last_rand, _last_head
+    global _last_ms, _last_rand, _last_head, _last_mid
     if prefix not in PREFIXES:
         raise ValueError(f"unknown id prefix {prefix!r}; allowed: {sorted(PREFIXES)}")
     ms = time.time_ns() // 1_000_000
@@ -45,11 +47,21 @@ def new_id(prefix: str) -> str:
             rand = int.from_bytes(os.urandom(10), "big") >> 1  # leave room to increment
         _last_ms, _last_rand = ms, rand
     # 26 characters = 130 bits: the first 10 hold the 48-bit time, the last 16 the 80
-    # random bits; the time part repeats within a millisecond, so it is encoded once.
+    # random bits. Ids made in one millisecond share the time part and count up from one
+    # random value, so they share the first half of the random part too: each half is
+    # encoded once, and an id costs four character pairs.
     head = _last_head
     if head[0] != ms:
         head = _last_head = (ms, _encode(ms, 10))
-    return f"{prefix}_{head[1]}{_encode(rand, 16)}"
+    high, low = rand >> 40, rand & _LOW
+    mid = _last_mid
+    if mid[0] != high:
+        mid = _last_mid = (high, _encode(high, 8))
+    pairs = _PAIRS
+    return (
+        f"{prefix}_{head[1]}{mid[1]}{pairs[low >> 30]}{pairs[(low >> 20) & 1023]}"
+        f"{pairs[(low >> 10) & 1023]}{pairs[low & 1023]}"
+    )
 
 
 def derived_id(prefix: str, at_ms: int, source: str) -> str:

@@ -23,18 +23,19 @@ from __future__ import annotations
 import re
 
 DEFAULT = 0.5
-_TYPE = {"permanent": 0.9, "fact": 0.6, "preference": 0.6, "event": 0.5, "summary": 0.5}
+# In thousandths, so that sums are exact (no rounding of the result)
+_TYPE = {"permanent": 900, "fact": 600, "preference": 600, "event": 500, "summary": 500}
 _CATEGORY = {
-    "health": 0.25,
-    "identity": 0.2,
-    "family": 0.15,
-    "dates": 0.15,
-    "location": 0.1,
-    "work": 0.1,
-    "education": 0.1,
-    "pets": 0.1,
-    "plans": 0.05,
-    "preferences": 0.05,
+    "health": 250,
+    "identity": 200,
+    "family": 150,
+    "dates": 150,
+    "location": 100,
+    "work": 100,
+    "education": 100,
+    "pets": 100,
+    "plans": 50,
+    "preferences": 50,
 }
 # matched against the lower-cased text: re.I made each search 2.5 times slower
 _STRONG = re.compile(
@@ -49,16 +50,16 @@ _DATE_OR_NUMBER = re.compile(
 
 def derive(memory_type: str, category: str | None, text: str) -> float:
     """The derived importance of a memory (see the module docstring)."""
-    score = _TYPE.get(memory_type, DEFAULT)
+    score = _TYPE.get(memory_type, 500)
     if category is not None:
-        score += _CATEGORY.get(category.lower(), 0.0)
+        score += _CATEGORY.get(category.lower(), 0)
     lower = text.lower()
     if _STRONG.search(lower):
-        score += 0.1
+        score += 100
     if _DATE_OR_NUMBER.search(lower):
-        score += 0.05
+        score += 50
     if len(text.split()) < 3:
-        score -= 0.1
+        score -= 100
     if text.rstrip().endswith("?"):
-        score -= 0.15
-    return round(min(0.95, max(0.05, score)), 3)
+        score -= 150
+    return min(950, max(50, score)) / 1000

@@ -24,6 +24,23 @@ def test_ids_are_prefixed_sortable_and_valid() -> None:
         ids.new_id("xyz")
 
 
+def test_an_id_spells_its_time_and_random_bits_whatever_halves_it_reuses(monkeypatch) -> None:
+    """Ids of one millisecond reuse the encoded time and the random part's first half: each
+    id must still be the full 130-bit encoding, also when counting up carries into that
+    first half."""
+    ahead = ids.time.time_ns() // 1_000_000 + 10**6  # later than now: every id counts up
+    monkeypatch.setattr(ids, "_last_ms", ahead)
+    monkeypatch.setattr(ids, "_last_rand", (5 << 40) + (1 << 40) - 3)
+    made = []
+    for _ in range(6):  # the third carries into the first half
+        made.append(ids.new_id("mem"))
+        assert made[-1] == f"mem_{ids._encode(ahead, 10)}{ids._encode(ids._last_rand, 16)}"
+    assert ids._last_rand == (6 << 40) + 3
+    assert made == sorted(made)
+    assert len(set(made)) == 6
+    assert made[1][-16:-8] != made[2][-16:-8]  # the first half moved on
+
+
 @pytest.mark.parametrize(
     ("last", "cur", "longest", "today", "want"),
     [

@@ -416,18 +416,24 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         self._hook_index_new_rows(conn, top)
         if vectors is not None and any(v is not None for v in vectors):
             pks = dict(conn.execute(self.sql.pks_after, {"pk": top}).fetchall())
-            conn.executemany(
-                self.sql.insert_vector,
-                [
-                    {
-                        "memory_pk": pks[m.memory_id],
-                        "user_id": m.user_id,
-                        "vector": self._hook_vector_value(vec),
-                    }
-                    for m, vec in zip(mems, vectors, strict=True)
-                    if vec is not None
-                ],
-            )
+            pairs = [(m, vec) for m, vec in zip(mems, vectors, strict=True) if vec is not None]
+            if self.sql.insert_vector_positional is not None:  # SQLite: bytes as they are
+                conn.executemany(
+                    self.sql.insert_vector_positional,
+                    [(pks[m.memory_id], m.user_id, vec) for m, vec in pairs],
+                )
+            else:
+                conn.executemany(
+                    self.sql.insert_vector,
+                    [
+                        {
+                            "memory_pk": pks[m.memory_id],
+                            "user_id": m.user_id,
+                            "vector": self._hook_vector_value(vec),
+                        }
+                        for m, vec in pairs
+                    ],
+                )
         if change.actor is not None or change.reason is not None:
             conn.executemany(self.sql.insert_history, self._history_rows(mems, change, now))
 
