@@ -26,12 +26,25 @@ def test_migrated_sqlite_matches_tables_module(tmp_path: Path) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
         names = set(inspect(conn).get_table_names())
+        views = set(inspect(conn).get_view_names())
     engine.dispose()
     # FTS5 keeps its index in shadow tables that the SQLAlchemy metadata does not describe.
     diff = [
         d for d in diff if not (d[0] == "remove_table" and d[1].name.startswith("memories_fts"))
     ]
+    # SQLite keeps vectors in blocks; `memory_vectors` is a view of them (migration 0011).
+    blocks = {
+        ("add_table", "memory_vectors"),
+        ("add_index", "ix_memory_vectors_user_seq"),
+        ("remove_table", "vector_blocks"),
+        ("remove_index", "ix_vector_blocks_user_seq"),
+        ("remove_table", "vector_data"),
+        ("remove_table", "vector_slots"),
+    }
+    assert {(d[0], d[1].name) for d in diff} >= blocks
+    diff = [d for d in diff if (d[0], d[1].name) not in blocks]
     assert diff == []
+    assert "memory_vectors" in views
     assert {"memories", "memories_fts", "memory_history", "users", "messages"} <= names
     assert migrate.current_revision(url) == migrate.HEAD_REVISION
 
@@ -218,3 +231,56 @@ def test_opening_a_store_at_head_does_not_import_alembic(tmp_path: Path) -> None
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "False"
+
+
+def test_0011_moves_vectors_into_blocks_and_back(tmp_path: Path) -> None:
+    """Upgrading keeps every vector under its `seq`, a block per user's run of rows; the
+    downgrade gives the one-row-per-vector table back with the same rows."""
+    import numpy as np
+
+    from memvault import MemVault, Settings
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    rng = np.random.default_rng(11)
+    vecs = rng.standard_normal((25, 384)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    with MemVault(Settings(data_dir=tmp_path, database_url=url)) as vault:
+        for user, start, n in (("alice", 0, 10), ("bob", 10, 5)):
+            vault.add_many(
+                user, [{"content": f"n{i}", "embedding": vecs[i]} for i in range(start, start + n)]
+            )
+        for i in range(15, 25):  # one at a time: a block each, before the upgrade joins them
+            vault.add("alice", f"n{i}", embedding=vecs[i])
+        gone = vault.add("bob", "replaced soon", embedding=vecs[0])
+        vault.update("bob", gone.memory_id, content="replaced now")  # embedded again
+
+    def rows() -> list[tuple[object, ...]]:
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            out = conn.exec_driver_sql(
+                "SELECT seq, memory_pk, user_id, vector FROM memory_vectors ORDER BY seq"
+            ).all()
+        engine.dispose()
+        return [tuple(r) for r in out]
+
+    at_head = rows()
+    assert len(at_head) == 26
+    migrate.downgrade(url, "0010")
+    assert rows() == at_head
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert "memory_vectors" in inspect(conn).get_table_names()
+    engine.dispose()
+    migrate.upgrade(url)
+    assert rows() == at_head
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        blocks = conn.exec_driver_sql(
+            "SELECT user_id, length(pks) / 16 FROM vector_blocks ORDER BY seq"
+        ).all()
+    engine.dispose()
+    assert [tuple(b) for b in blocks] == [("alice", 20), ("bob", 6)]
+    with MemVault(Settings(data_dir=tmp_path, database_url=url)) as vault:
+        hits = vault.search("alice", "x", mode="vector", k=20, query_vector=vecs[17])
+        assert hits[0].memory.content == "n17"
+        assert len(hits) == 20

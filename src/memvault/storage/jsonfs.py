@@ -76,8 +76,8 @@ _USER_TABLES = (
     "sessions",
     "summaries",
     "user_metrics",
-    "memory_vectors",
-    "jobs",
+    "vector_blocks",  # SQLite keeps vectors in blocks (migration 0011); a slot's change
+    "jobs",  # marks its block, so the block's user is the one whose files changed
 )
 _GLOBAL_TABLES = ("global_context", "api_keys", "audit_log", "vector_index")
 _KEY_COLS = "key_id, key_hash, prefix, user_id, name, rate_per_minute, created_at, revoked_at"
@@ -481,12 +481,14 @@ class JsonfsBackend(SqliteBackend):
                     "SELECT memory_id, pk FROM memories WHERE user_id = ?", (user_id,)
                 ).fetchall()
             )
-            for memory_id, blob in (vectors.get("vectors") or {}).items():
-                if memory_id in pks:
-                    conn.execute(
-                        "INSERT INTO memory_vectors (memory_pk, user_id, vector) VALUES (?, ?, ?)",
-                        (pks[memory_id], user_id, base64.b64decode(blob)),
-                    )
+            self._hook_store_vectors(
+                conn,
+                [
+                    (pks[memory_id], user_id, base64.b64decode(blob))
+                    for memory_id, blob in (vectors.get("vectors") or {}).items()
+                    if memory_id in pks
+                ],
+            )
         for j in seed.record_list(read("jobs.json")):
             conn.execute(
                 f"INSERT INTO jobs (user_id, {_JOB_COLS}) VALUES "
@@ -704,16 +706,14 @@ class JsonfsBackend(SqliteBackend):
         mt = self._get_metrics(conn, user_id)
         if mt is not None:
             w("interaction_metrics.json", mt.model_dump(mode="json"))
+        ids = dict(conn.execute("SELECT pk, memory_id FROM memories WHERE user_id = ?", (user_id,)))
         w(
             "vectors.json",
             {
                 "vectors": {
-                    r[0]: base64.b64encode(r[1]).decode()
-                    for r in conn.execute(
-                        "SELECT m.memory_id, v.vector FROM memory_vectors v JOIN memories m "
-                        "ON m.pk = v.memory_pk WHERE v.user_id = ? ORDER BY v.seq",
-                        (user_id,),
-                    )
+                    ids[pk]: base64.b64encode(vec).decode()
+                    for pk, vec in self._user_vector_rows(conn, user_id)
+                    if pk in ids
                 }
             },
         )
@@ -838,4 +838,5 @@ def _user_from(user_id: str, profile: dict[str, Any], now: datetime) -> User:
 
 def _delete_user_rows(conn: Conn, user_id: str) -> None:
     conn.execute("DELETE FROM memory_history WHERE user_id = ?", (user_id,))
+    conn.execute("DELETE FROM vector_blocks WHERE user_id = ?", (user_id,))  # before slots
     conn.execute("DELETE FROM users WHERE user_id = ?", (user_id,))  # the rest cascades

@@ -102,6 +102,9 @@ class RecordStore:
     access: AccessTracker
     sql: Statements
 
+    def _hook_user_gone(self, conn: Conn, user_id: str) -> None:
+        """Called in the transaction that erases `user_id`, before its row is deleted."""
+
     def _flush_access(self, conn: Conn) -> None:
         taken = self.access.take()
         if not taken:
@@ -214,6 +217,7 @@ class RecordStore:
                 )
             }
             conn.execute("DELETE FROM memory_history WHERE user_id = ?", (user_id,))
+            self._hook_user_gone(conn, user_id)
             gone = conn.execute("DELETE FROM users WHERE user_id = ?", (user_id,)).rowcount
             if not gone:
                 raise NotFoundError(f"no user {user_id!r}", {"user_id": user_id})

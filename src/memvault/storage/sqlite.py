@@ -36,6 +36,11 @@ from memvault.storage.vectors import UserVectors, VectorCache
 
 _ANY = Filters()
 CACHE_VECTORS_FROM = 256  # smaller users are read, not kept, on a first search (vectors.py)
+VECTOR_BLOCK = 128  # vectors a block holds at most (migration 0011)
+_USER_BLOCKS = (
+    "SELECT b.seq, b.width, b.pks, d.vectors FROM vector_blocks b "
+    "JOIN vector_data d ON d.block = b.seq WHERE b.user_id = ? AND b.seq > ? ORDER BY b.seq"
+)
 SEEN_USERS = 100_000  # small users whose searches are counted
 KEEP_AFTER = 3  # a small user's matrix is kept from its third search
 FTS_FIRST_SLACK = 16  # extra index rows read in case some are deleted or expired
@@ -152,6 +157,60 @@ class SqliteBackend(SqlBackend, ChangeStore):
     def _hook_vectors_dropped(self) -> None:
         self.vectors.drop()
 
+    def _hook_store_vectors(
+        self, conn: Conn, items: Sequence[tuple[int, str, bytes]], replace: bool = False
+    ) -> None:
+        """One block per user (and vector width) of up to `VECTOR_BLOCK` vectors, and a slot
+        per memory (migration 0011). Replaced vectors are marked deleted in their old block
+        by the slot's trigger."""
+        if replace:
+            conn.executemany(
+                "DELETE FROM vector_slots WHERE memory_pk = ?", [(i[0],) for i in items]
+            )
+        groups: dict[tuple[str, int], dict[int, bytes]] = {}
+        for pk, user_id, vec in items:
+            groups.setdefault((user_id, len(vec)), {})[pk] = vec  # a memory once, the last
+        for (user_id, width), by_pk in groups.items():
+            entries = list(by_pk.items())
+            for start in range(0, len(entries), VECTOR_BLOCK):
+                part = entries[start : start + VECTOR_BLOCK]
+                keys = np.array([pk for pk, _ in part], dtype=">i8").tobytes().hex()
+                made: Any = conn.execute(  # a sqlite3 cursor
+                    "INSERT INTO vector_blocks (user_id, width, pks) VALUES (?, ?, ?)",
+                    (user_id, width, keys),
+                )
+                block = made.lastrowid
+                conn.execute(
+                    "INSERT INTO vector_data (block, vectors) VALUES (?, ?)",
+                    (block, b"".join(vec for _, vec in part)),
+                )
+                conn.executemany(
+                    "INSERT INTO vector_slots (memory_pk, block, slot) VALUES (?, ?, ?)",
+                    [(pk, block, slot) for slot, (pk, _) in enumerate(part)],
+                )
+
+    def _user_vector_rows(self, conn: Conn, user_id: str) -> list[tuple[int, bytes]]:
+        """(memory_pk, vector) of each of the user's stored vectors, in the order written;
+        one read per block (through the `memory_vectors` view, each row would read its whole
+        block)."""
+        out: dict[int, bytes] = {}
+        for _seq, width, hex_keys, vectors in conn.execute(_USER_BLOCKS, (user_id, 0)):
+            keys = np.frombuffer(bytes.fromhex(hex_keys), dtype=">i8").tolist()
+            for slot, pk in enumerate(keys):
+                if pk:
+                    out.pop(pk, None)  # a later block's vector replaces it, in its place
+                    out[pk] = vectors[slot * width : (slot + 1) * width]
+        return list(out.items())
+
+    def _hook_drop_vectors(self, conn: Conn) -> None:
+        # Blocks first: the slots' trigger then has no block to mark, row by row.
+        conn.execute("DELETE FROM vector_blocks")
+        conn.execute("DELETE FROM vector_slots")
+
+    def _hook_user_gone(self, conn: Conn, user_id: str) -> None:
+        # Before the cascade deletes the user's slots one by one (see `_hook_drop_vectors`).
+        conn.execute("DELETE FROM vector_blocks WHERE user_id = ?", (user_id,))
+
     def _lock_path(self, name: str) -> str:
         return f"{self.path}.{name}.lock"
 
@@ -255,42 +314,22 @@ class SqliteBackend(SqlBackend, ChangeStore):
         self, conn: sqlite3.Connection, user_id: str, dimension: int
     ) -> UserVectors:
         uv = self.vectors.get(user_id)
-        if uv is None:
-            rows = conn.execute(
-                "SELECT seq, memory_pk, vector FROM memory_vectors WHERE user_id = ? "
-                "ORDER BY seq LIMIT ?",
-                (user_id, CACHE_VECTORS_FROM),
-            ).fetchall()
-            if len(rows) < CACHE_VECTORS_FROM:  # all of a small user's vectors
-                small = UserVectors(dimension)
-                small.apply(rows)
-                if not self._searched_once(user_id):  # searched often enough: keep it
-                    self.vectors.put(user_id, small)
-                return small  # else read, not kept (vectors.py)
-            # A bigger user: the first load below reads every row in one go.
-        fresh = uv is None or uv.dimension != dimension or uv.stale * 4 > max(len(uv.pks), 64)
-        if uv is None or fresh:
-            uv = UserVectors(dimension)
-        latest = (
-            None  # a first load reads everything anyway
-            if fresh
-            else conn.execute(
-                "SELECT max(seq) FROM memory_vectors WHERE user_id = ?", (user_id,)
+        if uv is not None and uv.dimension == dimension and uv.stale * 4 <= max(len(uv.pks), 64):
+            latest = conn.execute(
+                "SELECT max(seq) FROM vector_blocks WHERE user_id = ?", (user_id,)
             ).fetchone()[0]
-        )
-        changed = fresh
-        if fresh or (latest is not None and latest > uv.seq):
-            uv.apply(
-                conn.execute(
-                    "SELECT seq, memory_pk, vector FROM memory_vectors "
-                    "WHERE user_id = ? AND seq > ? ORDER BY seq",
-                    (user_id, uv.seq),
-                )
-            )
-            changed = True
-        if changed:
-            self.vectors.put(user_id, uv)
-        return uv
+            if latest is not None and latest > uv.seq:
+                uv.apply_blocks(conn.execute(_USER_BLOCKS, (user_id, uv.seq)).fetchall())
+                self.vectors.put(user_id, uv)
+            return uv
+        # Not kept, or due for a reload (a quarter of it deleted since): read every block.
+        fresh = UserVectors(dimension)
+        fresh.apply_blocks(conn.execute(_USER_BLOCKS, (user_id, 0)).fetchall())
+        # A small user is kept once searched often enough; until then read, not kept.
+        big = uv is not None or len(fresh.pks) >= CACHE_VECTORS_FROM
+        if big or not self._searched_once(user_id):
+            self.vectors.put(user_id, fresh)
+        return fresh
 
     def kept_vectors(self, user_id: str) -> int:
         uv = self.vectors.peek(user_id)

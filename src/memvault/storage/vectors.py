@@ -21,11 +21,12 @@ from the second search), while a user searched again and again is faster with a 
 matrix (0.26 against 0.42 ms p50 in-process; peer benchmark at 10k, ten searches a user:
 0.29 against 0.47).
 
-Coherence: `memory_vectors.seq` only grows. Before a search the cache reads the user's
-largest `seq` (one index probe); if it moved, it reads only the newer rows, which add or
-replace vectors by memory. Vectors of memories deleted since stay in the matrix until the
-user is reloaded; the search drops them when it reads the rows (deleted and expired rows are
-never returned), and reloads the user when they reach a quarter of the matrix.
+Coherence: `vector_blocks.seq` (SQLite, migration 0011) only grows. Before a search the
+cache reads the user's largest `seq` (one index probe); if it moved, it reads only the newer
+blocks, which add or replace vectors by memory. Vectors of memories deleted since stay in
+the matrix until the user is reloaded; the search drops them when it reads the rows (deleted
+and expired rows are never returned), and reloads the user when they reach a quarter of the
+matrix.
 """
 
 from __future__ import annotations
@@ -107,16 +108,49 @@ class UserVectors:
                 )
                 self.seq = max(self.seq, rows[-1][0])
                 return  # `pos` waits for a change (most matrices read never get one)
+        self.seq = max(self.seq, max(r[0] for r in rows))
+        good = [
+            (pk, np.frombuffer(blob, dtype=np.float32)) for _, pk, blob in rows if len(blob) == size
+        ]
+        self._add([pk for pk, _ in good], [vec for _, vec in good])  # others: another embedder's
+
+    def apply_blocks(self, blocks: Iterable[tuple[int, int, str, bytes]]) -> None:
+        """Blocks of (seq, width in bytes, memory keys, vectors), in seq order: the SQLite
+        layout of migration 0011 (keys as 16 hexadecimal digits each, zeros where the
+        vector was deleted). A first load of live blocks takes their buffers as they are."""
+        size = 4 * self.dimension
+        keys: list[npt.NDArray[np.int64]] = []
+        mats: list[F32] = []
+        for seq, width, hex_keys, vectors in blocks:
+            self.seq = max(self.seq, seq)
+            if width != size:
+                continue  # written by another embedder; reindex replaces them
+            key = np.frombuffer(bytes.fromhex(hex_keys), dtype=">i8").astype(np.int64)
+            mat = np.frombuffer(vectors, dtype=np.float32).reshape(len(key), self.dimension)
+            live = key != 0
+            if not live.all():
+                key, mat = key[live], mat[live]
+            keys.append(key)
+            mats.append(mat)
+        if not keys:
+            return
+        pks = keys[0] if len(keys) == 1 else np.concatenate(keys)
+        matrix = mats[0] if len(mats) == 1 else np.concatenate(mats)
+        if len(self.pks) == 0 and (len(keys) == 1 or len(np.unique(pks)) == len(pks)):
+            self.pks, self.matrix = pks, matrix  # read-only until a change (`_add`)
+            return
+        self._add(pks.tolist(), list(matrix))
+
+    def _add(self, pks: list[int], vecs: list[F32]) -> None:
+        """Add these vectors, or replace them for memories already in the matrix."""
+        if not pks:
+            return
         if not self.pos and len(self.pks):
             self.pos = dict(zip(self.pks.tolist(), range(len(self.pks)), strict=True))
         new_pks: list[int] = []
         new_vecs: list[F32] = []
         base = len(self.pks)
-        for seq, pk, blob in rows:
-            self.seq = max(self.seq, seq)
-            if len(blob) != size:
-                continue  # written by another embedder; reindex replaces it
-            vec = np.frombuffer(blob, dtype=np.float32)
+        for pk, vec in zip(pks, vecs, strict=True):
             at = self.pos.get(pk)
             if at is None:
                 self.pos[pk] = base + len(new_pks)
@@ -125,6 +159,8 @@ class UserVectors:
             elif at >= base:
                 new_vecs[at - base] = vec
             else:
+                if not self.matrix.flags.writeable:  # a block's buffer, as read
+                    self.matrix = self.matrix.copy()
                 self.matrix[at] = vec
         if new_pks:
             self.pks = np.concatenate([self.pks, np.array(new_pks, dtype=np.int64)])

@@ -281,6 +281,27 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         """A float32 vector as the driver must bind it."""
         return vec
 
+    def _hook_store_vectors(
+        self, conn: Conn, items: Sequence[tuple[int, str, bytes]], replace: bool = False
+    ) -> None:
+        """Store (memory_pk, user_id, vector) for these memories; with `replace`, any vector
+        they have is deleted first (without, they have none)."""
+        if replace:
+            conn.executemany(
+                "DELETE FROM memory_vectors WHERE memory_pk = ?", [(i[0],) for i in items]
+            )
+        conn.executemany(
+            self.sql.insert_vector,
+            [
+                {"memory_pk": pk, "user_id": user_id, "vector": self._hook_vector_value(vec)}
+                for pk, user_id, vec in items
+            ],
+        )
+
+    def _hook_drop_vectors(self, conn: Conn) -> None:
+        """Delete every stored vector (another embedder)."""
+        conn.execute("DELETE FROM memory_vectors")
+
     def _hook_pks_value(self, pks: Sequence[int]) -> Any:
         """A list of primary keys as `sql.session_around` binds `:pks`."""
         return list(pks)
@@ -416,24 +437,14 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         self._hook_index_new_rows(conn, top)
         if vectors is not None and any(v is not None for v in vectors):
             pks = dict(conn.execute(self.sql.pks_after, {"pk": top}).fetchall())
-            pairs = [(m, vec) for m, vec in zip(mems, vectors, strict=True) if vec is not None]
-            if self.sql.insert_vector_positional is not None:  # SQLite: bytes as they are
-                conn.executemany(
-                    self.sql.insert_vector_positional,
-                    [(pks[m.memory_id], m.user_id, vec) for m, vec in pairs],
-                )
-            else:
-                conn.executemany(
-                    self.sql.insert_vector,
-                    [
-                        {
-                            "memory_pk": pks[m.memory_id],
-                            "user_id": m.user_id,
-                            "vector": self._hook_vector_value(vec),
-                        }
-                        for m, vec in pairs
-                    ],
-                )
+            self._hook_store_vectors(
+                conn,
+                [
+                    (pks[m.memory_id], m.user_id, vec)
+                    for m, vec in zip(mems, vectors, strict=True)
+                    if vec is not None
+                ],
+            )
         if change.actor is not None or change.reason is not None:
             conn.executemany(self.sql.insert_history, self._history_rows(mems, change, now))
 
@@ -572,15 +583,7 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         new = mg.fn(current)
         self._record_change(conn, current, new, mg.change, now)
         if mg.vector is not None:
-            conn.execute("DELETE FROM memory_vectors WHERE memory_pk = ?", (row[0],))
-            conn.execute(
-                self.sql.insert_vector,
-                {
-                    "memory_pk": row[0],
-                    "user_id": mg.user_id,
-                    "vector": self._hook_vector_value(mg.vector),
-                },
-            )
+            self._hook_store_vectors(conn, [(row[0], mg.user_id, mg.vector)], replace=True)
         return new
 
     async def fetch(self, user_id: str, memory_ids: Sequence[str], now: datetime) -> list[Memory]:
@@ -955,7 +958,7 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
             row = conn.execute("SELECT model, dimension FROM vector_index WHERE id = 1").fetchone()
             if row is not None and (row[0], row[1]) == (model, dimension):
                 return False
-            conn.execute("DELETE FROM memory_vectors")
+            self._hook_drop_vectors(conn)
             conn.execute(
                 "INSERT INTO vector_index (id, model, dimension, created_at) "
                 "VALUES (1, :m, :d, :at) ON CONFLICT (id) DO UPDATE SET model = excluded.model, "
@@ -973,25 +976,19 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         memories still existed."""
 
         def run(conn: Conn) -> int:
-            done = 0
+            found: dict[int, bytes] = {}  # by memory key: a memory given twice takes the last
             for memory_id, vec in items:
                 row = conn.execute(
                     "SELECT pk FROM memories WHERE user_id = ? AND memory_id = ?",
                     (user_id, memory_id),
                 ).fetchone()
-                if row is None:
-                    continue
-                conn.execute("DELETE FROM memory_vectors WHERE memory_pk = ?", (row[0],))
-                conn.execute(
-                    self.sql.insert_vector,
-                    {
-                        "memory_pk": row[0],
-                        "user_id": user_id,
-                        "vector": self._hook_vector_value(vec),
-                    },
+                if row is not None:
+                    found[row[0]] = vec
+            if found:
+                self._hook_store_vectors(
+                    conn, [(pk, user_id, vec) for pk, vec in found.items()], replace=True
                 )
-                done += 1
-            return done
+            return len(found)
 
         result: int = await self._write(run)
         return result

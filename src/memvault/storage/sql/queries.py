@@ -115,11 +115,6 @@ class Statements:
             "INSERT INTO memory_vectors (memory_pk, user_id, vector) "
             "VALUES (:memory_pk, :user_id, :vector)"
         )
-        self.insert_vector_positional: str | None = (
-            None
-            if self.pg
-            else "INSERT INTO memory_vectors (memory_pk, user_id, vector) VALUES (?, ?, ?)"
-        )
         self.session_tail = (
             "SELECT pk, content, search_context FROM memories WHERE user_id = :user_id "
             "AND session_id = :session_id AND deleted_at IS NULL ORDER BY pk DESC LIMIT :n"

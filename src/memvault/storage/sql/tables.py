@@ -202,9 +202,9 @@ user_metrics = Table(
     Column("last_active_date", String(10)),
 )
 
-# One vector per memory that has one, for the embedder named in `vector_index`. `seq` only
-# grows (AUTOINCREMENT on SQLite): a process that caches a user's vectors reads the rows past
-# the largest `seq` it holds. A changed memory gets a new row (the old one is deleted).
+# One vector per memory that has one, for the embedder named in `vector_index`. A changed
+# memory gets a new row (the old one is deleted). On PostgreSQL a table; on SQLite a view of
+# the same columns over vectors kept a batch to a block (migration 0011, `storage/sqlite.py`).
 memory_vectors = Table(
     "memory_vectors",
     metadata,
