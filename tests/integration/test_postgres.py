@@ -108,6 +108,15 @@ def test_migrate_sqlite_to_postgres_and_back_is_byte_for_byte(
         assert returned[table] == rows, table
     assert sum(len(r) for r in original.values()) > 50
     assert len(original["memory_vectors"]) > 30  # vectors made the round trip too
+    blocks = []
+    for path in (first, back):  # written a batch to a block, not a block a row (0011)
+        conn = sqlite3.connect(path)
+        try:
+            blocks.append(conn.execute("SELECT count(*) FROM vector_blocks").fetchone()[0])
+        finally:
+            conn.close()
+    assert blocks[0] > 3  # a batch, then memories added and changed one at a time
+    assert blocks[1] == 1  # alice's vectors, copied in one batch
     with MemVault(Settings(data_dir=tmp_path, database_url=f"sqlite:///{back}")) as v:
         after_search = [h.memory.memory_id for h in v.search("alice", "tea travel", k=5)]
     assert after_search == before_search  # full-text index rebuilt, same vectors

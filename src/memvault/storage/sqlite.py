@@ -167,14 +167,22 @@ class SqliteBackend(SqlBackend, ChangeStore):
             conn.executemany(
                 "DELETE FROM vector_slots WHERE memory_pk = ?", [(i[0],) for i in items]
             )
-        groups: dict[tuple[str, int], dict[int, bytes]] = {}
-        for pk, user_id, vec in items:
-            groups.setdefault((user_id, len(vec)), {})[pk] = vec  # a memory once, the last
+        self._write_blocks(conn, [(None, pk, user_id, vec) for pk, user_id, vec in items])
+
+    def _hook_copy_vectors(self, conn: Conn, rows: Sequence[tuple[Any, ...]]) -> None:
+        self._write_blocks(conn, [(seq, pk, user_id, vec) for seq, pk, user_id, vec in rows])
+
+    def _write_blocks(self, conn: Conn, rows: Sequence[tuple[int | None, int, str, bytes]]) -> None:
+        """Blocks for rows of (slot seq or None for the next, memory_pk, user_id, vector)
+        whose memories have no vector now."""
+        groups: dict[tuple[str, int], dict[int, tuple[int | None, bytes]]] = {}
+        for seq, pk, user_id, vec in rows:  # a memory once, the last
+            groups.setdefault((user_id, len(vec)), {})[pk] = (seq, vec)
         for (user_id, width), by_pk in groups.items():
-            entries = list(by_pk.items())
+            entries = [(pk, seq, vec) for pk, (seq, vec) in by_pk.items()]
             for start in range(0, len(entries), VECTOR_BLOCK):
                 part = entries[start : start + VECTOR_BLOCK]
-                keys = np.array([pk for pk, _ in part], dtype=">i8").tobytes().hex()
+                keys = np.array([e[0] for e in part], dtype=">i8").tobytes().hex()
                 made: Any = conn.execute(  # a sqlite3 cursor
                     "INSERT INTO vector_blocks (user_id, width, pks) VALUES (?, ?, ?)",
                     (user_id, width, keys),
@@ -182,11 +190,11 @@ class SqliteBackend(SqlBackend, ChangeStore):
                 block = made.lastrowid
                 conn.execute(
                     "INSERT INTO vector_data (block, vectors) VALUES (?, ?)",
-                    (block, b"".join(vec for _, vec in part)),
+                    (block, b"".join(e[2] for e in part)),
                 )
                 conn.executemany(
-                    "INSERT INTO vector_slots (memory_pk, block, slot) VALUES (?, ?, ?)",
-                    [(pk, block, slot) for slot, (pk, _) in enumerate(part)],
+                    "INSERT INTO vector_slots (seq, memory_pk, block, slot) VALUES (?, ?, ?, ?)",
+                    [(seq, pk, block, slot) for slot, (pk, seq, _) in enumerate(part)],
                 )
 
     def _user_vector_rows(self, conn: Conn, user_id: str) -> list[tuple[int, bytes]]:

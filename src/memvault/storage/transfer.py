@@ -221,12 +221,11 @@ def transfer(
             if not rows:
                 break
             values = [_normal(table.name, columns, r) for r in rows]
-            if vec_at is not None:
-                values = [
-                    (*v[:vec_at], target._hook_vector_value(v[vec_at]), *v[vec_at + 1 :])
-                    for v in values
-                ]
-            target.db.write(functools.partial(_write_rows, insert, values))
+            if vec_at is not None:  # SQLite writes them a batch to a block (migration 0011)
+                assert columns == ["seq", "memory_pk", "user_id", "vector"], columns
+                target.db.write(functools.partial(target._hook_copy_vectors, rows=values))
+            else:
+                target.db.write(functools.partial(_write_rows, insert, values))
             tr.copied += len(rows)
             done += len(rows)
             after = rows[-1][columns.index(key)]

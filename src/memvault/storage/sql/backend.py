@@ -302,6 +302,14 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         """Delete every stored vector (another embedder)."""
         conn.execute("DELETE FROM memory_vectors")
 
+    def _hook_copy_vectors(self, conn: Conn, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Write `memory_vectors` rows (seq, memory_pk, user_id, vector) copied from another
+        store (`storage.transfer`), each under its `seq`."""
+        conn.executemany(
+            "INSERT INTO memory_vectors (seq, memory_pk, user_id, vector) VALUES (?, ?, ?, ?)",
+            [(seq, pk, user_id, self._hook_vector_value(vec)) for seq, pk, user_id, vec in rows],
+        )
+
     def _hook_pks_value(self, pks: Sequence[int]) -> Any:
         """A list of primary keys as `sql.session_around` binds `:pks`."""
         return list(pks)
