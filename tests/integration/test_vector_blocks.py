@@ -149,3 +149,45 @@ def test_one_vector_written_through_the_view_is_a_block_of_one(
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:  # one backend: the SQLite file
     return Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'mv.db'}")
+
+
+def test_vectors_written_one_at_a_time_end_up_in_few_blocks(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    """Every eighth small block written for a user, its eight newest small blocks become one
+    (`sqlite._merge_tail`): a chat's memories, written one by one, are read a few blocks at
+    a time, with the vectors they had; an entry deleted before a merge is left behind."""
+    vecs = _units(60, 5)
+    with MemVault(settings, clock=clock) as vault:
+        made = [vault.add("alice", f"turn {i}", embedding=vecs[i]) for i in range(60)]
+        vault.delete("alice", made[3].memory_id)
+        vault.update("alice", made[5].memory_id, content="turn five, said again")  # new vector
+        vault.add("bob", "bob's own", embedding=vecs[0])
+        sizes = [
+            int(str(k)) // 16
+            for (k,) in _rows(
+                settings, "SELECT length(pks) FROM vector_blocks WHERE user_id = 'alice'"
+            )
+        ]
+        assert sum(sizes) >= 60
+        assert len(sizes) <= 12  # instead of 61
+        assert max(sizes) <= 24
+    pks = dict(_rows(settings, "SELECT memory_id, pk FROM memories"))
+    with MemVault(settings, clock=clock) as again:
+        backend = again._inner.backend
+        uv = drive(backend._read(lambda conn: backend._user_vectors(conn, "alice", 384)))
+        rows = dict(zip(uv.pks.tolist(), uv.matrix, strict=True))
+        assert set(rows) == {pks[m.memory_id] for m in made}  # soft-deleted: still stored
+        for i, m in enumerate(made):
+            if i != 5:
+                assert rows[pks[m.memory_id]].tobytes() == vecs[i].tobytes()
+        assert float(rows[pks[made[5].memory_id]] @ vecs[5]) < 0.5
+        hits = again.search("alice", "x", mode="vector", k=3, query_vector=vecs[41])
+        assert hits[0].memory.memory_id == made[41].memory_id
+    slots = _rows(
+        settings,
+        "SELECT count(*) FROM vector_slots s JOIN vector_blocks b ON b.seq = s.block "
+        "WHERE substr(b.pks, s.slot * 16 + 1, 16) = printf('%016x', s.memory_pk)",
+    )
+    assert slots == [(61,)]  # every slot names its own entry: alice's 60 and bob's
+    assert _rows(settings, "SELECT count(*) FROM vector_slots") == [(61,)]

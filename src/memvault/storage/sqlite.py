@@ -37,6 +37,8 @@ from memvault.storage.vectors import UserVectors, VectorCache
 _ANY = Filters()
 CACHE_VECTORS_FROM = 256  # smaller users are read, not kept, on a first search (vectors.py)
 VECTOR_BLOCK = 128  # vectors a block holds at most (migration 0011)
+TAIL_MERGE = 8  # a user's newest small blocks merged into one (`_merge_tail`)
+SMALL_BLOCK = 16  # entries a block holds at most to count as small
 _USER_BLOCKS = (
     "SELECT b.seq, b.width, b.pks, d.vectors FROM vector_blocks b "
     "JOIN vector_data d ON d.block = b.seq WHERE b.user_id = ? AND b.seq > ? ORDER BY b.seq"
@@ -102,6 +104,55 @@ def fts_query(terms: Sequence[str]) -> str | None:
     return any_of(words) if words else None
 
 
+def _insert_block(conn: Conn, user_id: str, width: int, entries: list[tuple[int, bytes]]) -> int:
+    """A new block of (memory_pk, vector) entries; its `seq`. The slots are the caller's."""
+    keys = np.array([pk for pk, _ in entries], dtype=">i8").tobytes().hex()
+    made: Any = conn.execute(  # a sqlite3 cursor
+        "INSERT INTO vector_blocks (user_id, width, pks) VALUES (?, ?, ?)", (user_id, width, keys)
+    )
+    block = int(made.lastrowid)
+    conn.execute(
+        "INSERT INTO vector_data (block, vectors) VALUES (?, ?)",
+        (block, b"".join(vec for _, vec in entries)),
+    )
+    return block
+
+
+def _merge_tail(conn: Conn, user_id: str) -> None:
+    """When a user's `TAIL_MERGE` newest blocks are all small (`SMALL_BLOCK` entries or
+    fewer, one width), they become one block of their live entries, with the slots moved
+    to it: written a vector at a time, a user keeps blocks of about 16-24 vectors, not a
+    block a vector, and each vector is copied about three times."""
+    tail = conn.execute(
+        "SELECT seq, width, pks FROM vector_blocks WHERE user_id = ? ORDER BY seq DESC LIMIT ?",
+        (user_id, TAIL_MERGE),
+    ).fetchall()
+    if len(tail) < TAIL_MERGE:
+        return
+    width = tail[0][1]
+    if any(w != width or len(keys) > 16 * SMALL_BLOCK for _, w, keys in tail):
+        return
+    tail.reverse()  # oldest first: the merged block keeps the order they were written in
+    seqs = [seq for seq, _, _ in tail]
+    marks = ", ".join("?" for _ in seqs)
+    data = dict(
+        conn.execute(f"SELECT block, vectors FROM vector_data WHERE block IN ({marks})", seqs)
+    )
+    entries = []
+    for block, _, hex_keys in tail:
+        vectors = data[block]
+        for slot, pk in enumerate(np.frombuffer(bytes.fromhex(hex_keys), dtype=">i8").tolist()):
+            if pk:  # a marked (deleted) entry is left behind
+                entries.append((pk, vectors[slot * width : (slot + 1) * width]))
+    conn.execute(f"DELETE FROM vector_blocks WHERE seq IN ({marks})", seqs)  # and their data
+    if entries:
+        block = _insert_block(conn, user_id, width, entries)
+        conn.executemany(
+            "UPDATE vector_slots SET block = ?, slot = ? WHERE memory_pk = ?",
+            [(block, slot, pk) for slot, (pk, _) in enumerate(entries)],
+        )
+
+
 class SqliteBackend(SqlBackend, ChangeStore):
     """SQLite storage. `threaded=False` runs every call inline (for the blocking library)."""
 
@@ -137,6 +188,9 @@ class SqliteBackend(SqlBackend, ChangeStore):
         self.db.checkpointer.task = compactor
         compactor.start()
         self._seen_small: OrderedDict[str, int] = OrderedDict()
+        # Small blocks this process wrote per user since `_merge_tail` last looked (the
+        # writer's): the tail is looked at every `TAIL_MERGE`th, not at every write.
+        self._small_writes: OrderedDict[str, int] = OrderedDict()
         self.lexical_budget = settings.search_lexical_budget
         self._vectors_lock = threading.Lock()
         self._closed = False
@@ -182,20 +236,19 @@ class SqliteBackend(SqlBackend, ChangeStore):
             entries = [(pk, seq, vec) for pk, (seq, vec) in by_pk.items()]
             for start in range(0, len(entries), VECTOR_BLOCK):
                 part = entries[start : start + VECTOR_BLOCK]
-                keys = np.array([e[0] for e in part], dtype=">i8").tobytes().hex()
-                made: Any = conn.execute(  # a sqlite3 cursor
-                    "INSERT INTO vector_blocks (user_id, width, pks) VALUES (?, ?, ?)",
-                    (user_id, width, keys),
-                )
-                block = made.lastrowid
-                conn.execute(
-                    "INSERT INTO vector_data (block, vectors) VALUES (?, ?)",
-                    (block, b"".join(e[2] for e in part)),
-                )
+                block = _insert_block(conn, user_id, width, [(e[0], e[2]) for e in part])
                 conn.executemany(
                     "INSERT INTO vector_slots (seq, memory_pk, block, slot) VALUES (?, ?, ?, ?)",
                     [(seq, pk, block, slot) for slot, (pk, seq, _) in enumerate(part)],
                 )
+            if len(entries) % VECTOR_BLOCK:  # a small block: every `TAIL_MERGE`th, merge
+                small = self._small_writes.pop(user_id, 0) + 1
+                if small >= TAIL_MERGE:
+                    _merge_tail(conn, user_id)
+                else:
+                    self._small_writes[user_id] = small
+                if len(self._small_writes) > SEEN_USERS:
+                    self._small_writes.popitem(last=False)
 
     def _user_vector_rows(self, conn: Conn, user_id: str) -> list[tuple[int, bytes]]:
         """(memory_pk, vector) of each of the user's stored vectors, in the order written;
