@@ -191,3 +191,30 @@ def test_vectors_written_one_at_a_time_end_up_in_few_blocks(
     )
     assert slots == [(61,)]  # every slot names its own entry: alice's 60 and bob's
     assert _rows(settings, "SELECT count(*) FROM vector_slots") == [(61,)]
+
+
+def test_purge_rewrites_blocks_that_are_half_gone(settings: Settings, clock: FrozenClock) -> None:
+    vecs = _units(10, 6)
+    with MemVault(settings, clock=clock) as vault:
+        made = vault.add_many(
+            "alice", [{"content": f"n{i}", "embedding": vecs[i]} for i in range(10)]
+        )
+        for i in range(4):  # four vectors replaced, one memory purged: half the block
+            vault.update("alice", made[i].memory_id, content=f"changed {i}")
+        vault.delete("alice", made[9].memory_id)
+        first = _rows(settings, "SELECT seq, pks FROM vector_blocks ORDER BY seq")[0]
+        assert str(first[1]).count("0" * 16) == 4
+        clock.advance(days=400)
+        vault.purge()
+        keys = [str(k) for (k,) in _rows(settings, "SELECT pks FROM vector_blocks")]
+        assert first[0] not in {s for (s,) in _rows(settings, "SELECT seq FROM vector_blocks")}
+        assert all("0" * 16 not in [k[i : i + 16] for i in range(0, len(k), 16)] for k in keys)
+        assert sum(len(k) // 16 for k in keys) == 9  # five kept and four new
+    pks = dict(_rows(settings, "SELECT memory_id, pk FROM memories"))
+    with MemVault(settings, clock=clock) as again:
+        backend = again._inner.backend
+        uv = drive(backend._read(lambda conn: backend._user_vectors(conn, "alice", 384)))
+        rows = dict(zip(uv.pks.tolist(), uv.matrix, strict=True))
+        assert set(rows) == {pks[m.memory_id] for m in made[:9]}
+        for i in range(4, 9):
+            assert rows[pks[made[i].memory_id]].tobytes() == vecs[i].tobytes()

@@ -22,7 +22,7 @@ from memvault.errors import ConflictError
 from memvault.models import Filters
 from memvault.storage import migrate
 from memvault.storage.access import AccessTracker
-from memvault.storage.base import Candidate, Capabilities
+from memvault.storage.base import Candidate, Capabilities, PurgeCounts
 from memvault.storage.changes import ChangeStore
 from memvault.storage.fts_plan import Compactor, TermStats, any_of
 from memvault.storage.runner import InlineRunner, Runner, ThreadRunner
@@ -39,6 +39,7 @@ CACHE_VECTORS_FROM = 256  # smaller users are read, not kept, on a first search 
 VECTOR_BLOCK = 128  # vectors a block holds at most (migration 0011)
 TAIL_MERGE = 8  # a user's newest small blocks merged into one (`_merge_tail`)
 SMALL_BLOCK = 16  # entries a block holds at most to count as small
+COMPACT_BLOCKS = 256  # half-empty blocks `purge` rewrites per transaction
 _USER_BLOCKS = (
     "SELECT b.seq, b.width, b.pks, d.vectors FROM vector_blocks b "
     "JOIN vector_data d ON d.block = b.seq WHERE b.user_id = ? AND b.seq > ? ORDER BY b.seq"
@@ -153,6 +154,35 @@ def _merge_tail(conn: Conn, user_id: str) -> None:
         )
 
 
+def _compact_blocks(conn: Conn) -> int:
+    """Rewrite up to `COMPACT_BLOCKS` blocks at least half of whose entries are marked
+    deleted, with their live entries (slots moved); how many were rewritten."""
+    due = []
+    for seq, user_id, width, hex_keys in conn.execute(
+        "SELECT seq, user_id, width, pks FROM vector_blocks"
+    ):
+        keys = np.frombuffer(bytes.fromhex(hex_keys), dtype=">i8")
+        if 2 * int(np.count_nonzero(keys == 0)) >= len(keys):
+            due.append((seq, user_id, width, keys.tolist()))
+            if len(due) >= COMPACT_BLOCKS:
+                break
+    for seq, user_id, width, keys in due:
+        (vectors,) = conn.execute(
+            "SELECT vectors FROM vector_data WHERE block = ?", (seq,)
+        ).fetchone()
+        entries = [
+            (pk, vectors[slot * width : (slot + 1) * width]) for slot, pk in enumerate(keys) if pk
+        ]
+        conn.execute("DELETE FROM vector_blocks WHERE seq = ?", (seq,))  # and its data
+        if entries:
+            block = _insert_block(conn, user_id, width, entries)
+            conn.executemany(
+                "UPDATE vector_slots SET block = ?, slot = ? WHERE memory_pk = ?",
+                [(block, slot, pk) for slot, (pk, _) in enumerate(entries)],
+            )
+    return len(due)
+
+
 class SqliteBackend(SqlBackend, ChangeStore):
     """SQLite storage. `threaded=False` runs every call inline (for the blocking library)."""
 
@@ -249,6 +279,14 @@ class SqliteBackend(SqlBackend, ChangeStore):
                     self._small_writes[user_id] = small
                 if len(self._small_writes) > SEEN_USERS:
                     self._small_writes.popitem(last=False)
+
+    async def purge(self, now: datetime, deleted_before: datetime) -> PurgeCounts:
+        """`SqlBackend.purge`, then blocks at least half of whose entries are gone (their
+        memories purged, or their vectors replaced) are rewritten with the live ones."""
+        counts = await super().purge(now, deleted_before)
+        while await self._write(_compact_blocks):
+            pass
+        return counts
 
     def _user_vector_rows(self, conn: Conn, user_id: str) -> list[tuple[int, bytes]]:
         """(memory_pk, vector) of each of the user's stored vectors, in the order written;
