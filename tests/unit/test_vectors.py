@@ -94,3 +94,40 @@ def test_top_many_gives_each_query_what_top_gives_it(
             want = uv.top(q, n)
             assert [pk for pk, _ in got] == [pk for pk, _ in want]
             assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-6)
+
+
+def _block(seq: int, pks: list[int], m: np.ndarray) -> tuple[int, int, str, bytes]:
+    keys = "".join(f"{pk:016x}" for pk in pks)
+    return seq, 4 * m.shape[1], keys, m.astype(np.float32).tobytes()
+
+
+def test_blocks_load_skip_marked_entries_and_replace_by_later_blocks() -> None:
+    """SQLite's blocks (migration 0011): a marked entry (key 0) is not loaded, a later
+    block's vector replaces an earlier one of the same memory, a block of another width or
+    whose lengths disagree is skipped; a first load's buffer is replaced copy-on-write."""
+    rng = np.random.default_rng(5)
+    m = _unit(rng, 12, 8)
+    uv = UserVectors(8)
+    uv.apply_blocks(
+        [
+            _block(3, [10, 0, 12, 13], m[0:4]),  # the second entry was deleted
+            _block(7, [12, 14], m[4:6]),  # 12 replaced
+            (8, 16, "000000000000000f", b"\0" * 16),  # another embedder's (4 dimensions)
+            (9, 32, "0000000000000010", b"\0" * 8),  # lengths disagree
+        ]
+    )
+    assert uv.seq == 9
+    got = dict(zip(uv.pks.tolist(), uv.matrix, strict=True))
+    assert sorted(got) == [10, 12, 13, 14]
+    assert got[12].tobytes() == m[4].tobytes()
+    assert got[10].tobytes() == m[0].tobytes()
+    single = UserVectors(8)
+    single.apply_blocks([_block(4, [20, 21, 23], m[6:9])])
+    assert not single.matrix.flags.writeable  # the block's own buffer, not copied
+    single.apply_blocks([_block(5, [21, 22], m[9:11])])  # replaces 21, adds 22
+    got = dict(zip(single.pks.tolist(), single.matrix, strict=True))
+    want = {20: m[6], 21: m[9], 22: m[10], 23: m[8]}
+    assert sorted(got) == sorted(want)
+    assert all(got[pk].tobytes() == want[pk].tobytes() for pk in want)
+    q = _unit(rng, 1, 8)[0]
+    assert [pk for pk, _ in single.top(q, 4)] == sorted(got, key=lambda pk: -float(got[pk] @ q))

@@ -123,8 +123,8 @@ class UserVectors:
         mats: list[F32] = []
         for seq, width, hex_keys, vectors in blocks:
             self.seq = max(self.seq, seq)
-            if width != size:
-                continue  # written by another embedder; reindex replaces them
+            if width != size or len(vectors) * 16 != len(hex_keys) * width:
+                continue  # another embedder's (reindex replaces them), or not a block
             key = np.frombuffer(bytes.fromhex(hex_keys), dtype=">i8").astype(np.int64)
             mat = np.frombuffer(vectors, dtype=np.float32).reshape(len(key), self.dimension)
             live = key != 0
