@@ -119,11 +119,32 @@ def _insert_block(conn: Conn, user_id: str, width: int, entries: list[tuple[int,
     return block
 
 
+def _live_entries(hex_keys: str, vectors: bytes, width: int) -> list[tuple[int, bytes]]:
+    """A block's (memory_pk, vector) entries, in order, but the marked (deleted) ones."""
+    keys = np.frombuffer(bytes.fromhex(hex_keys), dtype=">i8").tolist()
+    return [(pk, vectors[slot * width : (slot + 1) * width]) for slot, pk in enumerate(keys) if pk]
+
+
+def _rewrite_blocks(
+    conn: Conn, user_id: str, width: int, seqs: list[int], entries: list[tuple[int, bytes]]
+) -> None:
+    """The blocks `seqs` (their data with them) become one block of `entries`, whose
+    memories' slots move to it."""
+    marks = ", ".join("?" for _ in seqs)
+    conn.execute(f"DELETE FROM vector_blocks WHERE seq IN ({marks})", seqs)
+    if entries:
+        block = _insert_block(conn, user_id, width, entries)
+        conn.executemany(
+            "UPDATE vector_slots SET block = ?, slot = ? WHERE memory_pk = ?",
+            [(block, slot, pk) for slot, (pk, _) in enumerate(entries)],
+        )
+
+
 def _merge_tail(conn: Conn, user_id: str) -> None:
     """When a user's `TAIL_MERGE` newest blocks are all small (`SMALL_BLOCK` entries or
-    fewer, one width), they become one block of their live entries, with the slots moved
-    to it: written a vector at a time, a user keeps blocks of about 16-24 vectors, not a
-    block a vector, and each vector is copied about three times."""
+    fewer, one width), they become one block of their live entries: written a vector at a
+    time, a user keeps blocks of about 16-24 vectors, not a block a vector, and each vector
+    is copied about three times."""
     tail = conn.execute(
         "SELECT seq, width, pks FROM vector_blocks WHERE user_id = ? ORDER BY seq DESC LIMIT ?",
         (user_id, TAIL_MERGE),
@@ -139,47 +160,27 @@ def _merge_tail(conn: Conn, user_id: str) -> None:
     data = dict(
         conn.execute(f"SELECT block, vectors FROM vector_data WHERE block IN ({marks})", seqs)
     )
-    entries = []
-    for block, _, hex_keys in tail:
-        vectors = data[block]
-        for slot, pk in enumerate(np.frombuffer(bytes.fromhex(hex_keys), dtype=">i8").tolist()):
-            if pk:  # a marked (deleted) entry is left behind
-                entries.append((pk, vectors[slot * width : (slot + 1) * width]))
-    conn.execute(f"DELETE FROM vector_blocks WHERE seq IN ({marks})", seqs)  # and their data
-    if entries:
-        block = _insert_block(conn, user_id, width, entries)
-        conn.executemany(
-            "UPDATE vector_slots SET block = ?, slot = ? WHERE memory_pk = ?",
-            [(block, slot, pk) for slot, (pk, _) in enumerate(entries)],
-        )
+    entries = [e for seq, _, keys in tail for e in _live_entries(keys, data[seq], width)]
+    _rewrite_blocks(conn, user_id, width, seqs, entries)
 
 
 def _compact_blocks(conn: Conn) -> int:
     """Rewrite up to `COMPACT_BLOCKS` blocks at least half of whose entries are marked
-    deleted, with their live entries (slots moved); how many were rewritten."""
+    deleted, with their live entries; how many were rewritten."""
     due = []
     for seq, user_id, width, hex_keys in conn.execute(
         "SELECT seq, user_id, width, pks FROM vector_blocks"
     ):
         keys = np.frombuffer(bytes.fromhex(hex_keys), dtype=">i8")
         if 2 * int(np.count_nonzero(keys == 0)) >= len(keys):
-            due.append((seq, user_id, width, keys.tolist()))
+            due.append((seq, user_id, width, hex_keys))
             if len(due) >= COMPACT_BLOCKS:
                 break
-    for seq, user_id, width, keys in due:
+    for seq, user_id, width, hex_keys in due:
         (vectors,) = conn.execute(
             "SELECT vectors FROM vector_data WHERE block = ?", (seq,)
         ).fetchone()
-        entries = [
-            (pk, vectors[slot * width : (slot + 1) * width]) for slot, pk in enumerate(keys) if pk
-        ]
-        conn.execute("DELETE FROM vector_blocks WHERE seq = ?", (seq,))  # and its data
-        if entries:
-            block = _insert_block(conn, user_id, width, entries)
-            conn.executemany(
-                "UPDATE vector_slots SET block = ?, slot = ? WHERE memory_pk = ?",
-                [(block, slot, pk) for slot, (pk, _) in enumerate(entries)],
-            )
+        _rewrite_blocks(conn, user_id, width, [seq], _live_entries(hex_keys, vectors, width))
     return len(due)
 
 
@@ -294,11 +295,9 @@ class SqliteBackend(SqlBackend, ChangeStore):
         block)."""
         out: dict[int, bytes] = {}
         for _seq, width, hex_keys, vectors in conn.execute(_USER_BLOCKS, (user_id, 0)):
-            keys = np.frombuffer(bytes.fromhex(hex_keys), dtype=">i8").tolist()
-            for slot, pk in enumerate(keys):
-                if pk:
-                    out.pop(pk, None)  # a later block's vector replaces it, in its place
-                    out[pk] = vectors[slot * width : (slot + 1) * width]
+            for pk, vec in _live_entries(hex_keys, vectors, width):
+                out.pop(pk, None)  # a later block's vector replaces it, in its place
+                out[pk] = vec
         return list(out.items())
 
     def _hook_drop_vectors(self, conn: Conn) -> None:
