@@ -76,8 +76,10 @@ _USER_TABLES = (
     "sessions",
     "summaries",
     "user_metrics",
-    "vector_blocks",  # SQLite keeps vectors in blocks (migration 0011); a slot's change
-    "jobs",  # marks its block, so the block's user is the one whose files changed
+    # Vectors are kept in blocks (migration 0011): every change of a vector's slot changes
+    # its block, whose user is the one whose files changed.
+    "vector_blocks",
+    "jobs",
 )
 _GLOBAL_TABLES = ("global_context", "api_keys", "audit_log", "vector_index")
 _KEY_COLS = "key_id, key_hash, prefix, user_id, name, rate_per_minute, created_at, revoked_at"
