@@ -14,17 +14,25 @@ def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
     return m / np.linalg.norm(m, axis=1, keepdims=True)
 
 
+def _block(seq: int, pks: list[int], m: np.ndarray) -> tuple[int, int, str, bytes]:
+    keys = "".join(f"{pk:016x}" for pk in pks)
+    return seq, 4 * m.shape[1], keys, m.astype(np.float32).tobytes()
+
+
 def test_bulk_then_incremental_matches_brute_force() -> None:
     rng = np.random.default_rng(3)
     m = _unit(rng, 50, 8)
     uv = UserVectors(8)
-    uv.apply((i + 1, 100 + i, m[i].tobytes()) for i in range(40))
+    uv.apply_blocks([_block(40, [100 + i for i in range(40)], m[:40])])
     assert uv.seq == 40
-    # new rows, a replaced row (pk 105), a row of another dimension (ignored)
+    # new rows, a replaced row (pk 105), a block of another dimension (ignored)
     repl = _unit(rng, 1, 8)[0]
-    uv.apply(
-        [(41, 140, m[40].tobytes()), (42, 105, repl.tobytes()), (43, 141, b"\0" * 12)]
-        + [(44 + i, 141 + i, m[41 + i].tobytes()) for i in range(9)]
+    uv.apply_blocks(
+        [
+            _block(42, [140, 105], np.stack([m[40], repl])),
+            (43, 12, f"{141:016x}", b"\0" * 12),
+            _block(52, [141 + i for i in range(9)], m[41:50]),
+        ]
     )
     assert uv.seq == 52
     want = {100 + i: m[i] for i in range(40)} | {140: m[40], 105: repl}
@@ -40,7 +48,7 @@ def test_cache_drops_least_recent_users_past_its_budget() -> None:
     cache = VectorCache(max_bytes=2 * (10 * 4 * 4 + 10 * 8))
     for name in ("a", "b", "c"):
         uv = UserVectors(4)
-        uv.apply((i + 1, i, np.ones(4, dtype=np.float32).tobytes()) for i in range(10))
+        uv.apply_blocks([_block(10, list(range(1, 11)), np.ones((10, 4), dtype=np.float32))])
         cache.put(name, uv)
     assert cache.get("a") is None
     assert cache.get("b") is not None
@@ -57,7 +65,7 @@ def test_a_big_matrix_asks_once_whether_other_work_runs(
     rng = np.random.default_rng(5)
     m = _unit(rng, 100, 8)
     uv = UserVectors(8)
-    uv.apply((i + 1, 1000 + i, m[i].tobytes()) for i in range(100))
+    uv.apply_blocks([_block(100, [1000 + i for i in range(100)], m)])
     q = _unit(rng, 1, 8)[0]
     sims = m @ q
     exact = [1000 + int(i) for i in np.argsort(-sims, kind="stable")[:7]]
@@ -73,7 +81,7 @@ def test_a_big_matrix_asks_once_whether_other_work_runs(
         assert [s for _, s in got] == pytest.approx([float(sims[pk - 1000]) for pk in exact])
         assert asked == [answer]
     small = UserVectors(8)
-    small.apply((i + 1, i, m[i].tobytes()) for i in range(63))
+    small.apply_blocks([_block(63, list(range(1, 64)), m[:63])])
     small.top(q, 3, busy=lambda: pytest.fail("asked"))
 
 
@@ -84,7 +92,7 @@ def test_top_many_gives_each_query_what_top_gives_it(
     rng = np.random.default_rng(11)
     m = _unit(rng, rows, 16)
     uv = UserVectors(16)
-    uv.apply((i + 1, 500 + i, m[i].tobytes()) for i in range(rows))
+    uv.apply_blocks([_block(rows, [500 + i for i in range(rows)], m)])
     queries = _unit(rng, 7, 16)
     monkeypatch.setattr(vectors, "QUERY_BLOCK", 3)  # several products, the last one short
     for n in (1, 8, 400):
@@ -94,11 +102,6 @@ def test_top_many_gives_each_query_what_top_gives_it(
             want = uv.top(q, n)
             assert [pk for pk, _ in got] == [pk for pk, _ in want]
             assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-6)
-
-
-def _block(seq: int, pks: list[int], m: np.ndarray) -> tuple[int, int, str, bytes]:
-    keys = "".join(f"{pk:016x}" for pk in pks)
-    return seq, 4 * m.shape[1], keys, m.astype(np.float32).tobytes()
 
 
 def test_blocks_load_skip_marked_entries_and_replace_by_later_blocks() -> None:

@@ -32,7 +32,7 @@ from memvault.storage.sql.backend import SqlBackend, _candidate
 from memvault.storage.sql.connection import SqliteConnections
 from memvault.storage.sql.dbapi import Conn
 from memvault.storage.sql.queries import LIGHT_WIDTH, Statements
-from memvault.storage.vectors import UserVectors, VectorCache
+from memvault.storage.vectors import UserVectors, VectorCache, decode_keys, encode_keys
 
 _ANY = Filters()
 CACHE_VECTORS_FROM = 256  # smaller users are read, not kept, on a first search (vectors.py)
@@ -107,7 +107,7 @@ def fts_query(terms: Sequence[str]) -> str | None:
 
 def _insert_block(conn: Conn, user_id: str, width: int, entries: list[tuple[int, bytes]]) -> int:
     """A new block of (memory_pk, vector) entries; its `seq`. The slots are the caller's."""
-    keys = np.array([pk for pk, _ in entries], dtype=">i8").tobytes().hex()
+    keys = encode_keys(pk for pk, _ in entries)
     made: Any = conn.execute(  # a sqlite3 cursor
         "INSERT INTO vector_blocks (user_id, width, pks) VALUES (?, ?, ?)", (user_id, width, keys)
     )
@@ -121,7 +121,7 @@ def _insert_block(conn: Conn, user_id: str, width: int, entries: list[tuple[int,
 
 def _live_entries(hex_keys: str, vectors: bytes, width: int) -> list[tuple[int, bytes]]:
     """A block's (memory_pk, vector) entries, in order, but the marked (deleted) ones."""
-    keys = np.frombuffer(bytes.fromhex(hex_keys), dtype=">i8").tolist()
+    keys = decode_keys(hex_keys).tolist()
     return [(pk, vectors[slot * width : (slot + 1) * width]) for slot, pk in enumerate(keys) if pk]
 
 
@@ -171,7 +171,7 @@ def _compact_blocks(conn: Conn) -> int:
     for seq, user_id, width, hex_keys in conn.execute(
         "SELECT seq, user_id, width, pks FROM vector_blocks"
     ):
-        keys = np.frombuffer(bytes.fromhex(hex_keys), dtype=">i8")
+        keys = decode_keys(hex_keys)
         if 2 * int(np.count_nonzero(keys == 0)) >= len(keys):
             due.append((seq, user_id, width, hex_keys))
             if len(due) >= COMPACT_BLOCKS:

@@ -59,6 +59,16 @@ def _product(matrix: F32, right: npt.NDArray[np.float32], one_thread: bool) -> F
     return matrix @ right
 
 
+def encode_keys(pks: Iterable[int]) -> str:
+    """A block's memory keys as stored (migration 0011): 16 hexadecimal digits each."""
+    return np.array(list(pks), dtype=">i8").tobytes().hex()
+
+
+def decode_keys(hex_keys: str) -> npt.NDArray[np.int64]:
+    """`encode_keys` undone; 0 where an entry was marked deleted."""
+    return np.frombuffer(bytes.fromhex(hex_keys), dtype=">i8").astype(np.int64)
+
+
 _EMPTY: dict[int, F32] = {}  # a read-only matrix of no rows, by dimension
 _NO_PKS = np.zeros(0, dtype=np.int64)
 _NO_PKS.flags.writeable = False
@@ -90,30 +100,6 @@ class UserVectors:
     def nbytes(self) -> int:
         return int(self.matrix.nbytes + self.pks.nbytes)
 
-    def apply(self, rows: Iterable[tuple[int, int, bytes]]) -> None:
-        """Rows of (seq, memory_pk, vector bytes), in seq order."""
-        rows = list(rows)
-        if not rows:
-            return
-        size = 4 * self.dimension
-        if not len(self.pks):  # a first load: one buffer, no per-row work
-            blobs = [r[2] for r in rows]
-            sizes = list(map(len, blobs))
-            pks = [r[1] for r in rows]
-            if min(sizes) == max(sizes) == size and len(set(pks)) == len(pks):
-                self.pks = np.array(pks, dtype=np.int64)
-                buf = bytearray().join(blobs)  # writable: rows may be replaced
-                self.matrix = np.frombuffer(buf, dtype=np.float32).reshape(
-                    len(rows), self.dimension
-                )
-                self.seq = max(self.seq, rows[-1][0])
-                return  # `pos` waits for a change (most matrices read never get one)
-        self.seq = max(self.seq, max(r[0] for r in rows))
-        good = [
-            (pk, np.frombuffer(blob, dtype=np.float32)) for _, pk, blob in rows if len(blob) == size
-        ]
-        self._add([pk for pk, _ in good], [vec for _, vec in good])  # others: another embedder's
-
     def apply_blocks(self, blocks: Iterable[tuple[int, int, str, bytes]]) -> None:
         """Blocks of (seq, width in bytes, memory keys, vectors), in seq order: the SQLite
         layout of migration 0011 (keys as 16 hexadecimal digits each, zeros where the
@@ -125,7 +111,7 @@ class UserVectors:
             self.seq = max(self.seq, seq)
             if width != size or len(vectors) * 16 != len(hex_keys) * width:
                 continue  # another embedder's (reindex replaces them), or not a block
-            key = np.frombuffer(bytes.fromhex(hex_keys), dtype=">i8").astype(np.int64)
+            key = decode_keys(hex_keys)
             mat = np.frombuffer(vectors, dtype=np.float32).reshape(len(key), self.dimension)
             live = key != 0
             if not live.all():
@@ -174,7 +160,7 @@ class UserVectors:
         """The n most similar (memory_pk, cosine), best first. `busy()` says whether other
         work of the same search is running: if it is when the product starts, a big matrix
         is multiplied on one BLAS thread, leaving that work the other core."""
-        pks, matrix = self.pks, self.matrix  # `apply` swaps both; read each once
+        pks, matrix = self.pks, self.matrix  # `apply_blocks` swaps both; read each once
         total = min(len(pks), len(matrix))
         if total == 0:
             return []
