@@ -249,7 +249,7 @@ def test_0011_moves_vectors_into_blocks_and_back(tmp_path: Path) -> None:
             vault.add_many(
                 user, [{"content": f"n{i}", "embedding": vecs[i]} for i in range(start, start + n)]
             )
-        for i in range(15, 25):  # one at a time: a block each, before the upgrade joins them
+        for i in range(15, 25):  # one at a time: small blocks, which the upgrade joins
             vault.add("alice", f"n{i}", embedding=vecs[i])
         gone = vault.add("bob", "replaced soon", embedding=vecs[0])
         vault.update("bob", gone.memory_id, content="replaced now")  # embedded again
