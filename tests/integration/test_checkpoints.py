@@ -150,6 +150,58 @@ def test_the_wal_index_header_moves_with_every_commit_of_any_process(tmp_path: P
     assert db.wal_index_header() is None
 
 
+# SQLite's unix VFS: the byte of `<file>-shm` every process that uses the WAL index holds a
+# shared lock on (UNIX_SHM_DMS); a process that can lock it alone takes itself for the
+# first and wipes the index (truncating the file: a mapping of it then raises SIGBUS)
+SHM_DMS_BYTE = 128
+
+LOCK_ALONE = """
+import fcntl, os, sys
+try:
+    fd = os.open(sys.argv[1] + "-shm", os.O_RDWR)
+except FileNotFoundError:
+    print("gone")
+    sys.exit()
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, int(sys.argv[2]))
+except OSError:
+    print("held")
+else:
+    print("free")
+"""
+
+
+def _dms(path: Path) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", LOCK_ALONE, str(path), str(SHM_DMS_BYTE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_reading_the_wal_index_header_keeps_this_process_s_locks(tmp_path: Path) -> None:
+    # POSIX locks belong to the process and go with the first close of any descriptor of
+    # the file: reading the header must not close one while SQLite uses the index, or a
+    # second process starting then wipes the index under this one's readers
+    path = tmp_path / "c.db"
+    db = _open(path)
+    _insert(db, 1)
+    assert _dms(path) == "held"
+    assert db.wal_index_header() is not None
+    assert _dms(path) == "held"
+    twin = SqliteConnections(path, busy_timeout_s=5.0, synchronous="NORMAL")
+    assert twin.wal_index_header() == db.wal_index_header()
+    twin.close()  # another store on the same file in this process: its close keeps them too
+    assert _dms(path) == "held"
+    _insert(db, 1)
+    assert db.wal_index_header() is not None
+    db.close()
+    assert _dms(path) == "gone"  # the last connection of all removes the index
+
+
 def test_without_a_thread_sqlite_checkpoints_on_commit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import mmap
+import os
 import sqlite3
 import threading
 import time
@@ -67,6 +68,81 @@ def translate(exc: sqlite3.Error) -> Exception:
     if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError):
         return UnavailableError(f"the SQLite database cannot be used: {exc}")
     return UnavailableError(f"SQLite error: {exc}")
+
+
+class _IndexMaps:
+    """The process's read-only mappings of WAL index files (`<file>-shm`), one per file,
+    shared by every store on it and closed when the last of them closes.
+
+    Why not open, map and close per store: POSIX record locks belong to the process, and
+    closing *any* descriptor of a file drops every lock the process holds on it. SQLite
+    keeps shared locks on the WAL index while it uses it (one says "in use", others guard
+    each reader's snapshot); dropping them lets another process take itself for the only
+    user and wipe the index (truncating the file: a mapping of it then faults with SIGBUS)
+    or check-point pages a reader here still needs. So a descriptor is closed only when no
+    store of this process uses the file, after the store's connections (SQLite's own
+    descriptor is closed then too). Plain SQLite connections of the caller's own to the
+    same file in the same process are not seen here: closing a memvault store beside one
+    drops its index locks (as any second opener of the file would)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_file: dict[tuple[int, int], tuple[mmap.mmap, list[int], int]] = {}
+
+    def acquire(self, path: str) -> mmap.mmap | None:
+        """The mapping of `path` (counted until `release`), or None where there is no
+        such file yet or it is shorter than the header."""
+        with self._lock:
+            try:
+                st = os.stat(path)
+            except OSError:
+                return None
+            key = (st.st_dev, st.st_ino)
+            held = self._by_file.get(key)
+            if held is not None:
+                view, fds, users = held
+                self._by_file[key] = (view, fds, users + 1)
+                return view
+            if st.st_size < WAL_INDEX_HEADER_BYTES:
+                return None
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return None
+            opened = os.fstat(fd)
+            key = (opened.st_dev, opened.st_ino)  # replaced since the stat: this one
+            held = self._by_file.get(key)
+            if held is not None:  # never closed before the rest (it holds the locks too)
+                view, fds, users = held
+                self._by_file[key] = (view, [*fds, fd], users + 1)
+                return view
+            try:
+                view = mmap.mmap(fd, WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):
+                # shorter than the header after all: the descriptor stays with the others
+                # of this process (closing it would drop SQLite's locks) until exit
+                _STRAY_FDS.append(fd)
+                return None
+            self._by_file[key] = (view, [fd], 1)
+            return view
+
+    def release(self, view: mmap.mmap) -> None:
+        with self._lock:
+            for key, (held, fds, users) in list(self._by_file.items()):
+                if held is view:
+                    if users > 1:
+                        self._by_file[key] = (held, fds, users - 1)
+                        return
+                    del self._by_file[key]
+                    held.close()
+                    for fd in fds:
+                        with contextlib.suppress(OSError):
+                            os.close(fd)
+                    return
+
+
+_INDEX_MAPS = _IndexMaps()
+_STRAY_FDS: list[int] = []
 
 
 class SqliteConnections:
@@ -117,22 +193,17 @@ class SqliteConnections:
         it (its change counter, frame count and checksums) before COMMIT returns, so equal
         headers mean no commit in between: what `PRAGMA data_version` tells, for 0.1 us
         instead of 3 (14 on a thread just woken). A read that races a commit sees bytes of
-        both or a torn mix: either way not the old header."""
+        both or a torn mix: either way not the old header. The mapping is the process's
+        (`_IndexMaps`), kept until this and every other store on the file has closed."""
         view = self._shm
         if view is None:
             with self._shm_lock:
                 if self._closed:
                     return None
                 if self._shm is None:
-                    try:
-                        with open(f"{self.path}-shm", "rb") as fh:
-                            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-                    except (OSError, ValueError):  # not created yet, or empty
+                    self._shm = _INDEX_MAPS.acquire(f"{self.path}-shm")
+                    if self._shm is None:
                         return None
-                    if len(mapped) < WAL_INDEX_HEADER_BYTES:
-                        mapped.close()
-                        return None
-                    self._shm = mapped
                 view = self._shm
         try:
             return view[:WAL_INDEX_HEADER_BYTES]
@@ -209,15 +280,15 @@ class SqliteConnections:
     def close(self) -> None:
         self._closed = True
         self.checkpointer.stop()
-        with self._shm_lock:
-            if self._shm is not None:
-                self._shm.close()
-                self._shm = None
         with self._all_lock:
             conns, self._all = self._all, []
         for conn in conns:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
+        with self._shm_lock:  # after the connections: see _IndexMaps
+            if self._shm is not None:
+                _INDEX_MAPS.release(self._shm)
+                self._shm = None
 
 
 class Checkpointer:
