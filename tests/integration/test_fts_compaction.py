@@ -13,13 +13,20 @@ from pathlib import Path
 import pytest
 
 from memvault import FrozenClock, MemVault, Settings
-from memvault.storage import fts_plan, sqlite
+from memvault.storage import fts_feed, fts_plan, sqlite
 from memvault.storage.fts_plan import Compactor, segment_pages, worth_merging
 from memvault.storage.sql import connection
 from memvault.storage.sql.connection import SqliteConnections
 from tests.integration.test_lexical_scores import WORDS
 
 BACKENDS = ("sqlite",)  # FTS5's segments are SQLite's
+
+
+@pytest.fixture(autouse=True)
+def _feed_every_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the writer feeds the index a batch at a time, as a store written slowly does (with
+    # bulk writes, once `FEED_AFTER` rows wait): a segment each
+    monkeypatch.setattr(fts_feed, "FEED_AFTER", 1)
 
 
 def _fill(v: MemVault, users: int, rng: random.Random) -> None:

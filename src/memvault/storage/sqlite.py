@@ -18,12 +18,13 @@ import numpy as np
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from memvault.config import Settings
-from memvault.errors import ConflictError
+from memvault.errors import ConflictError, MemvaultError
 from memvault.models import Filters
 from memvault.storage import migrate
 from memvault.storage.access import AccessTracker
 from memvault.storage.base import Candidate, Capabilities, PurgeCounts
 from memvault.storage.changes import ChangeStore
+from memvault.storage.fts_feed import feed, feed_if_due, waiting_for
 from memvault.storage.fts_plan import Compactor, TermStats, any_of
 from memvault.storage.runner import InlineRunner, Runner, ThreadRunner
 from memvault.storage.search_text import MAX_QUERY_TERMS
@@ -233,8 +234,25 @@ class SqliteBackend(SqlBackend, ChangeStore):
                 raise
 
     # ------------------------------------------------------------------ hooks
-    def _hook_index_new_rows(self, conn: Conn, after_pk: int) -> None:
-        conn.execute(self.sql.index_text_after, {"pk": after_pk})
+    def _hook_index_new_rows(self, conn: Conn, after_pk: int, count: int) -> None:
+        feed_if_due(conn, after_pk + count)  # storage/fts_feed.py: searches feed the rest
+
+    async def close(self) -> None:
+        if not self._closed:
+            with contextlib.suppress(MemvaultError):  # else the next search feeds them
+                await self.runner.write(self.db.write, feed)
+        await super().close()
+
+    def close_now(self) -> None:
+        if not self._closed:
+            with contextlib.suppress(MemvaultError):
+                self.db.write(feed)
+        super().close_now()
+
+    async def _feed_for(self, user_id: str) -> None:
+        """Index what waits before a lexical search of `user_id` reads the index."""
+        if await self._read(lambda conn: waiting_for(conn, user_id)):
+            await self.runner.write(self.db.write, feed)
 
     def _hook_pks_value(self, pks: Sequence[int]) -> Any:
         return json.dumps(list(pks))
@@ -336,6 +354,7 @@ class SqliteBackend(SqlBackend, ChangeStore):
         words = list(dict.fromkeys(terms))[:MAX_QUERY_TERMS]
         if not words:
             return []
+        await self._feed_for(user_id)
         owner = f"u{user_id.encode().hex()}"
         sql, params = self.sql.lexical(filters, k)
         params.update(user_id=user_id, now=codec.ts(now))

@@ -274,8 +274,9 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         return self._rotate_pass("snapshots", batch, progress)
 
     # ------------------------------------------------------------------ hooks
-    def _hook_index_new_rows(self, conn: Conn, after_pk: int) -> None:
-        """Index the memory rows past `after_pk` (just inserted) for full-text search."""
+    def _hook_index_new_rows(self, conn: Conn, after_pk: int, count: int) -> None:
+        """Index the `count` memory rows past `after_pk` (just inserted) for full-text
+        search, or see that they will be."""
 
     def _hook_vector_value(self, vec: bytes) -> Any:
         """A float32 vector as the driver must bind it."""
@@ -442,7 +443,7 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
             conn.executemany(
                 self.sql.insert_memory, [dict(zip(names, r, strict=True)) for r in rows]
             )
-        self._hook_index_new_rows(conn, top)
+        self._hook_index_new_rows(conn, top, len(rows))
         if vectors is not None and any(v is not None for v in vectors):
             pks = dict(conn.execute(self.sql.pks_after, {"pk": top}).fetchall())
             self._hook_store_vectors(

@@ -137,12 +137,6 @@ class Statements:
             f"{keys} AND c.user_id = :user_id"
         )
         self.max_pk = "SELECT coalesce(max(pk), 0) FROM memories"
-        # SQLite only (migration 0002): index the rows a batch just inserted, in one statement.
-        self.index_text_after = (
-            "INSERT INTO memories_fts(rowid, content, tags, search_context, owner) "
-            "SELECT pk, content, tags, search_context, 'u' || lower(hex(user_id)) "
-            "FROM memories WHERE pk > :pk"
-        )
         self.update_memory = compile_sql(
             update(memories)
             .where(memories.c.memory_id == bindparam("b_memory_id"))
