@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Literal, TypeVar
 
@@ -399,6 +399,80 @@ class NewMemory(_MemoryFields):
             raise invalid("invalid_ttl", "give ttl_seconds or expires_at, not both")
         _check_validity(self.valid_from, self.valid_to)
         return self
+
+
+_NEW_DEFAULTS: dict[str, Any] = {
+    name: field.default
+    for name, field in NewMemory.model_fields.items()
+    if field.default_factory is None and not field.is_required()
+}
+
+
+def _category(v: Any) -> str:
+    return check_identifier(v, "category", limits.MAX_CATEGORY_CHARS)
+
+
+def _key(v: Any) -> str:
+    return check_identifier(v, "key", limits.MAX_KEY_CHARS)
+
+
+def _id(v: Any) -> str:
+    return check_identifier(v, "id", limits.MAX_AGENT_ID_CHARS)
+
+
+def _metadata(v: Any) -> dict[str, Any]:
+    return check_json(v, "metadata")
+
+
+# The fields of a new memory that `new_memory` checks itself (the same checks as the model's
+# validators); True for those that may be None.
+_PLAIN_FIELDS: dict[str, tuple[Callable[[Any], Any] | None, bool]] = {
+    "content": (check_content, False),
+    "namespace": (check_namespace, False),
+    "embedding": (check_embedding, True),
+    "memory_type": (check_memory_type, True),
+    "tags": (check_tags, False),
+    "metadata": (_metadata, False),
+    "importance": (check_importance, True),
+    "category": (_category, True),
+    "key": (_key, True),
+    "session_id": (_id, True),
+    "agent_id": (_id, True),
+    "ttl_seconds": (check_ttl, True),
+    "expires_at": (None, True),  # times: only their absence is checked here
+    "valid_from": (None, True),
+    "valid_to": (None, True),
+}
+
+
+def new_memory(data: dict[str, Any]) -> NewMemory | None:
+    """`NewMemory.model_validate(data)` for the usual shapes, for 1.5 us instead of 6 (a
+    batch writer's item: content, an embedding, a namespace, tags...): the same checks,
+    without pydantic's machinery. None where the model must validate instead: a field not
+    checked here (times, validity), an explicit null where the model refuses it, or a value
+    a check refuses (the model then says why, with its error details)."""
+    if "content" not in data:
+        return None
+    values: dict[str, Any] = dict(_NEW_DEFAULTS)
+    values["metadata"], values["tags"] = {}, []
+    for name, value in data.items():
+        rule = _PLAIN_FIELDS.get(name)
+        if rule is None:
+            return None
+        if value is None:
+            if rule[1]:
+                continue
+            return None
+        if rule[0] is None:
+            return None
+        try:
+            value = rule[0](value)
+        except ValueError:
+            return None
+        values[name] = dict(value) if isinstance(value, dict) else value  # as pydantic copies
+    made = construct(NewMemory, values)
+    _set_fields(made, set(data))
+    return made
 
 
 class MemoryPatch(_MemoryFields):

@@ -23,6 +23,7 @@ from memvault.models import (
     VectorLike,
     construct,
     content_text,
+    new_memory,
 )
 from memvault.service import validate
 from memvault.service.ttl import expiry
@@ -242,7 +243,9 @@ class MemoryOps:
             if isinstance(data, dict) and "namespace" not in data:
                 data["namespace"] = self.settings.default_namespace
             try:
-                new = validate.model(NewMemory, data, "memory")
+                new = new_memory(data) if isinstance(data, dict) else None
+                if new is None:
+                    new = validate.model(NewMemory, data, "memory")
                 mem = build_memory(uid, new, self.settings, now)
             except InvalidArgumentError as exc:
                 exc.details.setdefault("index", index)
