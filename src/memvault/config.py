@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     access_flush_max_pending: int = Field(100_000, ge=1, le=1_000_000)
     read_threads: int | None = Field(None, ge=1, le=64)  # None: per backend (docs)
     inline_point_reads: bool = True
+    batch_gc_pause: bool = True
     embedder: str = "minilm"
     embed_threads: int = Field(0, ge=0, le=64)
     embed_batch: int = Field(32, ge=1, le=1024)

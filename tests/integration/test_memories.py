@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -425,3 +428,40 @@ def test_inspect_shows_any_state_and_counts_no_access(vault: MemVault) -> None:
         vault.inspect("bob", m.memory_id)  # another user's id
     with pytest.raises(InvalidArgumentError):
         vault.inspect("alice", "not-an-id")
+
+
+def test_a_batch_runs_with_the_garbage_collector_paused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # short-lived objects of a batch are not moved to older generations (a full
+    # collection of a big process each time enough of them were): the collector is off
+    # while a batch is built and stored, on again after, and left off when it was off
+    from memvault.service import memories as service
+
+    seen: list[bool] = []
+    real = service.build_memory
+
+    def watching(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "build_memory", watching)
+    url = f"sqlite:///{tmp_path / 'gc.db'}"
+    with MemVault(Settings(data_dir=tmp_path, database_url=url, embedder="none")) as v:
+        v.add_many("alice", [{"content": "one"}, {"content": "two"}])
+        assert seen == [False, False]
+        assert gc.isenabled()
+        with pytest.raises(InvalidArgumentError):
+            v.add_many("alice", [{"content": "three"}, {"content": ""}])
+        assert gc.isenabled()  # after a refused batch too
+        gc.disable()
+        try:
+            v.add("alice", "four")
+            assert not gc.isenabled()  # the application's choice stands
+        finally:
+            gc.enable()
+    seen.clear()
+    off = Settings(data_dir=tmp_path, database_url=url, embedder="none", batch_gc_pause=False)
+    with MemVault(off) as v:
+        v.add("alice", "five")
+    assert seen == [True]

@@ -25,7 +25,7 @@ from memvault.models import (
     content_text,
     new_memory,
 )
-from memvault.service import validate
+from memvault.service import gcpause, validate
 from memvault.service.ttl import expiry
 from memvault.storage.base import Backend, Change, PurgeCounts, StoreStats
 from memvault.storage.sql.queries import ORDERS
@@ -225,6 +225,12 @@ class MemoryOps:
             PayloadTooLargeError: the batch or an item is over a limit.
             ConflictError: a key is taken, or used twice in the batch.
         """
+        with gcpause.paused(self.settings.batch_gc_pause):
+            return await self._add_many(user_id, memories, actor)
+
+    async def _add_many(
+        self, user_id: str, memories: Sequence[NewMemory | Mapping[str, Any]], actor: str | None
+    ) -> list[Memory]:
         uid = validate.user_id(user_id)
         if not isinstance(memories, Sequence) or isinstance(memories, str | bytes):
             raise InvalidArgumentError("memories must be a list")
