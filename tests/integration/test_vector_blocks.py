@@ -218,3 +218,36 @@ def test_purge_rewrites_blocks_that_are_half_gone(settings: Settings, clock: Fro
         assert set(rows) == {pks[m.memory_id] for m in made[:9]}
         for i in range(4, 9):
             assert rows[pks[made[i].memory_id]].tobytes() == vecs[i].tobytes()
+
+
+def test_a_batch_after_purged_newest_rows_keeps_its_own_vectors(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    # the writer gives a batch's rows the keys after the largest one (SQLite's rule), also
+    # when the newest rows were purged and their keys are taken again
+    vecs = _units(30, 3)
+    with MemVault(settings, clock=clock) as vault:
+        vault.add_many("alice", [{"content": f"a{i}", "embedding": vecs[i]} for i in range(10)])
+        newest = vault.add_many(
+            "alice", [{"content": f"b{i}", "embedding": vecs[10 + i]} for i in range(10)]
+        )
+        top = _rows(settings, "SELECT max(pk) FROM memories")[0][0]
+        for m in newest:
+            vault.delete("alice", m.memory_id)
+        clock.advance(days=settings.soft_delete_retention_days + 1)
+        vault.purge()
+        made = vault.add_many(
+            "bob", [{"content": f"c{i}", "embedding": vecs[20 + i]} for i in range(10)]
+        )
+        assert _rows(settings, "SELECT max(pk) FROM memories")[0][0] == top  # keys reused
+        for i, m in enumerate(made):
+            assert _order(vault, "bob", vecs[20 + i], k=1) == [m.memory_id]
+        stored = dict(
+            _rows(
+                settings,
+                "SELECT m.memory_id, v.vector FROM memory_vectors v JOIN memories m "
+                "ON m.pk = v.memory_pk WHERE m.user_id = 'bob'",
+            )
+        )
+        for i, m in enumerate(made):
+            assert stored[m.memory_id] == vecs[20 + i].tobytes()

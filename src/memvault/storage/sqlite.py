@@ -19,7 +19,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from memvault.config import Settings
 from memvault.errors import ConflictError, MemvaultError
-from memvault.models import Filters
+from memvault.models import Filters, Memory
 from memvault.storage import migrate
 from memvault.storage.access import AccessTracker
 from memvault.storage.base import Candidate, Capabilities, PurgeCounts
@@ -253,6 +253,11 @@ class SqliteBackend(SqlBackend, ChangeStore):
         """Index what waits before a lexical search of `user_id` reads the index."""
         if await self._read(lambda conn: waiting_for(conn, user_id)):
             await self.runner.write(self.db.write, feed)
+
+    def _hook_new_pks(self, conn: Conn, top: int, mems: Sequence[Memory]) -> dict[str, int]:
+        # SQLite gives a row without a rowid the largest one plus one: one insert after
+        # another in one write transaction, the batch's rows get top+1, top+2, ...
+        return {m.memory_id: top + i for i, m in enumerate(mems, 1)}
 
     def _hook_pks_value(self, pks: Sequence[int]) -> Any:
         return json.dumps(list(pks))

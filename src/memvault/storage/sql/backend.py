@@ -311,6 +311,10 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
             [(seq, pk, user_id, self._hook_vector_value(vec)) for seq, pk, user_id, vec in rows],
         )
 
+    def _hook_new_pks(self, conn: Conn, top: int, mems: Sequence[Memory]) -> dict[str, int]:
+        """The keys the rows of `mems` just got (inserted in this order, after `top`)."""
+        return dict(conn.execute(self.sql.pks_after, {"pk": top}).fetchall())
+
     def _hook_pks_value(self, pks: Sequence[int]) -> Any:
         """A list of primary keys as `sql.session_around` binds `:pks`."""
         return list(pks)
@@ -445,7 +449,7 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
             )
         self._hook_index_new_rows(conn, top, len(rows))
         if vectors is not None and any(v is not None for v in vectors):
-            pks = dict(conn.execute(self.sql.pks_after, {"pk": top}).fetchall())
+            pks = self._hook_new_pks(conn, top, mems)
             self._hook_store_vectors(
                 conn,
                 [
