@@ -58,7 +58,7 @@ def derive(memory_type: str, category: str | None, text: str) -> float:
         score += 100
     if _DATE_OR_NUMBER.search(lower):
         score += 50
-    if len(text.split()) < 3:
+    if len(text.split(None, 2)) < 3:  # fewer than three words (stops at the third)
         score -= 100
     if text.rstrip().endswith("?"):
         score -= 150
