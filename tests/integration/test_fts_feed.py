@@ -211,3 +211,21 @@ def test_the_upgrade_guards_the_triggers_and_keeps_every_row_indexed(tmp_path: P
     conn.close()
     assert "memories_fts_docsize" in triggers["memories_fts_ad"]
     assert "memories_fts_docsize" in triggers["memories_fts_au"]
+
+
+def test_asking_whether_rows_wait_reads_only_the_rows_past_the_watermark(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    with MemVault(settings, clock=clock) as vault:
+        vault.add_many("alice", [{"content": f"row {i}"} for i in range(200)])
+    conn = sqlite3.connect(_path(settings))
+    try:
+        conn.execute("ANALYZE")
+        plans = [
+            " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+            for sql, args in ((fts_feed._WAITING_FOR, ("alice",)), (fts_feed._FEED, (0,)))
+        ]
+    finally:
+        conn.close()
+    for plan in plans:
+        assert "SEARCH memories USING INTEGER PRIMARY KEY (rowid>?)" in plan, plan
