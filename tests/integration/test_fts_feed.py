@@ -229,3 +229,26 @@ def test_asking_whether_rows_wait_reads_only_the_rows_past_the_watermark(
         conn.close()
     for plan in plans:
         assert "SEARCH memories USING INTEGER PRIMARY KEY (rowid>?)" in plan, plan
+
+
+def test_a_search_that_cannot_feed_answers_from_the_index_as_it_is(
+    settings: Settings, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    done = subprocess.run(  # rows left waiting, as a killed process leaves them
+        [sys.executable, "-c", WRITER, str(settings.data_dir), settings.database_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    quick = settings.model_copy(update={"sqlite_busy_timeout_s": 0.3})
+    with MemVault(quick, clock=clock) as vault:
+        holder = sqlite3.connect(_path(settings), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process's writer, busy for long
+        try:
+            assert _found(vault, "alice", "badger") == []  # not an error: no entries yet
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert "without the newest rows" in caplog.text
+        assert len(_found(vault, "alice", "badger")) == 3  # the lock gone, fed

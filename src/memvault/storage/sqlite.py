@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -34,6 +35,8 @@ from memvault.storage.sql.connection import SqliteConnections
 from memvault.storage.sql.dbapi import Conn
 from memvault.storage.sql.queries import LIGHT_WIDTH, Statements
 from memvault.storage.vectors import UserVectors, VectorCache, decode_keys, encode_keys
+
+log = logging.getLogger(__name__)
 
 _ANY = Filters()
 CACHE_VECTORS_FROM = 256  # smaller users are read, not kept, on a first search (vectors.py)
@@ -250,9 +253,14 @@ class SqliteBackend(SqlBackend, ChangeStore):
         super().close_now()
 
     async def _feed_for(self, user_id: str) -> None:
-        """Index what waits before a lexical search of `user_id` reads the index."""
+        """Index what waits before a lexical search of `user_id` reads the index. Where
+        that write cannot happen (a read-only file, a writer holding the lock past the busy
+        timeout) the search goes on with the index as it is, without the waiting rows."""
         if await self._read(lambda conn: waiting_for(conn, user_id)):
-            await self.runner.write(self.db.write, feed)
+            try:
+                await self.runner.write(self.db.write, feed)
+            except MemvaultError as exc:
+                log.warning("searching without the newest rows' full-text entries: %s", exc)
 
     def _hook_new_pks(self, conn: Conn, top: int, mems: Sequence[Memory]) -> dict[str, int]:
         # SQLite gives a row without a rowid the largest one plus one: one insert after
