@@ -131,18 +131,23 @@ with MemVault(Settings(data_dir=sys.argv[1], database_url=sys.argv[2])) as v:
 """
 
 
+def _leave_waiting(settings: Settings) -> None:
+    """Three rows of another process that ended without closing its store."""
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER, str(settings.data_dir), settings.database_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_rows_another_process_left_waiting_are_found(
     settings: Settings, clock: FrozenClock
 ) -> None:
     with MemVault(settings, clock=clock) as vault:
         vault.add("alice", "a badger of this process")
-        done = subprocess.run(
-            [sys.executable, "-c", WRITER, str(settings.data_dir), settings.database_url],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
+        _leave_waiting(settings)
         assert _waiting(settings) == 4
         assert len(_found(vault, "alice", "badger")) == 4
         _consistent(settings)
@@ -180,13 +185,7 @@ def test_downgrading_feeds_the_waiting_rows(settings: Settings, clock: FrozenClo
     with MemVault(settings, clock=clock) as vault:
         found = vault.add("alice", "a vole under the lawn")
         assert _found(vault, "alice", "vole") == [found.memory_id]
-    done = subprocess.run(  # rows left waiting, as a killed process leaves them
-        [sys.executable, "-c", WRITER, str(settings.data_dir), settings.database_url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    _leave_waiting(settings)  # as a killed process leaves them
     assert _waiting(settings) == 3
     url = settings.database_url
     migrate.downgrade(url, "0011")
@@ -234,13 +233,7 @@ def test_asking_whether_rows_wait_reads_only_the_rows_past_the_watermark(
 def test_a_search_that_cannot_feed_answers_from_the_index_as_it_is(
     settings: Settings, clock: FrozenClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    done = subprocess.run(  # rows left waiting, as a killed process leaves them
-        [sys.executable, "-c", WRITER, str(settings.data_dir), settings.database_url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    _leave_waiting(settings)  # as a killed process leaves them
     quick = settings.model_copy(update={"sqlite_busy_timeout_s": 0.3})
     with MemVault(quick, clock=clock) as vault:
         holder = sqlite3.connect(_path(settings), isolation_level=None)
