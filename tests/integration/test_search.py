@@ -646,7 +646,7 @@ def _count_spawns(monkeypatch: pytest.MonkeyPatch, cls: Any) -> list[str]:
 
 
 def test_a_big_users_vector_ranking_runs_beside_the_keyword_one(
-    settings: Settings, backend: str, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, backend: str, monkeypatch: pytest.MonkeyPatch, clock: FrozenClock
 ) -> None:
     """A user with a kept matrix of at least BESIDE_FROM vectors gets its vector ranking
     on another thread while the keyword ranking runs: the same hits, the same scores (a
@@ -658,7 +658,8 @@ def test_a_big_users_vector_ranking_runs_beside_the_keyword_one(
     spawned = _count_spawns(monkeypatch, Offload)
     products = _record_products(monkeypatch)
     settings = settings.model_copy(update={"search_weight_access": 0.0})  # hits are accesses
-    with MemVault(settings) as vault:
+    # one instant for both rankings: recency moving between them changed a sixth decimal
+    with MemVault(settings, clock=clock) as vault:
         vault.add_many("big", _big_user_items(CACHE_VECTORS_FROM + 44))
         vault.search("big", "garden", k=1)  # the matrix is kept from here on
         alone = _ranked(vault, "big")
@@ -697,7 +698,7 @@ def _record_products(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 
 async def test_a_big_users_vector_ranking_runs_beside_the_keyword_one_async(
-    settings: Settings, backend: str, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, backend: str, monkeypatch: pytest.MonkeyPatch, clock: FrozenClock
 ) -> None:
     from memvault.client import _ThreadOffload
     from memvault.service import search
@@ -705,10 +706,10 @@ async def test_a_big_users_vector_ranking_runs_beside_the_keyword_one_async(
 
     spawned = _count_spawns(monkeypatch, _ThreadOffload)
     settings = settings.model_copy(update={"search_weight_access": 0.0})  # hits are accesses
-    with MemVault(settings) as vault:
+    with MemVault(settings, clock=clock) as vault:  # one instant for both (recency)
         vault.add_many("big", _big_user_items(CACHE_VECTORS_FROM + 44))
         alone = _ranked(vault, "big")
-    v = await AsyncMemVault.open(settings)
+    v = await AsyncMemVault.open(settings, clock=clock)
     try:
         await v.search("big", "garden", k=1)
         monkeypatch.setattr(search, "BESIDE_FROM", CACHE_VECTORS_FROM)
