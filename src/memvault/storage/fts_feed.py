@@ -27,9 +27,8 @@ _FEED = (
 )
 # NOT INDEXED: by the rowids past the watermark (a few), never by an index of the user's
 # rows (the planner took one, all 100,000 rows of a big user, once the store was analysed)
-_WAITING_FOR = (
-    f"SELECT 1 FROM memories NOT INDEXED WHERE pk > ({WATERMARK}) AND user_id = ? LIMIT 1"
-)
+_WAITING = f"SELECT 1 FROM memories NOT INDEXED WHERE pk > ({WATERMARK})"
+_WAITING_FOR = f"{_WAITING} AND user_id = ? LIMIT 1"
 
 
 def feed(conn: Conn) -> int:
@@ -46,9 +45,14 @@ def feed_if_due(conn: Conn, top: int) -> int:
     return feed(conn)
 
 
+def waiting(conn: Conn) -> bool:
+    """Whether any row waits for the index."""
+    return conn.execute(f"{_WAITING} LIMIT 1").fetchone() is not None
+
+
 def waiting_for(conn: Conn, user_id: str) -> bool:
     """Whether a row of `user_id` waits for the index."""
     return conn.execute(_WAITING_FOR, (user_id,)).fetchone() is not None
 
 
-__all__ = ["FEED_AFTER", "feed", "feed_if_due", "waiting_for"]
+__all__ = ["FEED_AFTER", "feed", "feed_if_due", "waiting", "waiting_for"]

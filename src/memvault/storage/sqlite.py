@@ -25,7 +25,7 @@ from memvault.storage import migrate
 from memvault.storage.access import AccessTracker
 from memvault.storage.base import Candidate, Capabilities, PurgeCounts
 from memvault.storage.changes import ChangeStore
-from memvault.storage.fts_feed import feed, feed_if_due, waiting_for
+from memvault.storage.fts_feed import feed, feed_if_due, waiting, waiting_for
 from memvault.storage.fts_plan import Compactor, TermStats, any_of
 from memvault.storage.runner import InlineRunner, Runner, ThreadRunner
 from memvault.storage.search_text import MAX_QUERY_TERMS
@@ -243,24 +243,25 @@ class SqliteBackend(SqlBackend, ChangeStore):
     async def close(self) -> None:
         if not self._closed:
             with contextlib.suppress(MemvaultError):  # else the next search feeds them
-                await self.runner.write(self.db.write, feed)
+                if await self._read(waiting):
+                    await self.runner.write(self.db.write, feed)
         await super().close()
 
     def close_now(self) -> None:
         if not self._closed:
             with contextlib.suppress(MemvaultError):
-                self.db.write(feed)
+                if self.db.read(waiting):
+                    self.db.write(feed)
         super().close_now()
 
-    async def _feed_for(self, user_id: str) -> None:
-        """Index what waits before a lexical search of `user_id` reads the index. Where
-        that write cannot happen (a read-only file, a writer holding the lock past the busy
-        timeout) the search goes on with the index as it is, without the waiting rows."""
-        if await self._read(lambda conn: waiting_for(conn, user_id)):
-            try:
-                await self.runner.write(self.db.write, feed)
-            except MemvaultError as exc:
-                log.warning("searching without the newest rows' full-text entries: %s", exc)
+    async def _feed_waiting(self) -> None:
+        """Index what waits, for a lexical search that found rows of its user waiting.
+        Where that write cannot happen (a read-only file, a writer holding the lock past
+        the busy timeout) the search goes on with the index as it is, without them."""
+        try:
+            await self.runner.write(self.db.write, feed)
+        except MemvaultError as exc:
+            log.warning("searching without the newest rows' full-text entries: %s", exc)
 
     def _hook_new_pks(self, conn: Conn, top: int, mems: Sequence[Memory]) -> dict[str, int]:
         # SQLite gives a row without a rowid the largest one plus one: one insert after
@@ -367,14 +368,16 @@ class SqliteBackend(SqlBackend, ChangeStore):
         words = list(dict.fromkeys(terms))[:MAX_QUERY_TERMS]
         if not words:
             return []
-        await self._feed_for(user_id)
         owner = f"u{user_id.encode().hex()}"
         sql, params = self.sql.lexical(filters, k)
         params.update(user_id=user_id, now=codec.ts(now))
 
         at = params["now"]
+        ask = True  # the read first asks whether rows of the user wait (not after a feed)
 
-        def run(conn: sqlite3.Connection) -> list[Candidate]:
+        def run(conn: sqlite3.Connection) -> list[Candidate] | None:
+            if ask and waiting_for(conn, user_id):
+                return None  # fed first (storage/fts_feed.py), then read again
             match, split = self.term_stats.match(conn, owner, words, self.lexical_budget, 4 * k)
             if not split and filters == _ANY:
                 # The same scores as bm25() without its walk over every user's rows.
@@ -419,8 +422,12 @@ class SqliteBackend(SqlBackend, ChangeStore):
                 for r in conn.execute(sql, params).fetchall()
             ]
 
-        result: list[Candidate] = await self._read(run)
-        return result
+        result: list[Candidate] | None = await self._read(run)
+        if result is None:
+            await self._feed_waiting()
+            ask = False
+            result = await self._read(run)
+        return result or []
 
     def _user_vectors(self, conn: sqlite3.Connection, user_id: str, dimension: int) -> UserVectors:
         """This user's matrix, brought up to date (one refresh at a time: reader threads of
