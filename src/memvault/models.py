@@ -310,6 +310,23 @@ class Memory(Record):
         return start <= at and (self.valid_to is None or self.valid_to > at)
 
 
+def check_category(v: Any) -> str:
+    return check_identifier(v, "category", limits.MAX_CATEGORY_CHARS)
+
+
+def check_key(v: Any) -> str:
+    return check_identifier(v, "key", limits.MAX_KEY_CHARS)
+
+
+def check_scope_id(v: Any) -> str:
+    """A session or agent id."""
+    return check_identifier(v, "id", limits.MAX_AGENT_ID_CHARS)
+
+
+def check_metadata(v: Any) -> dict[str, Any]:
+    return check_json(v, "metadata")
+
+
 class _MemoryFields(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -321,7 +338,7 @@ class _MemoryFields(BaseModel):
     @field_validator("metadata", mode="before", check_fields=False)
     @classmethod
     def _metadata(cls, v: Any) -> Any:
-        return v if v is None else check_json(v, "metadata")
+        return v if v is None else check_metadata(v)
 
     @field_validator("importance", mode="before", check_fields=False)
     @classmethod
@@ -346,12 +363,12 @@ class _MemoryFields(BaseModel):
     @field_validator("category", mode="before", check_fields=False)
     @classmethod
     def _category(cls, v: Any) -> Any:
-        return v if v is None else check_identifier(v, "category", limits.MAX_CATEGORY_CHARS)
+        return v if v is None else check_category(v)
 
     @field_validator("session_id", "agent_id", mode="before", check_fields=False)
     @classmethod
     def _ids(cls, v: Any) -> Any:
-        return v if v is None else check_identifier(v, "id", limits.MAX_AGENT_ID_CHARS)
+        return v if v is None else check_scope_id(v)
 
     @field_validator("expires_at", "valid_from", "valid_to", mode="after", check_fields=False)
     @classmethod
@@ -391,7 +408,7 @@ class NewMemory(_MemoryFields):
     @field_validator("key", mode="before")
     @classmethod
     def _key(cls, v: Any) -> Any:
-        return v if v is None else check_identifier(v, "key", limits.MAX_KEY_CHARS)
+        return v if v is None else check_key(v)
 
     @model_validator(mode="after")
     def _one_expiry(self) -> NewMemory:
@@ -408,22 +425,6 @@ _NEW_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _category(v: Any) -> str:
-    return check_identifier(v, "category", limits.MAX_CATEGORY_CHARS)
-
-
-def _key(v: Any) -> str:
-    return check_identifier(v, "key", limits.MAX_KEY_CHARS)
-
-
-def _id(v: Any) -> str:
-    return check_identifier(v, "id", limits.MAX_AGENT_ID_CHARS)
-
-
-def _metadata(v: Any) -> dict[str, Any]:
-    return check_json(v, "metadata")
-
-
 # The fields of a new memory that `new_memory` checks itself (the same checks as the model's
 # validators); True for those that may be None.
 _PLAIN_FIELDS: dict[str, tuple[Callable[[Any], Any] | None, bool]] = {
@@ -432,12 +433,12 @@ _PLAIN_FIELDS: dict[str, tuple[Callable[[Any], Any] | None, bool]] = {
     "embedding": (check_embedding, True),
     "memory_type": (check_memory_type, True),
     "tags": (check_tags, False),
-    "metadata": (_metadata, False),
+    "metadata": (check_metadata, False),
     "importance": (check_importance, True),
-    "category": (_category, True),
-    "key": (_key, True),
-    "session_id": (_id, True),
-    "agent_id": (_id, True),
+    "category": (check_category, True),
+    "key": (check_key, True),
+    "session_id": (check_scope_id, True),
+    "agent_id": (check_scope_id, True),
     "ttl_seconds": (check_ttl, True),
     "expires_at": (None, True),  # times: only their absence is checked here
     "valid_from": (None, True),
