@@ -403,11 +403,16 @@ class JsonfsBackend(SqliteBackend):
                         f"({type(exc).__name__}: {str(exc)[:200]}); nothing was changed"
                     ) from exc
         for user_id in self._users.keys() - listed.keys():
-            _delete_user_rows(conn, user_id)
+            self._delete_user_rows(conn, user_id)
             self.vectors.drop(user_id)
         self._users = listed
         self._load_globals(conn)
         self._generation = generation
+
+    def _delete_user_rows(self, conn: Conn, user_id: str) -> None:
+        conn.execute("DELETE FROM memory_history WHERE user_id = ?", (user_id,))
+        self._hook_user_gone(conn, user_id)  # its vector blocks, before the cascade
+        conn.execute("DELETE FROM users WHERE user_id = ?", (user_id,))  # the rest cascades
 
     def _seed_folders(self) -> list[tuple[str, str]]:
         """(user id, folder) of the seed 002 user folders in the data directory."""
@@ -419,7 +424,7 @@ class JsonfsBackend(SqliteBackend):
         return out
 
     def _load_user(self, conn: Conn, user_id: str, info: dict[str, Any]) -> None:
-        _delete_user_rows(conn, user_id)
+        self._delete_user_rows(conn, user_id)
         self.vectors.drop(user_id)
         folder = self.files.inside(str(info.get("dir") or user_dir_name(user_id)))
         now = datetime.now(UTC)
@@ -836,9 +841,3 @@ def _user_from(user_id: str, profile: dict[str, Any], now: datetime) -> User:
             "updated_at": when(profile.get("updated_at")) or created,
         }
     )
-
-
-def _delete_user_rows(conn: Conn, user_id: str) -> None:
-    conn.execute("DELETE FROM memory_history WHERE user_id = ?", (user_id,))
-    conn.execute("DELETE FROM vector_blocks WHERE user_id = ?", (user_id,))  # before slots
-    conn.execute("DELETE FROM users WHERE user_id = ?", (user_id,))  # the rest cascades
