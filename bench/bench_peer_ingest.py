@@ -1,0 +1,148 @@
+"""The peer benchmark's ingest and vector search, each peer in a fresh small process, peers
+alternating round after round: memvault against another peer with nothing else loaded.
+
+    /tmp/peers/bin/python bench/bench_peer_ingest.py --peers memvault,langgraph_sqlite
+    /tmp/peers/bin/python bench/bench_peer_ingest.py --peers memvault,floor --rounds 8
+
+Run it with the interpreter of ../shared/bench/peers (its README: that venv holds LangGraph,
+Chroma and mem0, and memvault installed with `pip install -e .`). The workload is the
+harness's own (`workload.generate`, same seed, `--users` x `--per-user`), memvault goes
+through `bench/peer_adapter.py` and the others through the harness's adapters, exactly as
+`run.py` calls them. What differs from `run.py`: no PyTorch model in the process (memories
+carry random unit vectors, given to the peers that take vectors and handed out by a lookup
+to those that embed, as the harness's cache does), and many short rounds in alternation,
+so that a machine whose speed drifts from minute to minute drifts for every peer alike.
+Each round prints one line per peer; the end, the medians. Times are the harness's: the
+adapter call only (`add_batch` per user, `search` per query).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS_DIR = ROOT.parent / "shared" / "bench" / "peers"
+ADAPTERS = {  # harness name -> (module of ../shared/bench/peers, variant)
+    "floor": ("floor_adapter", None),
+    "langgraph_sqlite": ("langgraph_adapter", "sqlite"),
+    "langgraph": ("langgraph_adapter", "memory"),
+    "chroma": ("chroma_adapter", None),
+}
+
+
+def _one(peer: str, users: int, per_user: int, queries: int, seed: int) -> dict[str, Any]:
+    """One peer, one round, in this process."""
+    import importlib.util
+
+    import numpy as np
+
+    sys.path.insert(0, str(PEERS_DIR))
+    import workload  # type: ignore[import-not-found]  # the harness's module
+
+    if peer == "memvault":
+        spec = importlib.util.spec_from_file_location("mv_adapter", ROOT / "bench/peer_adapter.py")
+        assert spec is not None
+        assert spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        ad = mod.make()
+    else:
+        name, variant = ADAPTERS[peer]
+        ad = __import__(name).make(variant)
+    wl = workload.generate(users, per_user, queries, seed)
+    rng = np.random.default_rng(seed)
+    texts = sorted({t for u in wl.users for _, t in wl.memories[u]} | {q for _, q, _ in wl.queries})
+    vecs = rng.standard_normal((len(texts), 384)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    vec_of = dict(zip(texts, vecs, strict=True))
+
+    class Lookup:  # the harness's cache, for peers that embed themselves
+        def embed(self, items: list[str]) -> Any:
+            return np.stack([vec_of[t] for t in items])
+
+        def embed_lists(self, items: list[str]) -> list[list[float]]:
+            return [vec_of[t].tolist() for t in items]
+
+    workdir = tempfile.mkdtemp(prefix=f"bench-peer-{peer}-")
+    ad.setup(384, embed=Lookup(), workdir=workdir)
+    given = bool(ad.accepts_vectors)
+    per_batch: list[float] = []
+    for u in wl.users:
+        ids = [i for i, _ in wl.memories[u]]
+        batch = [t for _, t in wl.memories[u]]
+        vectors = np.stack([vec_of[t] for t in batch]) if given else None
+        t0 = time.perf_counter()
+        ad.add_batch(u, ids, batch, vectors)
+        per_batch.append(time.perf_counter() - t0)
+    spent = sum(per_batch)
+    tenth = max(1, len(per_batch) // 10)
+    tenths = [  # us a memory in each tenth of the ingest, first to last
+        round(sum(per_batch[i : i + tenth]) / (tenth * per_user) * 1e6, 1)
+        for i in range(0, len(per_batch), tenth)
+    ]
+    lat = []
+    for u, q, _ in wl.queries:
+        qv = vec_of[q] if ad.accepts_query_vector else None
+        t0 = time.perf_counter()
+        ad.search(u, q, qv, 10)
+        lat.append(time.perf_counter() - t0)
+    ad.close()
+    lat.sort()
+    n = users * per_user
+    return {
+        "peer": peer,
+        "ingest_per_s": round(n / spent),
+        "ingest_us": round(spent / n * 1e6, 1),
+        "ingest_us_by_tenth": tenths,
+        "search_p50_ms": round(lat[len(lat) // 2] * 1e3, 3),
+        "search_p95_ms": round(lat[int(len(lat) * 0.95)] * 1e3, 3),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--peers", default="memvault,langgraph_sqlite")
+    ap.add_argument("--users", type=int, default=100)
+    ap.add_argument("--per-user", type=int, default=100)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # a round's child process
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(_one(args.one, args.users, args.per_user, args.queries, args.seed)))
+        return
+    if not (PEERS_DIR / "workload.py").exists():
+        sys.exit(f"{PEERS_DIR} not found (the peer benchmark sits beside the repository)")
+    peers = args.peers.split(",")
+    got: dict[str, list[dict[str, Any]]] = {p: [] for p in peers}
+    for r in range(args.rounds):
+        order = peers if r % 2 == 0 else peers[::-1]
+        for peer in order:
+            cmd = [sys.executable, __file__, "--one", peer, "--users", str(args.users)]
+            cmd += ["--per-user", str(args.per_user), "--queries", str(args.queries)]
+            cmd += ["--seed", str(args.seed)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            got[peer].append(row)
+            print(f"round {r}: {json.dumps(row)}", flush=True)
+    summary = {
+        p: {
+            k: statistics.median(row[k] for row in rows)
+            for k in ("ingest_per_s", "ingest_us", "search_p50_ms", "search_p95_ms")
+        }
+        for p, rows in got.items()
+    }
+    print(json.dumps({"medians": summary, "rounds": args.rounds}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
