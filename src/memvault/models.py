@@ -446,12 +446,14 @@ _PLAIN_FIELDS: dict[str, tuple[Callable[[Any], Any] | None, bool]] = {
 }
 
 
-def new_memory(data: dict[str, Any]) -> NewMemory | None:
-    """`NewMemory.model_validate(data)` for the usual shapes, for 1.5 us instead of 6 (a
-    batch writer's item: content, an embedding, a namespace, tags...): the same checks,
-    without pydantic's machinery. None where the model must validate instead: a field not
-    checked here (times, validity), an explicit null where the model refuses it, or a value
-    a check refuses (the model then says why, with its error details)."""
+def new_memory_values(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The field values `NewMemory.model_validate(data)` would hold (every field, defaults
+    included), for the usual shapes of a new memory (a batch writer's item: content, an
+    embedding, a namespace, tags...): the same checks, without pydantic's machinery. None
+    where the model must validate instead: a field not checked here (times, validity), an
+    explicit null where the model refuses it, or a value a check refuses (the model then
+    says why, with its error details). `add_many` builds its memories from these values
+    (`service.memories.build_memory_from`) without making a `NewMemory` of them."""
     if "content" not in data:
         return None
     values: dict[str, Any] = dict(_NEW_DEFAULTS)
@@ -471,6 +473,15 @@ def new_memory(data: dict[str, Any]) -> NewMemory | None:
         except ValueError:
             return None
         values[name] = dict(value) if isinstance(value, dict) else value  # as pydantic copies
+    return values
+
+
+def new_memory(data: dict[str, Any]) -> NewMemory | None:
+    """`NewMemory.model_validate(data)` for the shapes `new_memory_values` checks (1.5 us
+    instead of 6), None for the others."""
+    values = new_memory_values(data)
+    if values is None:
+        return None
     made = construct(NewMemory, values)
     _set_fields(made, set(data))
     return made

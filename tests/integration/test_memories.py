@@ -439,13 +439,13 @@ def test_a_batch_runs_with_the_garbage_collector_paused(
     from memvault.service import memories as service
 
     seen: list[bool] = []
-    real = service.build_memory
+    real = service.build_memory_from
 
     def watching(*args: Any, **kwargs: Any) -> Any:
         seen.append(gc.isenabled())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(service, "build_memory", watching)
+    monkeypatch.setattr(service, "build_memory_from", watching)
     url = f"sqlite:///{tmp_path / 'gc.db'}"
     with MemVault(Settings(data_dir=tmp_path, database_url=url, embedder="none")) as v:
         v.add_many("alice", [{"content": "one"}, {"content": "two"}])

@@ -89,6 +89,7 @@ def test_the_short_way_agrees_with_the_model(item: dict[str, Any]) -> None:
     if short is None:
         return  # declined: the model validates (times, or a shape it does not check)
     assert short.model_fields_set == full.model_fields_set
+    assert short.__dict__.keys() == full.__dict__.keys()  # add_many reads every field by name
     for name in NewMemory.model_fields:
         assert _same(getattr(short, name), getattr(full, name)), name
 

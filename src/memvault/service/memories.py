@@ -23,7 +23,7 @@ from memvault.models import (
     VectorLike,
     construct,
     content_text,
-    new_memory,
+    new_memory_values,
 )
 from memvault.service import gcpause, validate
 from memvault.service.ttl import expiry
@@ -61,44 +61,53 @@ _REVERT_FIELDS = (
 
 def build_memory(user_id: str, new: NewMemory, settings: Settings, now: datetime) -> Memory:
     """The stored form of a new memory (pure)."""
+    return build_memory_from(user_id, new.__dict__, settings, now)
+
+
+def build_memory_from(
+    user_id: str, new: Mapping[str, Any], settings: Settings, now: datetime
+) -> Memory:
+    """`build_memory` from a new memory's field values (a `NewMemory`'s, every field
+    present: `models.new_memory_values` gives them without making the model)."""
     memory_id = ids.new_id("mem")
-    memory_type = new.memory_type or settings.default_memory_type
-    importance = new.importance
+    memory_type = new["memory_type"] or settings.default_memory_type
+    content = new["content"]
+    importance = new["importance"]
     if importance is None:
         importance = (
-            importance_rules.derive(memory_type, new.category, content_text(new.content))
+            importance_rules.derive(memory_type, new["category"], content_text(content))
             if settings.auto_importance
             else importance_rules.DEFAULT
         )
-    expires_at = expiry(now, new.ttl_seconds, new.expires_at)
+    expires_at = expiry(now, new["ttl_seconds"], new["expires_at"])
     if memory_type == PERMANENT and expires_at is not None:
         raise InvalidArgumentError("permanent memories cannot expire", {"field": "expires_at"})
     return construct(
         Memory,
-        dict(
-            memory_id=memory_id,
-            user_id=user_id,
-            namespace=new.namespace,
-            key=new.key or memory_id,
-            memory_type=memory_type,
-            content=new.content,
-            metadata=new.metadata,
-            tags=new.tags,
-            category=new.category,
-            importance=importance,
-            access_count=0,
-            last_accessed_at=None,
-            expires_at=expires_at,
-            session_id=new.session_id,
-            agent_id=new.agent_id,
-            version=1,
-            deleted_at=None,
-            created_at=now,
-            updated_at=now,
-            valid_from=new.valid_from,
-            valid_to=new.valid_to,
-            superseded_by=None,
-        ),
+        {
+            "memory_id": memory_id,
+            "user_id": user_id,
+            "namespace": new["namespace"],
+            "key": new["key"] or memory_id,
+            "memory_type": memory_type,
+            "content": content,
+            "metadata": new["metadata"],
+            "tags": new["tags"],
+            "category": new["category"],
+            "importance": importance,
+            "access_count": 0,
+            "last_accessed_at": None,
+            "expires_at": expires_at,
+            "session_id": new["session_id"],
+            "agent_id": new["agent_id"],
+            "version": 1,
+            "deleted_at": None,
+            "created_at": now,
+            "updated_at": now,
+            "valid_from": new["valid_from"],
+            "valid_to": new["valid_to"],
+            "superseded_by": None,
+        },
     )
 
 
@@ -249,23 +258,24 @@ class MemoryOps:
             if isinstance(data, dict) and "namespace" not in data:
                 data["namespace"] = self.settings.default_namespace
             try:
-                new = new_memory(data) if isinstance(data, dict) else None
-                if new is None:
-                    new = validate.model(NewMemory, data, "memory")
-                mem = build_memory(uid, new, self.settings, now)
+                values = new_memory_values(data) if isinstance(data, dict) else None
+                if values is None:
+                    values = validate.model(NewMemory, data, "memory").__dict__
+                mem = build_memory_from(uid, values, self.settings, now)
             except InvalidArgumentError as exc:
                 exc.details.setdefault("index", index)
                 raise
-            if new.key is not None:
-                if (new.namespace, new.key) in seen:
+            key = values["key"]
+            if key is not None:
+                namespace = values["namespace"]
+                if (namespace, key) in seen:
                     raise ConflictError(
-                        f"key {new.key!r} appears twice in namespace {new.namespace!r} "
-                        "in one batch",
-                        {"index": index, "key": new.key},
+                        f"key {key!r} appears twice in namespace {namespace!r} in one batch",
+                        {"index": index, "key": key},
                     )
-                seen.add((new.namespace, new.key))
+                seen.add((namespace, key))
             built.append(mem)
-            given.append(new.embedding)
+            given.append(values["embedding"])
         return await self._store_new(uid, built, Change("create", actor), now, given)
 
     async def get(self, user_id: str, memory_id: str) -> Memory:

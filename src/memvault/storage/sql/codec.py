@@ -289,38 +289,42 @@ def memory_row(m: Memory, cipher: Cipher | None = None) -> tuple[Any, ...]:
             cipher.key_id,
             cipher.keyed_hash(content_hash(m.content)),
         )
-    text = content_text(m.content)
+    d = m.__dict__  # the fields, read as a dict: 0.7 us a row less than 24 attributes
+    content = d["content"]
+    text = content if isinstance(content, str) else content_text(content)
     zipped = None
     if len(text) > COMPRESS_CONTENT_FROM:
         zipped = _zip(text)
         text = text[:COMPRESS_CONTENT_FROM]
+    seen, expires, deleted = d["last_accessed_at"], d["expires_at"], d["deleted_at"]
+    valid_from, valid_to = d["valid_from"], d["valid_to"]
     return (
-        m.memory_id,
-        m.user_id,
-        m.namespace,
-        m.key,
-        m.memory_type,
+        d["memory_id"],
+        d["user_id"],
+        d["namespace"],
+        d["key"],
+        d["memory_type"],
         text,
-        dumps(m.content) if isinstance(m.content, dict) else None,
-        dumps(m.metadata),
-        dumps(m.tags),
-        m.category,
-        m.importance,
-        m.access_count,
-        ts(m.last_accessed_at),
-        ts(m.expires_at),
-        m.session_id,
-        m.agent_id,
-        m.version,
-        ts(m.deleted_at),
-        ts(m.created_at),
-        ts(m.updated_at),
-        ts(m.valid_from),
-        ts(m.valid_to),
-        m.superseded_by,
+        dumps(content) if isinstance(content, dict) else None,
+        dumps(d["metadata"]),
+        dumps(d["tags"]),
+        d["category"],
+        d["importance"],
+        d["access_count"],
+        None if seen is None else ts(seen),
+        None if expires is None else ts(expires),
+        d["session_id"],
+        d["agent_id"],
+        d["version"],
+        None if deleted is None else ts(deleted),
+        ts(d["created_at"]),
+        ts(d["updated_at"]),
+        None if valid_from is None else ts(valid_from),
+        None if valid_to is None else ts(valid_to),
+        d["superseded_by"],
         zipped,
         None,
-        content_hash(m.content),
+        content_hash(content),
     )
 
 
