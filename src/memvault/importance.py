@@ -38,14 +38,22 @@ _CATEGORY = {
     "preferences": 50,
 }
 # matched against the lower-cased text: re.I made each search 2.5 times slower
-_STRONG = re.compile(
-    r"\b(?:always|never|must|allerg\w*|emergency|important|remember|deadline|urgent|"
-    r"password|medication|diagnos\w*)\b"
+_STRONG_WORDS = (
+    r"always|never|must|allerg\w*|emergency|important|remember|deadline|urgent|"
+    r"password|medication|diagnos\w*"
 )
-_DATE_OR_NUMBER = re.compile(
-    r"\b(?:\d+|january|february|march|april|may|june|july|august|september|october|"
-    r"november|december|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b"
+_DATE_WORDS = (
+    r"\d+|january|february|march|april|may|june|july|august|september|october|"
+    r"november|december|monday|tuesday|wednesday|thursday|friday|saturday|sunday"
 )
+_STRONG = re.compile(rf"\b(?:{_STRONG_WORDS})\b")
+_DATE_OR_NUMBER = re.compile(rf"\b(?:{_DATE_WORDS})\b")
+# Both at once: the text up to the first signal of either kind is read once, not twice
+# (the peer benchmark's 10,000 sentences, both ways alternating in one process: 5.5-5.8
+# against 6.3-6.4 us, and 6.6-7.2 against 8.0-8.2 us on a slower minute). The two sets
+# share no word, so the first match says which kind it is; the other kind can then only
+# come after it (tests/property/test_importance.py holds it to the two searches).
+_EITHER = re.compile(rf"\b(?:({_STRONG_WORDS})|{_DATE_WORDS})\b")
 
 
 def derive(memory_type: str, category: str | None, text: str) -> float:
@@ -54,10 +62,12 @@ def derive(memory_type: str, category: str | None, text: str) -> float:
     if category is not None:
         score += _CATEGORY.get(category.lower(), 0)
     lower = text.lower()
-    if _STRONG.search(lower):
-        score += 100
-    if _DATE_OR_NUMBER.search(lower):
-        score += 50
+    first = _EITHER.search(lower)
+    if first is not None:
+        if first.group(1) is not None:  # a strong word first: a date or number after it?
+            score += 150 if _DATE_OR_NUMBER.search(lower, first.end()) else 100
+        else:
+            score += 150 if _STRONG.search(lower, first.end()) else 50
     if len(text.split(None, 2)) < 3:  # fewer than three words (stops at the third)
         score -= 100
     if text.rstrip().endswith("?"):

@@ -55,7 +55,9 @@ def date_words(text: str) -> str:
 def search_context(texts: Sequence[str], i: int, conversation: bool) -> str | None:
     """What the full-text index adds to the i-th memory: its neighbours' text (memories of a
     conversation only) and its dates in words."""
-    parts = [neighbour_context(texts, i) if conversation else None, date_words(texts[i])]
+    if not conversation:
+        return date_words(texts[i]) or None
+    parts = [neighbour_context(texts, i), date_words(texts[i])]
     joined = " ".join(p for p in parts if p)
     return joined or None
 
