@@ -254,11 +254,15 @@ class MemoryOps:
         given: list[Any] = []
         seen: set[tuple[str, str]] = set()
         for index, item in enumerate(memories):
-            data = dict(item) if isinstance(item, Mapping) else item
-            if isinstance(data, dict) and "namespace" not in data:
-                data["namespace"] = self.settings.default_namespace
+            data: Any = item
+            # a plain dict first: `isinstance(item, Mapping)` (an ABC) costs more than the rest
+            mapping = type(item) is dict or isinstance(item, Mapping)
+            if mapping:
+                data = dict(item)
+                if "namespace" not in data:
+                    data["namespace"] = self.settings.default_namespace
             try:
-                values = new_memory_values(data) if isinstance(data, dict) else None
+                values = new_memory_values(data) if mapping else None
                 if values is None:
                     values = validate.model(NewMemory, data, "memory").__dict__
                 mem = build_memory_from(uid, values, self.settings, now)
