@@ -251,3 +251,29 @@ def test_a_batch_after_purged_newest_rows_keeps_its_own_vectors(
         )
         for i, m in enumerate(made):
             assert stored[m.memory_id] == vecs[20 + i].tobytes()
+
+
+def test_a_kept_matrix_is_probed_again_only_after_a_commit(
+    settings: Settings, clock: FrozenClock
+) -> None:
+    # Before each search of a kept matrix the cache asks for the user's newest block; it
+    # skips the question while the WAL index header says nobody has committed since, and
+    # asks again (and sees the new vector) after any commit, another instance's included.
+    probe = "SELECT max(seq) FROM vector_blocks"
+    vecs = _units(40, 5)
+    with MemVault(settings, clock=clock) as one, MemVault(settings, clock=clock) as two:
+        one.add_many("ann", [{"content": f"n{i}", "embedding": v} for i, v in enumerate(vecs)])
+        for _ in range(3):  # kept from the third search on (vectors.py)
+            assert _order(one, "ann", vecs[7], k=1) == [_order(one, "ann", vecs[7], k=2)[0]]
+        said: list[str] = []
+        for conn in one._inner.backend.db._all:  # the writer and this thread's reader
+            conn.set_trace_callback(said.append)
+        for _ in range(3):
+            _order(one, "ann", vecs[7], k=1)
+        assert not [s for s in said if s.startswith(probe)]
+        added = two.add("ann", "from the other instance", embedding=_units(1, 9)[0])
+        assert _order(one, "ann", _units(1, 9)[0], k=1) == [added.memory_id]
+        assert [s for s in said if s.startswith(probe)]
+        said.clear()
+        _order(one, "ann", vecs[7], k=1)
+        assert not [s for s in said if s.startswith(probe)]

@@ -199,11 +199,13 @@ class SqliteBackend(SqlBackend, ChangeStore):
     def __init__(self, path: Path, settings: Settings, *, threaded: bool) -> None:
         prepare_database(path)
         self.path = path
-        self.db = SqliteConnections(
+        db = SqliteConnections(
             path,
             busy_timeout_s=settings.sqlite_busy_timeout_s,
             synchronous=settings.sqlite_synchronous,
         )
+        self.db = db
+        self._wal_header = db.wal_index_header  # what every commit changes (0.1 us)
         self.sql = Statements(sqlite_dialect.dialect(paramstyle="named"), FTS_WEIGHTS)
         self.runner: Runner = (
             ThreadRunner(
@@ -451,17 +453,24 @@ class SqliteBackend(SqlBackend, ChangeStore):
         self, conn: sqlite3.Connection, user_id: str, dimension: int
     ) -> UserVectors:
         uv = self.vectors.get(user_id)
+        # Read before the blocks are: a commit after this read changes the header, and the
+        # next search then asks again (`UserVectors.checked`).
+        header = self._wal_header()
         if uv is not None and uv.dimension == dimension and uv.stale * 4 <= max(len(uv.pks), 64):
+            if header is not None and header == uv.checked:
+                return uv  # nobody has committed since it was last brought up to date
             latest = conn.execute(
                 "SELECT max(seq) FROM vector_blocks WHERE user_id = ?", (user_id,)
             ).fetchone()[0]
             if latest is not None and latest > uv.seq:
                 uv.apply_blocks(conn.execute(_USER_BLOCKS, (user_id, uv.seq)).fetchall())
                 self.vectors.put(user_id, uv)
+            uv.checked = header
             return uv
         # Not kept, or due for a reload (a quarter of it deleted since): read every block.
         fresh = UserVectors(dimension)
         fresh.apply_blocks(conn.execute(_USER_BLOCKS, (user_id, 0)).fetchall())
+        fresh.checked = header
         # A small user is kept once searched often enough; until then read, not kept.
         big = uv is not None or len(fresh.pks) >= CACHE_VECTORS_FROM
         if big or not self._searched_once(user_id):

@@ -23,10 +23,12 @@ matrix (0.26 against 0.42 ms p50 in-process; peer benchmark at 10k, ten searches
 
 Coherence: `vector_blocks.seq` (SQLite, migration 0011) only grows. Before a search the
 cache reads the user's largest `seq` (one index probe); if it moved, it reads only the newer
-blocks, which add or replace vectors by memory. Vectors of memories deleted since stay in
-the matrix until the user is reloaded; the search drops them when it reads the rows (deleted
-and expired rows are never returned), and reloads the user when they reach a quarter of the
-matrix.
+blocks, which add or replace vectors by memory. The probe is skipped while the WAL index
+header (`SqliteConnections.wal_index_header`, changed by every commit of every process) is
+the one read before the matrix was last brought up to date: nothing can have changed.
+Vectors of memories deleted since stay in the matrix until the user is reloaded; the
+search drops them when it reads the rows (deleted and expired rows are never returned), and
+reloads the user when they reach a quarter of the matrix.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class UserVectors:
     matrix: F32 = field(default_factory=lambda: _empty(0))
     pos: dict[int, int] = field(default_factory=dict)
     stale: int = 0
+    checked: bytes | None = None  # the WAL index header when last brought up to date
 
     def __post_init__(self) -> None:
         if self.matrix.shape[1] != self.dimension:
