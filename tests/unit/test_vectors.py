@@ -134,3 +134,26 @@ def test_blocks_load_skip_marked_entries_and_replace_by_later_blocks() -> None:
     assert all(got[pk].tobytes() == want[pk].tobytes() for pk in want)
     q = _unit(rng, 1, 8)[0]
     assert [pk for pk, _ in single.top(q, 4)] == sorted(got, key=lambda pk: -float(got[pk] @ q))
+
+
+def test_a_checked_query_vector_is_the_same_row_when_unit_and_normalised_otherwise() -> None:
+    from memvault.embed import check_vector
+    from memvault.errors import InvalidArgumentError
+
+    rng = np.random.default_rng(3)
+    unit = _unit(rng, 1, 384)[0]
+    assert check_vector(unit, 384) is unit  # the usual case: taken as it is
+    near = unit * np.float32(1.0 + 3e-5)  # inside the tolerance: kept as given
+    assert check_vector(near, 384) is near
+    for scale in (1.001, 0.5, 7.0, 1e30):  # off unit length, or past float32's squares
+        got = check_vector(unit * np.float32(scale), 384)
+        assert abs(float(np.linalg.norm(got.astype(np.float64))) - 1.0) < 1e-5
+        assert float(got @ unit) > 0.9999
+    assert abs(float(np.linalg.norm(check_vector(unit.tolist(), 384))) - 1.0) < 1e-5
+    bad = [np.zeros(384, np.float32), np.full(384, np.nan, np.float32), unit.copy()]
+    bad[2][5] = np.inf
+    for v in bad:
+        with pytest.raises(InvalidArgumentError):
+            check_vector(v, 384)
+    with pytest.raises(InvalidArgumentError):
+        check_vector(unit[:100], 384)
