@@ -397,3 +397,49 @@ def test_stale_statistics_are_refreshed_by_the_writers(settings: Settings) -> No
     while analyzed() <= before and time.monotonic() < deadline:
         time.sleep(0.2)
     assert analyzed() > before
+
+
+def test_first_writes_of_several_instances_at_once_build_the_hnsw_index_once(
+    settings: Settings,
+) -> None:
+    """Every instance's first write with a vector records the embedder and makes the HNSW
+    index (`CREATE INDEX CONCURRENTLY`). Two such builds at once deadlocked, and inserts
+    beside them failed in pgvector: the writes below failed now and then before builds
+    were taken one at a time (a process lock and an advisory try-lock)."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    vaults = [MemVault(settings) for _ in range(6)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(vaults) * 2)
+
+    def write(vault: MemVault, n: int) -> None:
+        start.wait()
+        try:
+            for i in range(5):
+                v = rng.standard_normal(384).astype(np.float32)
+                vault.add(f"user{n % 3}", f"note {n}-{i}", embedding=v / np.linalg.norm(v))
+        except BaseException as exc:  # noqa: BLE001 - collected, then asserted empty
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=write, args=(vaults[n // 2], n)) for n in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert errors == []
+        assert (
+            sum(len(v.list_memories(f"user{u}").items) for v in vaults[:1] for u in range(3)) == 60
+        )
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            names = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT indexname FROM pg_indexes WHERE tablename = 'memory_vectors'"
+                ).fetchall()
+            ]
+        assert "ix_memory_vectors_hnsw_384" in names
+    finally:
+        for v in vaults:
+            v.close()

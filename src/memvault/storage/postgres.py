@@ -49,6 +49,7 @@ LOCK_MIGRATE = 0x6D76_0001
 LOCK_PURGE = 0x6D76_0002
 LOCK_REINDEX = 0x6D76_0003
 LOCK_ANALYZE = 0x6D76_0004
+LOCK_HNSW = 0x6D76_0005  # one HNSW index build at a time across servers
 ANALYZE_CHECK_WRITES = 50  # write transactions between two looks at the statistics
 LOCKS = {"reindex": LOCK_REINDEX, "purge": LOCK_PURGE}
 BARRIER_TIMEOUT_S = 2.0
@@ -360,6 +361,7 @@ class PostgresBackend(SqlBackend):
         self.hnsw_from = settings.pg_hnsw_from
         self._hnsw_dims: set[int] = set()
         self._hnsw_checked = 0.0
+        self._index_lock = threading.Lock()  # one HNSW index build at a time in this process
         self._sizes: dict[str, tuple[int, float]] = {}
         self.lexical_budget = settings.search_lexical_budget
         self.term_stats = PgTermStats()
@@ -584,16 +586,28 @@ class PostgresBackend(SqlBackend):
         changed = await super().set_vector_model(model, dimension, now)
 
         def ensure(conn: Conn) -> set[int]:
-            for other in _index_dimensions(conn) - {dimension}:
-                conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {HNSW_INDEX}_{int(other)}")
-            if self.hnsw_from <= 0:  # every search is exact: no index to keep up on writes
+            # Concurrent first writes each get here. Two `CREATE INDEX CONCURRENTLY` of one
+            # index deadlock (each waits for the other's transaction), and inserts beside
+            # two builds failed in pgvector ("different vector dimensions 384 and 0"): one
+            # build at a time in this process (a lock), none while another server builds (a
+            # try-lock that waits for nothing: it then uses what exists, exact search till
+            # the index is there).
+            with self._index_lock:
+                got = conn.execute("SELECT pg_try_advisory_lock(?)", (LOCK_HNSW,)).fetchone()
+                if not (got and got[0]):
+                    return _index_dimensions(conn)
+                try:
+                    for other in _index_dimensions(conn) - {dimension}:
+                        conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {HNSW_INDEX}_{int(other)}")
+                    if self.hnsw_from > 0:  # else every search is exact: no index to keep up
+                        conn.execute(
+                            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS "
+                            f"{HNSW_INDEX}_{int(dimension)} ON memory_vectors USING hnsw "
+                            f"((vector::vector({int(dimension)})) vector_cosine_ops)"
+                        )
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(?)", (LOCK_HNSW,))
                 return _index_dimensions(conn)
-            conn.execute(
-                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {HNSW_INDEX}_{int(dimension)} "
-                f"ON memory_vectors USING hnsw ((vector::vector({int(dimension)})) "
-                "vector_cosine_ops)"
-            )
-            return _index_dimensions(conn)
 
         self._hnsw_dims = await self._read(ensure)
         self._hnsw_checked = time.monotonic()
