@@ -439,9 +439,8 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
         top = conn.execute(self.sql.max_pk).fetchone()[0]
         contexts = self._contexts(conn, mems)
         rows = [(*codec.memory_row(m, self.column_cipher), contexts.get(m.memory_id)) for m in mems]
-        positional = self.sql.insert_memory_positional
-        if positional is not None:
-            conn.executemany(positional, rows)
+        if self.sql.insert_memory_positional is not None:
+            conn.executemany(*self.sql.insert_rows(rows))
         else:
             names = (*codec.INSERT_COLUMNS, "search_context")
             conn.executemany(
