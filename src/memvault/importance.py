@@ -46,6 +46,18 @@ _DATE_WORDS = (
     r"\d+|january|february|march|april|may|june|july|august|september|october|"
     r"november|december|monday|tuesday|wednesday|thursday|friday|saturday|sunday"
 )
+
+
+def _first_chars(*alternations: str) -> str:
+    """A character class of what a match of these alternations begins with."""
+    firsts = {
+        alt[:2] if alt.startswith("\\") else alt[0]
+        for words in alternations
+        for alt in words.split("|")
+    }
+    return "[" + "".join(sorted(firsts)) + "]"
+
+
 _STRONG = re.compile(rf"\b(?:{_STRONG_WORDS})\b")
 _DATE_OR_NUMBER = re.compile(rf"\b(?:{_DATE_WORDS})\b")
 # Both at once: the text up to the first signal of either kind is read once, not twice
@@ -53,7 +65,12 @@ _DATE_OR_NUMBER = re.compile(rf"\b(?:{_DATE_WORDS})\b")
 # against 6.3-6.4 us, and 6.6-7.2 against 8.0-8.2 us on a slower minute). The two sets
 # share no word, so the first match says which kind it is; the other kind can then only
 # come after it (tests/property/test_importance.py holds it to the two searches).
-_EITHER = re.compile(rf"\b(?:({_STRONG_WORDS})|{_DATE_WORDS})\b")
+# The lookahead (a class of the letters a signal word begins with, and digits) lets the
+# search pass over most positions without trying every word: 2.4 against 3.0 us a search
+# over the same sentences, alternating.
+_EITHER = re.compile(
+    rf"(?={_first_chars(_STRONG_WORDS, _DATE_WORDS)})\b(?:({_STRONG_WORDS})|{_DATE_WORDS})\b"
+)
 
 
 def derive(memory_type: str, category: str | None, text: str) -> float:

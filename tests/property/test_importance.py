@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memvault.importance import _DATE_OR_NUMBER, _STRONG, derive
+from memvault.importance import _DATE_OR_NUMBER, _DATE_WORDS, _STRONG, _STRONG_WORDS, derive
 
 WORDS = st.sampled_from(
     [
@@ -78,3 +78,18 @@ def test_each_signal_alone_and_both() -> None:
     assert derive("note", None, "remember we met at the cafe") == 0.6
     assert derive("note", None, "remember we met at the cafe at 3") == 0.65
     assert derive("note", None, "on monday remember the cafe") == 0.65  # date first
+
+
+def test_every_signal_word_counts_wherever_it_stands() -> None:
+    """Each word of both sets, at the start, inside and at the end of a text (the search
+    skips positions by the letters a signal word can begin with: a word left out of that
+    class would go unseen)."""
+    words = [
+        w.replace("\\w*", "y").replace("\\d+", "7")
+        for alternation in (_STRONG_WORDS, _DATE_WORDS)
+        for w in alternation.split("|")
+    ]
+    assert len(words) == 32
+    for word in words:
+        for text in (f"{word} we met", f"we met {word} at the cafe", f"we met at {word}"):
+            assert derive("note", None, text) == _reference("note", None, text) > 0.5, text

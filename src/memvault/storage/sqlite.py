@@ -109,6 +109,14 @@ def fts_query(terms: Sequence[str]) -> str | None:
     return any_of(words) if words else None
 
 
+# A block's new slots in one statement, from its memories' pks in slot order (a JSON
+# array): 5.7k instructions a slot against 15.2k bound row by row (callgrind, 10,000 slots
+# in blocks of 100).
+_NEW_SLOTS = (
+    "INSERT INTO vector_slots (memory_pk, block, slot) SELECT value, ?, key FROM json_each(?)"
+)
+
+
 def _insert_block(conn: Conn, user_id: str, width: int, entries: list[tuple[int, bytes]]) -> int:
     """A new block of (memory_pk, vector) entries; its `seq`. The slots are the caller's."""
     keys = encode_keys(pk for pk, _ in entries)
@@ -302,10 +310,14 @@ class SqliteBackend(SqlBackend, ChangeStore):
             for start in range(0, len(entries), VECTOR_BLOCK):
                 part = entries[start : start + VECTOR_BLOCK]
                 block = _insert_block(conn, user_id, width, [(e[0], e[2]) for e in part])
-                conn.executemany(
-                    "INSERT INTO vector_slots (seq, memory_pk, block, slot) VALUES (?, ?, ?, ?)",
-                    [(seq, pk, block, slot) for slot, (pk, seq, _) in enumerate(part)],
-                )
+                if all(e[1] is None for e in part):  # new slots: one statement for the block
+                    conn.execute(_NEW_SLOTS, (block, json.dumps([e[0] for e in part])))
+                else:
+                    conn.executemany(
+                        "INSERT INTO vector_slots (seq, memory_pk, block, slot) "
+                        "VALUES (?, ?, ?, ?)",
+                        [(seq, pk, block, slot) for slot, (pk, seq, _) in enumerate(part)],
+                    )
             if len(entries) % VECTOR_BLOCK:  # a small block: every `TAIL_MERGE`th, merge
                 small = self._small_writes.pop(user_id, 0) + 1
                 if small >= TAIL_MERGE:
