@@ -34,6 +34,12 @@ def _encode(value: int, length: int) -> str:
 
 def new_id(prefix: str) -> str:
     """Return a new id such as `mem_01JD3Q...`; ids made in one process strictly increase."""
+    return new_ids(prefix, 1)[0]
+
+
+def new_ids(prefix: str, count: int) -> list[str]:
+    """`count` new ids, increasing, for one clock read and one lock (a batch of memories:
+    `add_many`); the same ids `count` calls of `new_id` would give in one millisecond."""
     global _last_ms, _last_rand, _last_head, _last_mid
     if prefix not in PREFIXES:
         raise ValueError(f"unknown id prefix {prefix!r}; allowed: {sorted(PREFIXES)}")
@@ -42,10 +48,10 @@ def new_id(prefix: str) -> str:
         if ms <= _last_ms:
             # Same millisecond (or a clock step back): keep order by incrementing the random part.
             ms = _last_ms
-            rand = _last_rand + 1
+            first = _last_rand + 1
         else:
-            rand = int.from_bytes(os.urandom(10), "big") >> 1  # leave room to increment
-        _last_ms, _last_rand = ms, rand
+            first = int.from_bytes(os.urandom(10), "big") >> 1  # leave room to increment
+        _last_ms, _last_rand = ms, first + count - 1
     # 26 characters = 130 bits: the first 10 hold the 48-bit time, the last 16 the 80
     # random bits. Ids made in one millisecond share the time part and count up from one
     # random value, so they share the first half of the random part too: each half is
@@ -53,15 +59,18 @@ def new_id(prefix: str) -> str:
     head = _last_head
     if head[0] != ms:
         head = _last_head = (ms, _encode(ms, 10))
-    high, low = rand >> 40, rand & _LOW
-    mid = _last_mid
-    if mid[0] != high:
-        mid = _last_mid = (high, _encode(high, 8))
     pairs = _PAIRS
-    return (
-        f"{prefix}_{head[1]}{mid[1]}{pairs[low >> 30]}{pairs[(low >> 20) & 1023]}"
-        f"{pairs[(low >> 10) & 1023]}{pairs[low & 1023]}"
-    )
+    out = []
+    for rand in range(first, first + count):
+        high, low = rand >> 40, rand & _LOW
+        mid = _last_mid
+        if mid[0] != high:
+            mid = _last_mid = (high, _encode(high, 8))
+        out.append(
+            f"{prefix}_{head[1]}{mid[1]}{pairs[low >> 30]}{pairs[(low >> 20) & 1023]}"
+            f"{pairs[(low >> 10) & 1023]}{pairs[low & 1023]}"
+        )
+    return out
 
 
 def derived_id(prefix: str, at_ms: int, source: str) -> str:

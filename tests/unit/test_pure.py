@@ -41,6 +41,21 @@ def test_an_id_spells_its_time_and_random_bits_whatever_halves_it_reuses(monkeyp
     assert made[1][-16:-8] != made[2][-16:-8]  # the first half moved on
 
 
+def test_a_batch_of_ids_is_what_one_id_at_a_time_gives(monkeypatch) -> None:
+    """`new_ids` (add_many's) spells each id in full, counts up across a carry into the
+    random part's first half, and leaves the counter where the next id goes on from."""
+    ahead = ids.time.time_ns() // 1_000_000 + 10**6
+    start = (5 << 40) + (1 << 40) - 3
+    monkeypatch.setattr(ids, "_last_ms", ahead)
+    monkeypatch.setattr(ids, "_last_rand", start)
+    batch = ids.new_ids("mem", 6) + ids.new_ids("mem", 1)
+    one_by_one = [f"mem_{ids._encode(ahead, 10)}{ids._encode(start + i, 16)}" for i in range(1, 8)]
+    assert batch == one_by_one
+    assert ids.new_id("mem") == f"mem_{ids._encode(ahead, 10)}{ids._encode(start + 8, 16)}"
+    with pytest.raises(ValueError, match="unknown id prefix"):
+        ids.new_ids("xyz", 2)
+
+
 @pytest.mark.parametrize(
     ("last", "cur", "longest", "today", "want"),
     [

@@ -65,11 +65,17 @@ def build_memory(user_id: str, new: NewMemory, settings: Settings, now: datetime
 
 
 def build_memory_from(
-    user_id: str, new: Mapping[str, Any], settings: Settings, now: datetime
+    user_id: str,
+    new: Mapping[str, Any],
+    settings: Settings,
+    now: datetime,
+    memory_id: str | None = None,
 ) -> Memory:
     """`build_memory` from a new memory's field values (a `NewMemory`'s, every field
-    present: `models.new_memory_values` gives them without making the model)."""
-    memory_id = ids.new_id("mem")
+    present: `models.new_memory_values` gives them without making the model), with a new
+    id unless `memory_id` is one made for it (`ids.new_ids`, for a batch)."""
+    if memory_id is None:
+        memory_id = ids.new_id("mem")
     memory_type = new["memory_type"] or settings.default_memory_type
     content = new["content"]
     importance = new["importance"]
@@ -253,6 +259,7 @@ class MemoryOps:
         built: list[Memory] = []
         given: list[Any] = []
         seen: set[tuple[str, str]] = set()
+        made = ids.new_ids("mem", len(memories))
         for index, item in enumerate(memories):
             data: Any = item
             # a plain dict first: `isinstance(item, Mapping)` (an ABC) costs more than the rest
@@ -265,7 +272,7 @@ class MemoryOps:
                 values = new_memory_values(data) if mapping else None
                 if values is None:
                     values = validate.model(NewMemory, data, "memory").__dict__
-                mem = build_memory_from(uid, values, self.settings, now)
+                mem = build_memory_from(uid, values, self.settings, now, made[index])
             except InvalidArgumentError as exc:
                 exc.details.setdefault("index", index)
                 raise
