@@ -14,12 +14,26 @@ to those that embed, as the harness's cache does), and many short rounds in alte
 so that a machine whose speed drifts from minute to minute drifts for every peer alike.
 Each round prints one line per peer; the end, the medians. Times are the harness's: the
 adapter call only (`add_batch` per user, `search` per query).
+
+    /tmp/peers/bin/python bench/bench_peer_ingest.py --instructions --users 21 \
+        --peers memvault,langgraph_sqlite,floor
+
+counts instead of timing: each peer's ingest runs twice under callgrind (Debian's valgrind),
+with and without all but the first user's batch, and the difference a memory is printed.
+The count is the same from run to run whatever else the machine does (within a few
+tenths of a percent: the checkpoint thread's rounds depend on time), so a change of a few
+percent shows in one run where timing needs many rounds. It counts every thread, work moved
+off the caller's thread included, and under callgrind the code runs about fifty times
+slower, so what depends on the clock (a new id's millisecond, a flush interval) happens
+more often than in a timed run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,8 +52,8 @@ ADAPTERS = {  # harness name -> (module of ../shared/bench/peers, variant)
 }
 
 
-def _one(peer: str, users: int, per_user: int, queries: int, seed: int) -> dict[str, Any]:
-    """One peer, one round, in this process."""
+def _setup(peer: str, users: int, per_user: int, queries: int, seed: int) -> Any:
+    """The peer's adapter set up on a fresh directory, the workload, and its vectors."""
     import importlib.util
 
     import numpy as np
@@ -73,6 +87,14 @@ def _one(peer: str, users: int, per_user: int, queries: int, seed: int) -> dict[
 
     workdir = tempfile.mkdtemp(prefix=f"bench-peer-{peer}-")
     ad.setup(384, embed=Lookup(), workdir=workdir)
+    return ad, wl, vec_of
+
+
+def _one(peer: str, users: int, per_user: int, queries: int, seed: int) -> dict[str, Any]:
+    """One peer, one round, in this process."""
+    import numpy as np
+
+    ad, wl, vec_of = _setup(peer, users, per_user, queries, seed)
     given = bool(ad.accepts_vectors)
     per_batch: list[float] = []
     for u in wl.users:
@@ -107,6 +129,35 @@ def _one(peer: str, users: int, per_user: int, queries: int, seed: int) -> dict[
     }
 
 
+def _ingest_only(peer: str, users: int, per_user: int, seed: int, ingest: bool) -> None:
+    """The ingest without timing, for callgrind: the first user's batch is written in both
+    runs (a store's first write sets things up), the others only with `ingest`."""
+    import numpy as np
+
+    ad, wl, vec_of = _setup(peer, users, per_user, 1, seed)
+    for u in wl.users[: users if ingest else 1]:
+        batch = [t for _, t in wl.memories[u]]
+        vectors = np.stack([vec_of[t] for t in batch]) if ad.accepts_vectors else None
+        ad.add_batch(u, [i for i, _ in wl.memories[u]], batch, vectors)
+    ad.close()
+
+
+def _instructions(peer: str, users: int, per_user: int, seed: int) -> float:
+    """Instructions a memory of the peer's ingest (every thread of the process), from two
+    runs under callgrind, with and without all but the first user's batch."""
+    counts = []
+    for ingest in ("0", "1"):
+        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        cmd += [sys.executable, __file__, "--count", peer, "--ingest", ingest]
+        cmd += ["--users", str(users), "--per-user", str(per_user), "--seed", str(seed)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        found = re.search(r"Collected : (\d+)", out.stderr)
+        if found is None:
+            sys.exit(f"no instruction count from callgrind:\n{out.stderr[-2000:]}")
+        counts.append(int(found.group(1)))
+    return (counts[1] - counts[0]) / ((users - 1) * per_user)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--peers", default="memvault,langgraph_sqlite")
@@ -115,14 +166,27 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--instructions", action="store_true", help="count, not time (callgrind)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # a round's child process
+    ap.add_argument("--count", help=argparse.SUPPRESS)  # a child under callgrind
+    ap.add_argument("--ingest", default="1", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(_one(args.one, args.users, args.per_user, args.queries, args.seed)))
         return
+    if args.count:
+        _ingest_only(args.count, args.users, args.per_user, args.seed, args.ingest == "1")
+        return
     if not (PEERS_DIR / "workload.py").exists():
         sys.exit(f"{PEERS_DIR} not found (the peer benchmark sits beside the repository)")
     peers = args.peers.split(",")
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            sys.exit("--instructions needs valgrind (Debian's valgrind package)")
+        for peer in peers:
+            per = _instructions(peer, args.users, args.per_user, args.seed)
+            print(f"{peer}: {per / 1000:.1f}k instructions a memory", flush=True)
+        return
     got: dict[str, list[dict[str, Any]]] = {p: [] for p in peers}
     for r in range(args.rounds):
         order = peers if r % 2 == 0 else peers[::-1]

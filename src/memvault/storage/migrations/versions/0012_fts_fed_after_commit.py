@@ -1,12 +1,15 @@
-"""SQLite: the full-text index is fed after the commit, off the writer's path.
+"""SQLite: the full-text index is fed in batches, after the rows' own commit.
 
 A batch of new memories was indexed inside its own transaction (0002: one statement a
 batch), about 7 of the 48 us that SQLite spent on a memory of a 100-row batch with its
-vector (raw statements, bench/bench_store.py's shape). The writer now commits the rows
-alone; `storage/fts_feed.py` indexes them right after, on a thread of its own, while the
-caller goes on (the statement runs without the interpreter lock: on a second core), and a
-lexical search first indexes whatever of its user is still waiting, so that it always
-finds every committed memory.
+vector (raw statements, bench/bench_store.py's shape), most of it paid per statement. The
+writer now commits new rows alone and `storage/fts_feed.py` indexes them once about
+`FEED_AFTER` wait (one statement for ten such batches, in the writer's transaction that
+finds them due), and a lexical search first indexes whatever of its user is still waiting,
+so that it always finds every committed memory. (This text first said "on a thread of its
+own": the writer feeds them. A feeding thread would need the interpreter lock to start,
+which a caller busy in Python gives up only at its next write, where it would wait for the
+feed anyway, or after the 5 ms switch interval.)
 
 What is indexed is always a prefix: every live row up to the watermark, the largest rowid
 of `memories_fts_docsize` (FTS5 keeps a row there for every document it holds), and none
