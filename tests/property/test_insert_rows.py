@@ -107,3 +107,7 @@ def test_the_usual_new_memory_binds_its_own_values_only() -> None:
     statement, values = SQL.insert_rows([row])
     assert values == [(mid, "u1", "default", "note", "tea", 0.5, at, "ab" * 32)]
     assert statement.count("?") == 10  # the key and updated_at repeat ?1 and ?7
+
+
+def test_an_empty_batch_binds_nothing() -> None:
+    assert SQL.insert_rows([]) == (SQL.insert_memory_positional, [])

@@ -276,9 +276,12 @@ class Statements:
         memory sets 8 to 10 of 27 columns, and each value bound costs the batch writer:
         rows of the peer benchmark's memories with memvault's indexes, 100 a transaction,
         took 15-24 us a row binding 27 values and 9-13 binding 9 (raw `sqlite3`, same
-        rows, alternating); in `add_many`, 14% fewer instructions a memory (callgrind).
-        One statement a shape, compiled once; the rows are returned projected to it."""
+        rows, alternating); 12% fewer instructions a memory of the peer benchmark's ingest
+        (`bench/bench_peer_ingest.py --instructions`). One statement a shape, compiled
+        once; the rows are returned projected to it."""
         cols = self._icols
+        if not rows:
+            return self.insert_memory_positional or self.insert_memory, rows
         by_column = list(zip(*rows, strict=True))
         n = len(rows)
         kept: list[int] = []
