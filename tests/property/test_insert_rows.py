@@ -71,9 +71,23 @@ def _stored(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
     return conn.execute(f"SELECT {names} FROM memories ORDER BY pk").fetchall()
 
 
-_DIR = tempfile.TemporaryDirectory()
-_DB = Path(_DIR.name) / "schema.db"
-MemVault(Settings(data_dir=_DIR.name, database_url=f"sqlite:///{_DB}")).close()
+def _memories_ddl() -> str:
+    """The memory table as memvault's migrations make it (read once)."""
+    with tempfile.TemporaryDirectory() as where:
+        db = Path(where) / "schema.db"
+        MemVault(Settings(data_dir=where, database_url=f"sqlite:///{db}")).close()
+        conn = sqlite3.connect(db)
+        try:
+            return str(
+                conn.execute(
+                    "SELECT sql FROM sqlite_master WHERE tbl_name = 'memories' AND type = 'table'"
+                ).fetchone()[0]
+            )
+        finally:
+            conn.close()
+
+
+DDL = _memories_ddl()
 SQL = Statements(sqlite_dialect.dialect(paramstyle="named"))  # type: ignore[no-untyped-call]
 
 
@@ -84,12 +98,7 @@ def test_a_batch_is_stored_as_the_full_insert_stores_it(batch: list[tuple[Any, .
     stored = []
     for statement, values in (SQL.insert_rows(batch), (SQL.insert_memory_positional, batch)):
         conn = sqlite3.connect(":memory:")
-        conn.execute("ATTACH DATABASE ? AS schema_db", (str(_DB),))
-        ddl = conn.execute(
-            "SELECT sql FROM schema_db.sqlite_master WHERE tbl_name = 'memories' AND type = 'table'"
-        ).fetchone()[0]
-        conn.execute("DETACH DATABASE schema_db")
-        conn.execute(ddl)  # the table alone: no index refuses a row of this batch
+        conn.execute(DDL)  # the table alone: no index refuses a row of this batch
         conn.executemany(statement, values)
         stored.append(_stored(conn))
         conn.close()

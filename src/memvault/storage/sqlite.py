@@ -111,10 +111,12 @@ def fts_query(terms: Sequence[str]) -> str | None:
 
 # A block's new slots in one statement, from its memories' pks in slot order (a JSON
 # array): 5.7k instructions a slot against 15.2k bound row by row (callgrind, 10,000 slots
-# in blocks of 100).
+# in blocks of 100). A single slot costs more that way (28k more instructions an `add` of one
+# memory; the two counts cross at about 4 slots): smaller blocks go row by row.
 _NEW_SLOTS = (
     "INSERT INTO vector_slots (memory_pk, block, slot) SELECT value, ?, key FROM json_each(?)"
 )
+SLOTS_AT_ONCE_FROM = 8
 
 
 def _insert_block(conn: Conn, user_id: str, width: int, entries: list[tuple[int, bytes]]) -> int:
@@ -310,7 +312,7 @@ class SqliteBackend(SqlBackend, ChangeStore):
             for start in range(0, len(entries), VECTOR_BLOCK):
                 part = entries[start : start + VECTOR_BLOCK]
                 block = _insert_block(conn, user_id, width, [(e[0], e[2]) for e in part])
-                if all(e[1] is None for e in part):  # new slots: one statement for the block
+                if len(part) >= SLOTS_AT_ONCE_FROM and all(e[1] is None for e in part):
                     conn.execute(_NEW_SLOTS, (block, json.dumps([e[0] for e in part])))
                 else:
                     conn.executemany(
