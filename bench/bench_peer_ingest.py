@@ -26,6 +26,14 @@ percent shows in one run where timing needs many rounds. It counts every thread,
 off the caller's thread included, and under callgrind the code runs about fifty times
 slower, so what depends on the clock (a new id's millisecond, a flush interval) happens
 more often than in a timed run.
+
+    /tmp/peers/bin/python bench/bench_peer_ingest.py --statements --peers memvault,floor
+
+times each SQL statement a peer runs through Python's `sqlite3` during its ingest (the
+connections are made with a timing subclass), and prints how much of a memory's ingest
+time SQLite took on the caller's thread, statement by statement, and on other threads.
+What is left is the peer's Python. LangGraph's SQLite store connects through another
+driver and shows no statements.
 """
 
 from __future__ import annotations
@@ -158,6 +166,72 @@ def _instructions(peer: str, users: int, per_user: int, seed: int) -> float:
     return (counts[1] - counts[0]) / ((users - 1) * per_user)
 
 
+def _statements(peer: str, users: int, per_user: int, seed: int) -> None:
+    """Ingest with every `sqlite3` statement timed; prints the shares (see the docstring)."""
+    import sqlite3
+    import threading
+
+    import numpy as np
+
+    caller = threading.get_ident()
+    spent: dict[tuple[bool, str], list[float]] = {}
+
+    def note(sql: str, many: bool, t0: float) -> None:
+        took = time.perf_counter() - t0
+        key = (threading.get_ident() == caller, ("many " if many else "") + " ".join(sql.split()))
+        spent.setdefault(key, [0, 0.0])
+        spent[key][0] += 1
+        spent[key][1] += took
+
+    class Timed(sqlite3.Connection):
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            t0 = time.perf_counter()
+            try:
+                return super().execute(sql, *args)
+            finally:
+                note(sql, False, t0)
+
+        def executemany(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            t0 = time.perf_counter()
+            try:
+                return super().executemany(sql, *args)
+            finally:
+                note(sql, True, t0)
+
+    connect = sqlite3.connect
+
+    def timed_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        kwargs.setdefault("factory", Timed)
+        return connect(*args, **kwargs)
+
+    sqlite3.connect = timed_connect  # type: ignore[assignment]
+    ad, wl, vec_of = _setup(peer, users, per_user, 1, seed)
+    total = 0.0
+    for n, u in enumerate(wl.users):
+        if n == 1:  # the first user's batch sets the store up: not counted
+            spent.clear()
+            total = 0.0
+        batch = [t for _, t in wl.memories[u]]
+        vectors = np.stack([vec_of[t] for t in batch]) if ad.accepts_vectors else None
+        t0 = time.perf_counter()
+        ad.add_batch(u, [i for i, _ in wl.memories[u]], batch, vectors)
+        total += time.perf_counter() - t0
+    ad.close()
+    sqlite3.connect = connect  # type: ignore[assignment]
+    n = (users - 1) * per_user
+    on_caller = sum(v[1] for (mine, _), v in spent.items() if mine)
+    elsewhere = sum(v[1] for (mine, _), v in spent.items() if not mine)
+    print(
+        f"{peer}: {total / n * 1e6:.1f} us a memory; SQLite on the caller's thread "
+        f"{on_caller / n * 1e6:.1f} us ({on_caller / total:.0%}), the rest (Python) "
+        f"{(total - on_caller) / n * 1e6:.1f} us; SQLite on other threads "
+        f"{elsewhere / n * 1e6:.1f} us"
+    )
+    for (mine, sql), (calls, took) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:12]:
+        where = "" if mine else "[other thread] "
+        print(f"  {took / n * 1e6:6.2f} us  {calls:6d} calls  {where}{sql[:100]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--peers", default="memvault,langgraph_sqlite")
@@ -167,6 +241,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--instructions", action="store_true", help="count, not time (callgrind)")
+    ap.add_argument(
+        "--statements", action="store_true", help="SQLite's share, statement by statement"
+    )
     ap.add_argument("--one", help=argparse.SUPPRESS)  # a round's child process
     ap.add_argument("--count", help=argparse.SUPPRESS)  # a child under callgrind
     ap.add_argument("--ingest", default="1", help=argparse.SUPPRESS)
@@ -180,6 +257,10 @@ def main() -> None:
     if not (PEERS_DIR / "workload.py").exists():
         sys.exit(f"{PEERS_DIR} not found (the peer benchmark sits beside the repository)")
     peers = args.peers.split(",")
+    if args.statements:
+        for peer in peers:
+            _statements(peer, args.users, args.per_user, args.seed)
+        return
     if args.instructions:
         if shutil.which("valgrind") is None:
             sys.exit("--instructions needs valgrind (Debian's valgrind package)")
