@@ -27,6 +27,9 @@ app = typer.Typer(
     help="Long-term memory for AI assistants and agents.",
     no_args_is_help=True,
     add_completion=False,
+    # Docstrings are wrapped at 100 columns: markdown mode joins a paragraph's lines
+    # (the default kept each line break, and the help came out ragged).
+    rich_markup_mode="markdown",
 )
 db_app = typer.Typer(help="Schema and migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
