@@ -11,6 +11,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from memvault import MemVault, Settings
 from memvault.models import Filters
+from memvault.search import scoring
 from memvault.storage.fts_plan import TermStats
 from memvault.storage.sql.queries import Statements
 from memvault.storage.sqlite import FTS_FIRST_SLACK, FTS_WEIGHTS
@@ -168,3 +169,27 @@ def test_memories_said_by_the_person_the_query_names_rank_higher(tmp_path: Path)
         bob.memory_id: 0.0,
         lee.memory_id: 0.0,
     }
+
+
+def test_accesses_not_written_yet_count_in_the_ranking(tmp_path: Path) -> None:
+    """Reads note accesses in memory and write them later (storage/access.py); a search in
+    the same process ranks with them, as its hits report them."""
+    later = _settings(tmp_path, budget=0).model_copy(update={"access_flush_interval_s": 3600.0})
+    with MemVault(later) as vault:
+        read = vault.add("u", "notes about the garden party")
+        newer = vault.add("u", "notes about the garden party")  # more recent: ahead when equal
+        for _ in range(5):
+            vault.get("u", read.memory_id)
+        hits = vault.search("u", "garden party", k=2, mode="lexical", explain=True)
+        assert [h.memory.memory_id for h in hits] == [read.memory_id, newer.memory_id]
+        assert hits[0].explain is not None
+        assert hits[0].explain["access"] == scoring.access(5)  # this search's own comes after
+        assert hits[0].memory.access_count == 6
+        again = vault.search("u", "garden party", k=2, mode="lexical", explain=True)
+        assert again[1].explain is not None
+        assert again[1].explain["access"] == scoring.access(1)  # the first search's hit
+    with MemVault(later) as vault:  # written on close: the stored counts rank the same
+        hits = vault.search("u", "garden party", k=2, mode="lexical", explain=True)
+        assert [h.memory.memory_id for h in hits] == [read.memory_id, newer.memory_id]
+        assert hits[0].explain is not None
+        assert hits[0].explain["access"] == scoring.access(7)

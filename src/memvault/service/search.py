@@ -461,6 +461,9 @@ class SearchOps(MemoryOps):
                 cands[c.pk] = c
             else:
                 got.vector = c.vector
+        # The rows' counts leave out the accesses not written yet (storage/access.py)
+        for pk, n in self.backend.pending_accesses(list(cands)).items():
+            cands[pk].access_count += n
         weights = self._weights()
         rel = relevance(list(cands.values()), weights)
         boosts: dict[int, float] = {}

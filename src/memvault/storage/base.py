@@ -297,6 +297,12 @@ class Backend(Protocol):
         is at least `min_similarity`, else None (dedup on write asks for a whole batch)."""
         ...
 
+    def pending_accesses(self, pks: Sequence[int]) -> dict[int, int]:
+        """Accesses of rows `pks` this process counted and has not written yet (rows
+        without any are left out): a search adds them to its candidates' stored counts, as
+        a read of a memory does."""
+        ...
+
     def kept_vectors(self, user_id: str) -> int:
         """How many vectors of `user_id` this process keeps in memory now (0: none, or
         the backend keeps none): a search of a big user runs its vector part beside the
