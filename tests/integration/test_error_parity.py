@@ -102,3 +102,26 @@ async def test_the_same_bad_request_gets_the_same_code_on_every_door(
         with pytest.raises(MemvaultError) as info:
             await lib(vault)
         assert info.value.code.value == rest_code, name
+
+
+async def test_a_bad_field_is_described_alike_on_every_door(
+    setup: tuple[AsyncMemVault, httpx.AsyncClient, AsyncMemoryClient],
+) -> None:
+    """`details.errors`: one item per bad field, `{"field", "message", "type"}`, whether
+    the REST layer refused the body (422) or the service refused a value (400)."""
+    vault, http, zc = setup
+    shape = {"field", "message", "type"}
+    by_schema = await http.post("/v1/memories", json={"content": "x", "importance": "high"})
+    by_service = await http.post("/v1/search", json={"query": "tea", "filters": {"bogus": 1}})
+    z = await zc._call("search", {"query": "tea", "filters": {"bogus": 1}})
+    with pytest.raises(MemvaultError) as info:
+        await vault.search("alice", "tea", filters={"bogus": 1})
+    assert by_schema.status_code == 422
+    answers = [by_schema.json()["error"], by_service.json()["error"], z["error"]]
+    for error in [*answers, info.value.to_dict()]:
+        assert error["code"] == "INVALID_ARGUMENT"
+        items = error["details"]["errors"]
+        assert items
+        assert all(set(item) == shape for item in items), items
+    assert any(i["field"].endswith("importance") for i in answers[0]["details"]["errors"])
+    assert all(a["details"]["errors"][0]["field"] == "bogus" for a in answers[1:])

@@ -110,12 +110,15 @@ def memvault_error(request: Request, exc: Exception) -> Response:
 def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     _count(request, ErrorCode.INVALID_ARGUMENT)
+    # The same items as a check inside the service gives (`service.validate.as_error`)
     problems = []
     for err in exc.errors()[:20]:
         loc = ".".join(str(p) for p in err.get("loc", ()))
-        problems.append({"field": loc, "problem": str(err.get("msg", ""))})
-    first = problems[0] if problems else {"field": "", "problem": "invalid request"}
-    message = f"{first['field']}: {first['problem']}" if first["field"] else first["problem"]
+        problems.append(
+            {"field": loc, "message": str(err.get("msg", "")), "type": str(err.get("type", ""))}
+        )
+    first = problems[0] if problems else {"field": "", "message": "invalid request"}
+    message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
     return envelope(
         ErrorCode.INVALID_ARGUMENT, message, {"errors": problems}, request_id(request), 422
     )
