@@ -325,10 +325,10 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
     def _hook_purge_batch(self, conn: Conn) -> None:
         """Called first in each purge transaction (servers sharing a database serialise)."""
 
-    # ------------------------------------------------------------------ helpers
     def pending_accesses(self, pks: Sequence[int]) -> dict[int, int]:
         return {pk: n for pk, (n, _at) in self.access.peek_many(list(pks)).items()}
 
+    # ------------------------------------------------------------------ helpers
     def _memories(self, rows: Sequence[tuple[Any, ...]]) -> list[Memory]:
         pending = self.access.peek_many([row[0] for row in rows])
         if not pending:
