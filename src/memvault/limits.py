@@ -49,6 +49,7 @@ NAMESPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
 MEMORY_TYPE_PATTERN = r"^[a-z][a-z0-9_]*$"
 
 MAX_QUERY_CHARS = 4_096
+MAX_CHARACTER_PAIRS = 512  # of Chinese, Japanese or Korean text a memory adds to the index
 """Search query text."""
 MAX_SEARCH_K = 100
 

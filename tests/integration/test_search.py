@@ -494,6 +494,30 @@ def test_dates_are_searchable_in_words(vault: MemVault) -> None:
     ]
 
 
+def test_words_inside_chinese_japanese_and_korean_text_are_found(vault: MemVault) -> None:
+    zh = vault.add("alice", "我喜欢喝绿茶，不喜欢咖啡")  # noqa: RUF001 - Chinese commas
+    ja = vault.add("alice", "東京タワーの近くに住んでいます")
+    ko = vault.add("alice", "나는 주말마다 녹차를 마셔요")
+    en = vault.add("alice", "Green tea every morning")
+
+    def found(query: str) -> list[str]:
+        return [h.memory.memory_id for h in vault.search("alice", query, mode="lexical")]
+
+    assert found("绿茶") == [zh.memory_id]
+    assert found("你喜欢咖啡吗\uff1f") == [zh.memory_id]
+    assert found("タワー") == [ja.memory_id]
+    assert found("녹차") == [ko.memory_id]
+    assert found("green tea") == [en.memory_id]
+    # A conversation: the turn after a question carries the question's pairs too.
+    ask = vault.add("alice", "你周末做什么\uff1f", session_id="s1")
+    say = vault.add("alice", "去公园跑步", session_id="s1")
+    assert found("周末") == [ask.memory_id, say.memory_id]
+    assert found("公园") == [say.memory_id, ask.memory_id]
+    vault.update("alice", zh.memory_id, content="我喜欢喝红茶")
+    assert found("绿茶") == []
+    assert found("红茶") == [zh.memory_id]
+
+
 def test_full_text_is_scoped_to_the_user(tmp_path: Path) -> None:
     s = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'o.db'}", embedder="none")
     with MemVault(s) as vault:

@@ -6,9 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from memvault import InvalidArgumentError, ids
+from memvault import InvalidArgumentError, ids, limits
 from memvault.search.text import query_terms, without_words
 from memvault.service.ttl import expiry, next_streak
+from memvault.storage.search_text import search_context, unspaced_grams
 from memvault.storage.sql.queries import decode_cursor, encode_cursor
 from memvault.storage.sqlite import fts_query
 
@@ -90,6 +91,48 @@ def test_expiry() -> None:
 )
 def test_fts_query_quotes_every_word(text: str, want: str | None) -> None:
     assert fts_query(query_terms(text)) == want
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("我喜欢喝绿茶", ["我喜", "喜欢", "欢喝", "喝绿", "绿茶"]),
+        ("Tokyo: 東京タワー, 서울에서!", ["東京", "京タ", "タワ", "ワー", "서울", "울에", "에서"]),
+        ("茶 and 茶", ["茶"]),  # a run of one character: itself, once
+        ("绿茶绿茶", ["绿茶", "茶绿"]),
+        ("plain English", []),
+        ("café naïve Ελλάδα", []),  # spaced scripts: the tokenizer's words are enough
+    ],
+)
+def test_unspaced_text_is_indexed_by_character_pairs(text: str, want: list[str]) -> None:
+    assert unspaced_grams(text) == want
+
+
+def test_character_pairs_are_capped_and_join_the_search_context() -> None:
+    long = "".join(chr(0x4E00 + i) for i in range(2 * limits.MAX_CHARACTER_PAIRS))
+    assert len(unspaced_grams(long)) == limits.MAX_CHARACTER_PAIRS
+    assert search_context(["2023-10-13 去了东京"], 0, False) == (
+        "october 13 2023 friday 去了 了东 东京 去了 了东 东京"  # its own pairs: twice
+    )
+    assert search_context(["plain text"], 0, False) is None
+    turns = ["你周末做什么", "去公园", "公园跑步"]  # a conversation: the neighbours' pairs once
+    assert search_context(turns, 1, True) == (
+        "你周末做什么 公园跑步 去公 公园 去公 公园 你周 周末 末做 做什 什么 园跑 跑步"
+    )
+
+
+def test_query_words_of_unspaced_text_bring_their_character_pairs() -> None:
+    assert query_terms("我喜欢喝什么\uff1f") == [
+        "我喜欢喝什么",
+        "我喜",
+        "喜欢",
+        "欢喝",
+        "喝什",
+        "什么",
+    ]
+    assert query_terms("绿茶") == ["绿茶"]
+    assert query_terms("What is 绿茶?") == ["绿茶"]
+    assert len(query_terms("".join(chr(0x4E00 + i) for i in range(200)))) == 64
 
 
 @pytest.mark.parametrize(
