@@ -49,8 +49,10 @@ NAMESPACE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
 MEMORY_TYPE_PATTERN = r"^[a-z][a-z0-9_]*$"
 
 MAX_QUERY_CHARS = 4_096
-MAX_CHARACTER_PAIRS = 512  # of Chinese, Japanese or Korean text a memory adds to the index
 """Search query text."""
+MAX_CHARACTER_PAIRS = 512
+"""Distinct character pairs of Chinese, Japanese or Korean text a memory adds to the
+full-text index (the first ones: `storage.search_text.unspaced_grams`)."""
 MAX_SEARCH_K = 100
 
 MAX_EMBEDDING_DIMENSION = 8_192

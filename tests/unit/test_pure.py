@@ -111,6 +111,8 @@ def test_unspaced_text_is_indexed_by_character_pairs(text: str, want: list[str])
 def test_character_pairs_are_capped_and_join_the_search_context() -> None:
     long = "".join(chr(0x4E00 + i) for i in range(2 * limits.MAX_CHARACTER_PAIRS))
     assert len(unspaced_grams(long)) == limits.MAX_CHARACTER_PAIRS
+    runs = " ".join(chr(0x4E00 + i) for i in range(2 * limits.MAX_CHARACTER_PAIRS))
+    assert len(unspaced_grams(runs)) == limits.MAX_CHARACTER_PAIRS  # runs of one too
     assert search_context(["2023-10-13 去了东京"], 0, False) == (
         "october 13 2023 friday 去了 了东 东京 去了 了东 东京"  # its own pairs: twice
     )

@@ -73,14 +73,13 @@ def unspaced_grams(text: str) -> list[str]:
     if text.isascii():
         return []
     out: dict[str, None] = {}
+    cap = limits.MAX_CHARACTER_PAIRS
     for run in _UNSPACED_RUN.findall(text):
-        if len(run) == 1:
-            out[run] = None
-        for j in range(len(run) - 1):
+        for j in range(max(1, len(run) - 1)):
+            if len(out) >= cap:
+                return list(out)
             out[run[j : j + 2]] = None
-        if len(out) >= limits.MAX_CHARACTER_PAIRS:
-            break
-    return list(out)[: limits.MAX_CHARACTER_PAIRS]
+    return list(out)
 
 
 def search_context(texts: Sequence[str], i: int, conversation: bool) -> str | None:
