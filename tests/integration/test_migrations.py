@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
+from memvault import Settings
 from memvault.storage import migrate
 from memvault.storage.sql.tables import metadata
 
@@ -284,3 +285,54 @@ def test_0011_moves_vectors_into_blocks_and_back(tmp_path: Path) -> None:
         hits = vault.search("alice", "x", mode="vector", k=20, query_vector=vecs[17])
         assert hits[0].memory.content == "n17"
         assert len(hits) == 20
+
+
+def test_0013_gives_stored_chinese_japanese_and_korean_their_pairs(
+    backend: str, settings: Settings
+) -> None:
+    """Memories written before 0013 have no character pairs in their search context; the
+    upgrade (run when a store is opened) computes them, and leaves other contexts alone."""
+    from memvault import MemVault
+
+    if backend == "jsonfs":
+        pytest.skip("the JSON-file backend builds its index, contexts included, at open")
+    plain = settings.model_copy(update={"embedder": "none"})
+    with MemVault(plain) as vault:
+        tea = vault.add("alice", "我喜欢喝绿茶")
+        note = vault.add("alice", "plain words, 2023-10-13")
+        ask = vault.add("alice", "你周末做什么", session_id="s")
+        say = vault.add("alice", "去公园跑步", session_id="s")
+        ids = [m.memory_id for m in (tea, note, ask, say)]
+        kept = vault.inspect("alice", note.memory_id)
+    before = {  # what the code before 0013 wrote
+        tea.memory_id: None,
+        ask.memory_id: "去公园跑步",
+        say.memory_id: "你周末做什么",
+    }
+    engine = create_engine(migrate.engine_url(settings.database_url))
+    with engine.begin() as conn:
+        for memory_id, ctx in before.items():
+            conn.execute(
+                text("UPDATE memories SET search_context = :c WHERE memory_id = :m"),
+                {"c": ctx, "m": memory_id},
+            )
+        conn.execute(text("UPDATE alembic_version SET version_num = '0012'"))
+        note_ctx = conn.execute(
+            text("SELECT search_context FROM memories WHERE memory_id = :m"), {"m": ids[1]}
+        ).scalar_one()
+    engine.dispose()
+    with MemVault(plain) as vault:  # opening upgrades
+        assert migrate.current_revision(settings.database_url) == migrate.HEAD_REVISION
+        found = lambda q: [h.memory.memory_id for h in vault.search("alice", q, mode="lexical")]  # noqa: E731
+        assert found("绿茶") == [tea.memory_id]
+        assert found("公园") == [say.memory_id, ask.memory_id]
+        assert vault.inspect("alice", note.memory_id).version == kept.version
+    engine = create_engine(migrate.engine_url(settings.database_url))
+    with engine.connect() as conn:
+        after = dict(conn.execute(text("SELECT memory_id, search_context FROM memories")).all())
+    engine.dispose()
+    assert after[note.memory_id] == note_ctx == "october 13 2023 friday"  # untouched
+    assert after[tea.memory_id] == "我喜 喜欢 欢喝 喝绿 绿茶 我喜 喜欢 欢喝 喝绿 绿茶"
+    assert after[ask.memory_id] == (
+        "去公园跑步 你周 周末 末做 做什 什么 你周 周末 末做 做什 什么 去公 公园 园跑 跑步"
+    )

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, pool
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD_REVISION = "0012"
+HEAD_REVISION = "0013"
 """The newest revision; a test checks it against the revision files."""
 
 _HERE = Path(__file__).parent / "migrations"

@@ -5,8 +5,9 @@ character pairs of text written without spaces between words (Chinese, Japanese,
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
+from typing import Any
 
 from memvault import limits
 
@@ -113,3 +114,34 @@ def neighbour_context(texts: Sequence[str], i: int) -> str | None:
         return None
     around = [texts[j] for j in range(lo, hi) if j != i]
     return " ".join(around) or None
+
+
+def fresh_contexts(
+    rows: Iterable[Sequence[Any]], *, unspaced_only: bool = False
+) -> Iterator[tuple[int, str | None]]:
+    """(pk, context) for each of `rows` whose search context is not what `search_context`
+    gives now. `rows`: (pk, user_id, session_id, content, context) of live memories, ordered
+    by user, session and pk (a conversation's turns together, in order; any iterable, read
+    once). With `unspaced_only`, only memories whose conversation (or themselves, outside
+    one) holds text other than ASCII are looked at: the contexts that character pairs
+    change (migration 0013)."""
+    group: list[Sequence[Any]] = []
+    for row in rows:
+        if group and (row[1] != group[0][1] or row[2] != group[0][2] or row[2] is None):
+            yield from _fresh_group(group, unspaced_only)
+            group = []
+        group.append(row)
+    if group:
+        yield from _fresh_group(group, unspaced_only)
+
+
+def _fresh_group(
+    group: list[Sequence[Any]], unspaced_only: bool
+) -> Iterator[tuple[int, str | None]]:
+    texts = [r[3] for r in group]
+    if unspaced_only and all(t.isascii() for t in texts):
+        return
+    for i, r in enumerate(group):
+        ctx = search_context(texts, i, r[2] is not None)
+        if ctx != r[4]:
+            yield r[0], ctx

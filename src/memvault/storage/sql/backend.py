@@ -45,7 +45,7 @@ from memvault.storage.meta_match import metadata_matches
 from memvault.storage.records import RecordStore
 from memvault.storage.restore import RestoreStore
 from memvault.storage.runner import Runner
-from memvault.storage.search_text import CONTEXT_WINDOW, search_context
+from memvault.storage.search_text import CONTEXT_WINDOW, fresh_contexts, search_context
 from memvault.storage.sql import codec
 from memvault.storage.sql.dbapi import Conn, Connections
 from memvault.storage.sql.queries import Statements, decode_cursor, encode_cursor
@@ -526,20 +526,9 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
             "SELECT pk, user_id, session_id, content, search_context FROM memories "
             "WHERE deleted_at IS NULL ORDER BY user_id, session_id, pk"
         ).fetchall()
-        start = 0
-        while start < len(rows):
-            end = start + 1
-            key = rows[start][1:3]
-            while end < len(rows) and rows[end][1:3] == key:
-                end += 1
-            group = rows[start:end]
-            texts = [r[3] for r in group]
-            for i, r in enumerate(group):
-                ctx = search_context(texts, i, r[2] is not None)
-                if ctx != r[4]:
-                    conn.execute(self.sql.set_context, {"pk": r[0], "ctx": ctx})
-                    changed += 1
-            start = end
+        for pk, ctx in fresh_contexts(rows):
+            conn.execute(self.sql.set_context, {"pk": pk, "ctx": ctx})
+            changed += 1
         return changed
 
     def _write_row(self, conn: Conn, m: Memory) -> None:
