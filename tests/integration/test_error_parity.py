@@ -125,3 +125,20 @@ async def test_a_bad_field_is_described_alike_on_every_door(
         assert all(set(item) == shape for item in items), items
     assert any(i["field"].endswith("importance") for i in answers[0]["details"]["errors"])
     assert all(a["details"]["errors"][0]["field"] == "bogus" for a in answers[1:])
+
+
+async def test_a_body_that_is_not_json_says_so_and_where(
+    setup: tuple[AsyncMemVault, httpx.AsyncClient, AsyncMemoryClient],
+) -> None:
+    _, http, _ = setup
+    json_type = {"content-type": "application/json"}
+    for path in ("/v1/memories", "/v1/search"):
+        broken = await http.post(path, content='{"content": "x",}', headers=json_type)
+        empty = await http.post(path, content="", headers=json_type)
+        assert broken.status_code == empty.status_code == 422
+        error = broken.json()["error"]
+        assert error["code"] == "INVALID_ARGUMENT"
+        assert error["message"].startswith("body: not valid JSON (Expecting property name")
+        assert error["message"].endswith("at character 16)")
+        assert error["details"]["errors"][0]["field"] == "body"
+        assert empty.json()["error"]["message"] == "body: required: a JSON document"

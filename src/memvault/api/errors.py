@@ -113,10 +113,17 @@ def _validation_error(request: Request, exc: Exception) -> Response:
     # The same items as a check inside the service gives (`service.validate.as_error`)
     problems = []
     for err in exc.errors()[:20]:
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        problems.append(
-            {"field": loc, "message": str(err.get("msg", "")), "type": str(err.get("type", ""))}
-        )
+        where = tuple(err.get("loc", ()))
+        kind, msg = str(err.get("type", "")), str(err.get("msg", ""))
+        if kind == "json_invalid" and where[:1] == ("body",):
+            # FastAPI puts the character where the JSON broke in the path ("body.10")
+            reason = (err.get("ctx") or {}).get("error") or "cannot be parsed"
+            at = f" at character {where[1]}" if len(where) > 1 else ""
+            where, msg = ("body",), f"not valid JSON ({reason}{at})"
+        elif kind == "missing" and where == ("body",):
+            msg = "required: a JSON document"
+        loc = ".".join(str(p) for p in where)
+        problems.append({"field": loc, "message": msg, "type": kind})
     first = problems[0] if problems else {"field": "", "message": "invalid request"}
     message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
     return envelope(
