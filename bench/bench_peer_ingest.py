@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -176,27 +177,27 @@ def _statements(peer: str, users: int, per_user: int, seed: int) -> None:
     caller = threading.get_ident()
     spent: dict[tuple[bool, str], list[float]] = {}
 
-    def note(sql: str, many: bool, t0: float) -> None:
-        took = time.perf_counter() - t0
-        key = (threading.get_ident() == caller, ("many " if many else "") + " ".join(sql.split()))
-        spent.setdefault(key, [0, 0.0])
-        spent[key][0] += 1
-        spent[key][1] += took
+    def timed(
+        run: Callable[..., sqlite3.Cursor], sql: str, many: bool, args: Any
+    ) -> sqlite3.Cursor:
+        t0 = time.perf_counter()
+        try:
+            return run(sql, *args)
+        finally:
+            key = (
+                threading.get_ident() == caller,
+                ("many " if many else "") + " ".join(sql.split()),
+            )
+            entry = spent.setdefault(key, [0, 0.0])
+            entry[0] += 1
+            entry[1] += time.perf_counter() - t0
 
     class Timed(sqlite3.Connection):
         def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
-            t0 = time.perf_counter()
-            try:
-                return super().execute(sql, *args)
-            finally:
-                note(sql, False, t0)
+            return timed(super().execute, sql, False, args)
 
         def executemany(self, sql: str, *args: Any) -> sqlite3.Cursor:
-            t0 = time.perf_counter()
-            try:
-                return super().executemany(sql, *args)
-            finally:
-                note(sql, True, t0)
+            return timed(super().executemany, sql, True, args)
 
     connect = sqlite3.connect
 

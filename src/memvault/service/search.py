@@ -462,7 +462,7 @@ class SearchOps(MemoryOps):
             else:
                 got.vector = c.vector
         # The rows' counts leave out the accesses not written yet (storage/access.py)
-        for pk, n in self.backend.pending_accesses(list(cands)).items():
+        for pk, n in self.backend.pending_accesses(cands.keys()).items():
             cands[pk].access_count += n
         weights = self._weights()
         rel = relevance(list(cands.values()), weights)

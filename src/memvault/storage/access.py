@@ -62,7 +62,7 @@ class AccessTracker:
                     out.append((entry.count, entry.last_at))
         return out
 
-    def peek_many(self, pks: list[int]) -> dict[int, tuple[int, str]]:
+    def peek_many(self, pks: Iterable[int]) -> dict[int, tuple[int, str]]:
         """Pending (count, last time) of those of `pks` that have any."""
         with self._lock:
             pending = self._pending

@@ -7,7 +7,7 @@ pure function that the backend calls inside its transaction with the current rec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -297,7 +297,7 @@ class Backend(Protocol):
         is at least `min_similarity`, else None (dedup on write asks for a whole batch)."""
         ...
 
-    def pending_accesses(self, pks: Sequence[int]) -> dict[int, int]:
+    def pending_accesses(self, pks: Iterable[int]) -> dict[int, int]:
         """Accesses of rows `pks` this process counted and has not written yet (rows
         without any are left out): a search adds them to its candidates' stored counts, as
         a read of a memory does."""

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import functools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -325,12 +325,12 @@ class SqlBackend(RecordStore, KeyStore, JobStore, RestoreStore):
     def _hook_purge_batch(self, conn: Conn) -> None:
         """Called first in each purge transaction (servers sharing a database serialise)."""
 
-    def pending_accesses(self, pks: Sequence[int]) -> dict[int, int]:
-        return {pk: n for pk, (n, _at) in self.access.peek_many(list(pks)).items()}
+    def pending_accesses(self, pks: Iterable[int]) -> dict[int, int]:
+        return {pk: n for pk, (n, _at) in self.access.peek_many(pks).items()}
 
     # ------------------------------------------------------------------ helpers
     def _memories(self, rows: Sequence[tuple[Any, ...]]) -> list[Memory]:
-        pending = self.access.peek_many([row[0] for row in rows])
+        pending = self.access.peek_many(row[0] for row in rows)
         if not pending:
             return [codec.memory_from_row(row, None, self.column_cipher) for row in rows]
         cipher = self.column_cipher

@@ -20,6 +20,7 @@ Create Date: 2026-12-01
 from __future__ import annotations
 
 from alembic import context, op
+from sqlalchemy import text
 
 from memvault.storage.search_text import fresh_contexts
 
@@ -32,7 +33,7 @@ _ROWS = (
     "SELECT pk, user_id, session_id, content, search_context FROM memories "
     "WHERE deleted_at IS NULL ORDER BY user_id, session_id, pk"
 )
-_SET = "UPDATE memories SET search_context = %s WHERE pk = %s"
+_SET = text("UPDATE memories SET search_context = :ctx WHERE pk = :pk")
 
 
 def upgrade() -> None:
@@ -40,10 +41,9 @@ def upgrade() -> None:
         return  # SQL for a DBA (`memvault db sql`) reads no rows: `reindex --lexical` then
     bind = op.get_bind()
     rows = bind.exec_driver_sql(_ROWS, execution_options={"stream_results": True})
-    changed = [(ctx, pk) for pk, ctx in fresh_contexts(rows, unspaced_only=True)]
+    changed = [{"ctx": ctx, "pk": pk} for pk, ctx in fresh_contexts(rows, unspaced_only=True)]
     if changed:
-        sql = _SET.replace("%s", "?") if bind.dialect.name == "sqlite" else _SET
-        bind.exec_driver_sql(sql, changed)
+        bind.execute(_SET, changed)
 
 
 def downgrade() -> None:
